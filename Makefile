@@ -1,0 +1,52 @@
+# Quick start: `make demo` sets up and runs the demo, `make test` runs the test suite.
+# Django 6 needs Python 3.12+; `python3` may be older, so look for a suitable interpreter
+# (PATH first, then pyenv's installs). Override with `make PYTHON=/path/to/python3.12`.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python3 2>/dev/null); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$p"; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/smscampaigns
+
+.PHONY: install demo run test test-postgres test-all lint clean lock
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@test -n "$(PYTHON)" || { echo "error: Python 3.12 or newer is required (set PYTHON=/path/to/python3.12)"; exit 1; }
+	@test -x $(BIN)/python || "$(PYTHON)" -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/.installed ## create .venv and install pinned dependencies
+
+demo: install ## migrate, seed sample data and show what is there
+	@test -f .env || { cp .env.example .env && echo "Created .env from .env.example (DEBUG=true, SQLite)."; }
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo
+
+run: install ## development server on http://127.0.0.1:8000/admin/
+	$(BIN)/python manage.py runserver
+
+test: install ## the whole suite on SQLite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: install ## the whole suite on PostgreSQL ($(POSTGRES_TEST_URL))
+	DATABASE_URL=$(POSTGRES_TEST_URL) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: test test-postgres
+
+lint: install ## ruff, Django's checks, and no missing migrations
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py check
+	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
+	ENV_FILE=/dev/null SECRET_KEY=check-deploy-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyz DEBUG=false \
+		ALLOWED_HOSTS=sms.example.com PUBLIC_BASE_URL=https://sms.example.com \
+		$(BIN)/python manage.py check --deploy --fail-level WARNING
+
+clean:
+	rm -rf $(VENV) db.sqlite3
+
+lock: install ## re-pin requirements.lock to what is installed
+	{ echo '# Pinned versions for reproducible installs: pip install -c requirements.lock -e ".[dev]"'; \
+	  echo '# Regenerate after changing pyproject.toml: make lock'; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock

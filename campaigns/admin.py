@@ -1,0 +1,47 @@
+from django.contrib import admin
+
+from .models import Campaign, Message
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "provider", "scheduled_at", "created_at"]
+    list_filter = ["status", "provider"]
+    search_fields = ["name", "body"]
+    filter_horizontal = ["lists"]
+    readonly_fields = [
+        "status",
+        "created_by",
+        "created_at",
+        "updated_at",
+        "started_at",
+        "completed_at",
+    ]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "campaign",
+        "to",
+        "status",
+        "provider",
+        "segments",
+        "error_code",
+        "status_changed_at",
+    ]
+    list_filter = ["status", "provider", "encoding"]
+    search_fields = ["to", "provider_message_id", "=client_reference", "campaign__name"]
+    list_select_related = ["campaign"]
+    raw_id_fields = ["campaign", "contact"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Message._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False

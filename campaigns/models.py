@@ -1,0 +1,171 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+
+def default_provider() -> str:
+    return settings.SMS_DEFAULT_PROVIDER
+
+
+def validate_provider_alias(alias: str) -> None:
+    if alias and alias not in settings.SMS_PROVIDERS:
+        raise ValidationError(
+            "%(alias)s is not a configured provider (choose one of: %(choices)s).",
+            code="unknown_provider",
+            params={"alias": alias, "choices": ", ".join(settings.SMS_PROVIDERS)},
+        )
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    name = models.CharField(max_length=200)
+    body = models.TextField(
+        help_text="The message. Placeholders such as {first_name} or {first_name|there} are filled in per contact."
+    )
+    lists = models.ManyToManyField(
+        "contacts.ContactList", related_name="campaigns", blank=True
+    )
+    provider = models.CharField(
+        max_length=32, default=default_provider, validators=[validate_provider_alias]
+    )
+    sender = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Sender number or ID; empty uses the provider's default.",
+    )
+    status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def status_counts(self) -> dict[str, int]:
+        """Messages per status, in one GROUP BY answered from the (campaign, status) index."""
+        counts = dict.fromkeys(Message.Status.values, 0)
+        rows = (
+            Message.objects.filter(campaign=self)
+            .order_by()
+            .values_list("status")
+            .annotate(n=models.Count("id"))
+        )
+        counts.update(dict(rows))
+        return counts
+
+
+class Message(models.Model):
+    """One text to one recipient of a campaign: the outbox row and its delivery record."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SUBMITTED = "submitted", "Submitted to provider"
+        SENT = "sent", "Sent to carrier"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+        UNKNOWN = "unknown", "Unknown (in flight at a crash)"
+
+    # How far along a status is. A status update may only move a message to a
+    # higher rank, so a late "sent" receipt never overwrites "delivered" and a
+    # duplicate receipt changes nothing. Final outcomes share the top rank.
+    RANK = {
+        Status.QUEUED: 0,
+        Status.SENDING: 1,
+        Status.UNKNOWN: 2,
+        Status.SUBMITTED: 3,
+        Status.SENT: 4,
+        Status.DELIVERED: 9,
+        Status.UNDELIVERED: 9,
+        Status.FAILED: 9,
+        Status.REJECTED: 9,
+        Status.EXPIRED: 9,
+    }
+
+    class Encoding(models.TextChoices):
+        GSM7 = "gsm7", "GSM-7"
+        UCS2 = "ucs2", "UCS-2"
+
+    campaign = models.ForeignKey(Campaign, models.CASCADE, related_name="messages")
+    contact = models.ForeignKey(
+        "contacts.Contact",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    to = models.CharField(max_length=16, help_text="Destination in E.164.")
+    body = models.TextField(help_text="The text as sent, placeholders filled in.")
+    provider = models.CharField(max_length=32)
+    provider_message_id = models.CharField(max_length=64, blank=True, default="")
+    client_reference = models.UUIDField(default=uuid.uuid4, editable=False)
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_reason = models.CharField(max_length=255, blank=True)
+    encoding = models.CharField(max_length=4, choices=Encoding, blank=True)
+    segments = models.PositiveSmallIntegerField(default=1)
+    price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "contact"], name="message_one_per_contact"
+            ),
+            models.UniqueConstraint(
+                fields=["client_reference"], name="message_unique_client_reference"
+            ),
+        ]
+        indexes = [
+            # Claims (queued messages of a campaign in id order) and per-status counts.
+            models.Index(
+                fields=["campaign", "status", "id"], name="message_campaign_status"
+            ),
+            # Delivery receipts look messages up by the provider's id.
+            models.Index(
+                fields=["provider_message_id"],
+                name="message_provider_message_id",
+                condition=~models.Q(provider_message_id=""),
+            ),
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}→{self.to} ({self.status})"
+
+    @classmethod
+    def statuses_below(cls, status: str) -> list[str]:
+        """The statuses a message may move from to reach ``status``."""
+        rank = cls.RANK[status]
+        return [s for s, r in cls.RANK.items() if r < rank]

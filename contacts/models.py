@@ -1,0 +1,174 @@
+from django.db import models
+from django.utils import timezone
+
+from .fields import PhoneNumberField
+from .phones import parse_phone
+from .querysets import AppendOnlyQuerySet, ContactQuerySet
+
+
+class Source(models.TextChoices):
+    """Where a change to a contact or its consent came from."""
+
+    KEYWORD = "keyword", "Keyword reply"
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    IMPORT = "import", "Import"
+    PROVIDER = "provider", "Provider signal"
+
+
+class Contact(models.Model):
+    phone = PhoneNumberField(
+        help_text="E.164, e.g. +14155550123. Other formats are converted."
+    )
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    attributes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Free-form values for personalization, e.g. {"city": "Austin"}.',
+    )
+    country = models.CharField(max_length=2, blank=True, editable=False)
+    time_zone = models.CharField(max_length=64, blank=True, editable=False)
+    opted_out_at = models.DateTimeField(null=True, blank=True)
+    opt_out_source = models.CharField(max_length=16, choices=Source, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    lists = models.ManyToManyField(
+        "ContactList", through="ListMembership", related_name="contacts", blank=True
+    )
+
+    objects = ContactQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["phone"], name="contact_unique_phone")
+        ]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return f"{name} ({self.phone})" if name else self.phone
+
+    def save(self, *args, **kwargs) -> None:
+        # Country and time zone always follow the number (the send window uses them).
+        parsed = parse_phone(self.phone)
+        self.phone, self.country, self.time_zone = (
+            parsed.e164,
+            parsed.country,
+            parsed.time_zone,
+        )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "phone" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "country", "time_zone"}
+        super().save(*args, **kwargs)
+
+    @property
+    def opted_out(self) -> bool:
+        return self.opted_out_at is not None
+
+
+class ContactList(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["name"], name="contactlist_unique_name")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ListMembership(models.Model):
+    contact_list = models.ForeignKey(
+        ContactList, models.CASCADE, related_name="memberships"
+    )
+    contact = models.ForeignKey(Contact, models.CASCADE, related_name="memberships")
+    added_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=Source, default=Source.ADMIN)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact_list", "contact"], name="membership_unique_contact"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["contact", "contact_list"], name="membership_by_contact"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} in {self.contact_list_id}"
+
+
+class ConsentEvent(models.Model):
+    """One opt-in or opt-out, kept forever as the audit trail carriers and regulators ask for."""
+
+    class Kind(models.TextChoices):
+        OPT_OUT = "opt_out", "Opt-out"
+        OPT_IN = "opt_in", "Opt-in"
+
+    phone = models.CharField(max_length=16)
+    contact = models.ForeignKey(
+        Contact, models.SET_NULL, null=True, blank=True, related_name="consent_events"
+    )
+    kind = models.CharField(max_length=8, choices=Kind)
+    source = models.CharField(max_length=16, choices=Source)
+    text = models.TextField(
+        blank=True, help_text="The message received, for keyword events."
+    )
+    provider = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["phone", "created_at"], name="consent_by_phone")
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.phone} ({self.get_source_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise TypeError("ConsentEvent rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("ConsentEvent rows are append-only")
+
+
+class Suppression(models.Model):
+    """A number that must never get marketing, whether or not it is a contact."""
+
+    class Reason(models.TextChoices):
+        OPT_OUT = "opt_out", "Opted out"
+        MANUAL = "manual", "Added by hand"
+        INVALID = "invalid", "Number invalid or deactivated"
+
+    phone = PhoneNumberField()
+    reason = models.CharField(max_length=16, choices=Reason, default=Reason.MANUAL)
+    source = models.CharField(max_length=16, choices=Source, default=Source.ADMIN)
+    note = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["phone"], name="suppression_unique_phone")
+        ]
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.phone} ({self.get_reason_display()})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.phone = parse_phone(self.phone).e164
+        super().save(*args, **kwargs)

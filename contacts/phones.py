@@ -1,0 +1,97 @@
+"""Phone numbers: parsing to E.164, and the country and time zone of a number.
+
+The one place that knows about ``phonenumbers``; everything else stores and passes E.164.
+"""
+
+import re
+from dataclasses import dataclass
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezone
+
+from django.conf import settings
+
+_UNKNOWN_TIME_ZONE = "Etc/Unknown"
+_DIGITS_ONLY = re.compile(r"^\d+$")
+_PUNCTUATION = re.compile(r"[\s().\-/]")
+
+
+class InvalidPhoneNumber(ValueError):
+    """A phone number that cannot be parsed, or is not a valid number."""
+
+    def __init__(self, raw: str, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason
+        super().__init__(f"{raw!r} is not a valid phone number: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPhone:
+    e164: str
+    country: str
+    """ISO 3166-1 alpha-2 region of the number, e.g. "US"; empty when unknown."""
+    time_zone: str
+    """IANA time zone of the number's area, e.g. "America/Los_Angeles"; empty when unknown."""
+
+
+def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
+    """Parse a number written in any common format.
+
+    Accepts E.164 (``+14155550123``), international without the ``+``
+    (``447911123456``) or with an ``00`` prefix, and national format for ``region``
+    (default ``PHONE_DEFAULT_REGION``), e.g. ``(415) 555-0123``.
+    """
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidPhoneNumber(raw, "it is empty")
+    region = (region or settings.PHONE_DEFAULT_REGION).upper()
+    compact = _PUNCTUATION.sub("", text)
+    if compact.startswith("00") and _DIGITS_ONLY.match(compact):
+        text = compact = "+" + compact[2:]
+
+    number = _parse_valid(text, region)
+    if number is None and _DIGITS_ONLY.match(compact) and len(compact) >= 8:
+        # Digits that are not a valid national number may be international
+        # without the "+", as many exports and vendor callbacks write them.
+        number = _parse_valid("+" + compact, None)
+    if number is None:
+        if text.startswith("+") or not _DIGITS_ONLY.match(compact):
+            raise InvalidPhoneNumber(raw, "not a valid number")
+        raise InvalidPhoneNumber(
+            raw, f"not a valid number in {region} or in international format"
+        )
+
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    country = phonenumbers.region_code_for_number(number) or ""
+    zones = [
+        z
+        for z in phone_timezone.time_zones_for_number(number)
+        if z != _UNKNOWN_TIME_ZONE
+    ]
+    # A number can span several zones (a whole country for mobiles); the first is the
+    # most specific phonenumbers knows, and sending windows use it.
+    return ParsedPhone(
+        e164=e164,
+        country=country if country != "001" else "",
+        time_zone=zones[0] if zones else "",
+    )
+
+
+def normalize_phone(raw: str, region: str | None = None) -> str:
+    """Return ``raw`` in E.164, or raise InvalidPhoneNumber."""
+    return parse_phone(raw, region).e164
+
+
+def mask_phone(e164: str) -> str:
+    """A number safe to log: country code and last two digits only."""
+    if len(e164) < 6:
+        return "***"
+    return f"{e164[:3]}{'*' * (len(e164) - 5)}{e164[-2:]}"
+
+
+def _parse_valid(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None

@@ -1,0 +1,5 @@
+"""smscampaigns: SMS marketing campaigns on Django."""
+
+from .celery import app as celery_app
+
+__all__ = ("celery_app",)

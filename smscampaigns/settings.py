@@ -1,0 +1,229 @@
+"""Settings for smscampaigns.
+
+Every value comes from the environment or a ``.env`` file beside manage.py (see
+``.env.example`` for the full list). The real environment wins over ``.env``.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+ENV_FILE = Path(os.environ.get("ENV_FILE") or BASE_DIR / ".env")
+if ENV_FILE.is_file():
+    environ.Env.read_env(ENV_FILE)
+# An empty variable (as .env.example leaves them) means "not set": use the default.
+for _name in [n for n, v in os.environ.items() if v == ""]:
+    del os.environ[_name]
+
+# --- Core -------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment or in .env "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or set DEBUG=true for local development."
+        )
+    # Local development only: DEBUG is on, so this key never signs production data.
+    SECRET_KEY = "django-insecure-local-development-only-not-for-production"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
+if PUBLIC_BASE_URL:
+    _public = urlsplit(PUBLIC_BASE_URL)
+    if _public.scheme not in ("http", "https") or not _public.netloc:
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL must be an origin such as https://sms.example.com, got {PUBLIC_BASE_URL!r}"
+        )
+    CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
+
+PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US").upper()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "providers",
+    "contacts",
+    "campaigns",
+    "webhooks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "smscampaigns.urls"
+WSGI_APPLICATION = "smscampaigns.wsgi.application"
+ASGI_APPLICATION = "smscampaigns.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///db.sqlite3")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    if _db["NAME"] and not _db["NAME"].startswith((":memory:", "/", "file:")):
+        _db["NAME"] = str(BASE_DIR / _db["NAME"])
+    # WAL lets readers (the admin, webhooks) work while a sender writes; IMMEDIATE
+    # transactions take the write lock up front so two writers queue instead of
+    # failing with "database is locked" halfway through a transaction.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    # A new PostgreSQL connection costs ~5 ms; webhooks and workers reuse theirs.
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=600))
+    _db["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ------------------------------------------------------------------
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
+# --- Security ---------------------------------------------------------------
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto.
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG
+)
+# The header only makes the site eligible; submitting it to the preload list is a
+# separate, manual step.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1_048_576  # webhooks refuse bodies over 1 MB
+
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalization -----------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files -------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+
+# --- Logging ------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Request logs would carry full phone numbers from webhook query strings.
+        "django.server": {"level": "WARNING"},
+    },
+}
+
+# --- Celery (optional) ----------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = TIME_ZONE
+
+# --- SMS providers ----------------------------------------------------------------
+# Messages per second each account allows. Vonage: 30 API requests/s per key by
+# default. Plivo: 5 MPS per account by default. Sinch sets a rate per service plan
+# and publishes no default, so ask your account manager and set SINCH_RATE.
+VONAGE_RATE = env.float("VONAGE_RATE", default=30.0)
+PLIVO_RATE = env.float("PLIVO_RATE", default=5.0)
+SINCH_RATE = env.float("SINCH_RATE", default=10.0)
+
+SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
+SMS_PROVIDERS = {
+    "vonage": {
+        "BACKEND": "providers.backends.vonage.SmsBackend",
+        "OPTIONS": {
+            "application_id": env.str("VONAGE_APPLICATION_ID", default=""),
+            "private_key_path": env.str("VONAGE_PRIVATE_KEY_PATH", default=""),
+            "number": env.str("VONAGE_NUMBER", default=""),
+            "signature_secret": env.str("VONAGE_SIGNATURE_SECRET", default=""),
+            "api_url": env.str("VONAGE_API_URL", default="https://api.nexmo.com"),
+            "rate": VONAGE_RATE,
+        },
+    },
+    "plivo": {
+        "BACKEND": "providers.backends.plivo.SmsBackend",
+        "OPTIONS": {
+            "auth_id": env.str("PLIVO_AUTH_ID", default=""),
+            "auth_token": env.str("PLIVO_AUTH_TOKEN", default=""),
+            "sender_id": env.str("PLIVO_SENDER_ID", default=""),
+            "api_url": env.str("PLIVO_API_URL", default="https://api.plivo.com"),
+            "rate": PLIVO_RATE,
+        },
+    },
+    "sinch": {
+        "BACKEND": "providers.backends.sinch.SmsBackend",
+        "OPTIONS": {
+            "service_plan_id": env.str("SINCH_SERVICE_PLAN_ID", default=""),
+            "api_token": env.str("SINCH_API_TOKEN", default=""),
+            "number": env.str("SINCH_NUMBER", default=""),
+            "api_url": env.str("SINCH_API_URL", default="https://us.sms.api.sinch.com"),
+            "webhook_secret": env.str("SINCH_WEBHOOK_SECRET", default=""),
+            "rate": SINCH_RATE,
+        },
+    },
+    "simulator": {"BACKEND": "providers.backends.simulator.SmsBackend", "OPTIONS": {}},
+    "console": {"BACKEND": "providers.backends.console.SmsBackend", "OPTIONS": {}},
+    "locmem": {"BACKEND": "providers.backends.locmem.SmsBackend", "OPTIONS": {}},
+}
+if SMS_DEFAULT_PROVIDER not in SMS_PROVIDERS:
+    raise ImproperlyConfigured(
+        f"SMS_DEFAULT_PROVIDER={SMS_DEFAULT_PROVIDER!r} is not one of: {', '.join(SMS_PROVIDERS)}"
+    )

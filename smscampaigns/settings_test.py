@@ -1,0 +1,23 @@
+"""Settings for the test suite: the production settings with safe, fast test values.
+
+``DATABASE_URL`` still chooses the database, so the same suite runs on SQLite and
+PostgreSQL.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-outside-the-test-suite")
+os.environ.setdefault("DEBUG", "false")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+os.environ.setdefault("PUBLIC_BASE_URL", "https://sms.example.com")
+os.environ.setdefault("SMS_DEFAULT_PROVIDER", "locmem")
+# The tests must not read a developer's .env through the environment either.
+os.environ.setdefault("CELERY_BROKER_URL", "")
+
+from .settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False

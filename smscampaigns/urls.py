@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import path
+
+admin.site.site_header = "smscampaigns"
+admin.site.site_title = "smscampaigns"
+admin.site.index_title = "SMS campaigns"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

@@ -186,6 +186,15 @@ PLIVO_RATE = env.float("PLIVO_RATE", default=5.0)
 SINCH_RATE = env.float("SINCH_RATE", default=10.0)
 
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
+
+# Callback authenticity: a signature older (or further ahead) than SMS_WEBHOOK_MAX_AGE
+# seconds, beyond SMS_WEBHOOK_CLOCK_SKEW of leeway, is refused as stale. Unsigned
+# callbacks are refused unless SMS_WEBHOOK_ALLOW_UNSIGNED is on (local development only).
+SMS_WEBHOOK_MAX_AGE = env.int("SMS_WEBHOOK_MAX_AGE", default=300)
+SMS_WEBHOOK_CLOCK_SKEW = env.int("SMS_WEBHOOK_CLOCK_SKEW", default=30)
+SMS_WEBHOOK_ALLOW_UNSIGNED = env.bool("SMS_WEBHOOK_ALLOW_UNSIGNED", default=False)
+if SMS_WEBHOOK_ALLOW_UNSIGNED and not DEBUG:
+    raise ImproperlyConfigured("SMS_WEBHOOK_ALLOW_UNSIGNED is for local development: it needs DEBUG=true")
 SMS_PROVIDERS = {
     "vonage": {
         "BACKEND": "providers.backends.vonage.SmsBackend",

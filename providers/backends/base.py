@@ -1,0 +1,120 @@
+"""Base SMS provider backend."""
+
+from collections.abc import Sequence
+from itertools import islice
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..messages import Callback, InboundSms, OutboundSms, SendResult, StatusEvent
+
+
+class BaseSmsBackend:
+    """Base class for SMS provider backends.
+
+    A backend is the only code that knows a vendor's wire format. Subclasses implement
+    ``send_batch()``, and the callback methods the vendor supports. Options come from
+    ``SMS_PROVIDERS[alias]["OPTIONS"]``: a subclass pops the ones it knows before calling
+    ``super().__init__()``; anything left over is a configuration error.
+    """
+
+    max_recipients_per_request: int = 1
+    """How many recipients one API request may carry."""
+    supports_per_recipient_text: bool = False
+    """Whether one request may carry a different text for each recipient."""
+    supports_client_reference: bool = False
+    """Whether the vendor echoes our per-message reference in its callbacks."""
+    supports_callback_url: bool = False
+    """Whether each send may name the URL its delivery receipts go to."""
+    default_rate: float = 1.0
+    """Messages per second the vendor allows an account by default."""
+
+    def __init__(
+        self, *, alias: str, rate: float | None = None, **options: object
+    ) -> None:
+        if options:
+            raise ImproperlyConfigured(
+                f"Unknown OPTIONS for SMS_PROVIDERS[{alias!r}]: {', '.join(sorted(options))}"
+            )
+        self.alias = alias
+        self.rate = float(rate) if rate else self.default_rate
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__name__} alias={self.alias!r}>"
+
+    # --- Sending -------------------------------------------------------------------
+
+    def send_messages(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        """Send any number of messages, in as few requests as the vendor allows.
+
+        Returns one result per message. Errors are results, not exceptions: one bad
+        number or one failed request never loses the others' outcomes.
+        """
+        results: list[SendResult] = []
+        for chunk in self._chunks(messages):
+            results.extend(self.send_batch(chunk))
+        return results
+
+    def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        """Send at most ``max_recipients_per_request`` messages in one request."""
+        raise NotImplementedError(
+            "subclasses of BaseSmsBackend must override send_batch()"
+        )
+
+    def _chunks(self, messages: Sequence[OutboundSms]):
+        size = self.max_recipients_per_request
+        if self.supports_per_recipient_text or size == 1:
+            groups = [list(messages)]
+        else:
+            # One text per request: group recipients by text (and sender), keeping order.
+            by_key: dict[tuple[str, str], list[OutboundSms]] = {}
+            for message in messages:
+                by_key.setdefault((message.text, message.sender), []).append(message)
+            groups = list(by_key.values())
+        for group in groups:
+            iterator = iter(group)
+            while chunk := list(islice(iterator, size)):
+                yield chunk
+
+    # --- Callbacks -----------------------------------------------------------------
+
+    def verify_callback(self, callback: Callback) -> None:
+        """Raise CallbackAuthError unless the callback is authentic and fresh."""
+        raise NotImplementedError(f"{type(self).__name__} cannot verify callbacks")
+
+    def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
+        """Delivery statuses in a (verified) callback; CallbackParseError if malformed."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not receive delivery reports"
+        )
+
+    def parse_inbound_callback(self, callback: Callback) -> list[InboundSms]:
+        """Inbound messages in a (verified) callback; CallbackParseError if malformed."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not receive inbound messages"
+        )
+
+    def status_callback_url(self, reference: str = "") -> str:
+        """Our public URL for this provider's delivery receipts, or "" without PUBLIC_BASE_URL."""
+        return self._webhook_url("status", reference)
+
+    def inbound_callback_url(self) -> str:
+        return self._webhook_url("inbound")
+
+    def _webhook_url(self, kind: str, reference: str = "") -> str:
+        base = settings.PUBLIC_BASE_URL
+        if not base:
+            return ""
+        url = f"{base}/webhooks/{self.alias}/{kind}/"
+        return f"{url}?ref={reference}" if reference else url
+
+    # --- Helpers for subclasses ----------------------------------------------------
+
+    @staticmethod
+    def require(alias: str, **values: object) -> None:
+        """Fail at start-up, naming the variables, when required credentials are missing."""
+        missing = [name for name, value in values.items() if not value]
+        if missing:
+            raise ImproperlyConfigured(
+                f"SMS provider {alias!r} needs {', '.join(missing)} (set them in the environment or .env)"
+            )

@@ -1,0 +1,156 @@
+"""Plain data passed between the apps and the provider backends.
+
+Nothing here knows Django models or a vendor's wire format: backends turn these into
+requests and turn vendor callbacks into these.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from functools import cached_property
+from urllib.parse import parse_qs, urlsplit
+
+
+class DeliveryStatus(StrEnum):
+    """Our delivery statuses, as a vendor callback can report them (same values as Message.Status)."""
+
+    SUBMITTED = "submitted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+    """The vendor's status says nothing new (or is one we do not know): keep the current status."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One text to one recipient."""
+
+    to: str
+    """E.164 with the leading "+"."""
+    text: str
+    reference: str
+    """Our client reference for this message (a UUID string), echoed back where the vendor allows."""
+    sender: str = ""
+    """Sender number or ID; empty means the backend's configured default."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendError:
+    code: str
+    """The vendor's error code or HTTP status, as text."""
+    reason: str
+    retryable: bool
+    """True for throttling, 5xx, timeouts and connection errors: try again later."""
+    misconfigured: bool = False
+    """True when the vendor refused our credentials (401/403): no message will go through."""
+    retry_after: float | None = None
+    """Seconds the vendor asked us to wait, when it said."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What happened to one OutboundSms in a send call."""
+
+    reference: str
+    to: str
+    provider_message_id: str = ""
+    """The vendor's id for this message. For Sinch the batch id (receipts name batch + recipient).
+    Empty when the vendor accepted a batch without saying which id is whose (Plivo bulk):
+    the delivery receipt then names it."""
+    error: SendError | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """One delivery status a vendor reported for one message."""
+
+    status: DeliveryStatus
+    raw_status: str
+    provider_message_id: str = ""
+    reference: str = ""
+    """Our client reference, when the vendor echoes it (Vonage client_ref, Sinch client_reference,
+    Plivo: the ``ref`` query parameter of our callback URL)."""
+    recipient: str = ""
+    """E.164 with "+", when the callback names it."""
+    error_code: str = ""
+    error_reason: str = ""
+    price: Decimal | None = None
+    currency: str = ""
+    segments: int | None = None
+    occurred_at: datetime | None = None
+    opt_out_signal: bool = False
+    """The vendor says the recipient has opted out or blocked us (e.g. Sinch "Deleted")."""
+    payload: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """A text someone sent to one of our numbers."""
+
+    from_number: str
+    """E.164 with "+"."""
+    to_number: str
+    """Our number, E.164 with "+" (or the short code / sender ID as received)."""
+    text: str
+    provider_message_id: str = ""
+    received_at: datetime | None = None
+    keyword_hint: str = ""
+    """The vendor's own keyword reading, lower case: "optout", "optin", "help" (Plivo
+    MessageIntent) or the first word (Vonage sms.keyword); empty when none."""
+    payload: Mapping = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Callback:
+    """An HTTP request a vendor made to one of our webhook URLs, as received."""
+
+    method: str
+    url: str
+    """The public URL the vendor called, scheme, host, port, path and query included."""
+    headers: Mapping[str, str]
+    """Header names in any case; see header()."""
+    body: bytes = b""
+    content_type: str = ""
+
+    def header(self, name: str) -> str:
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return ""
+
+    @cached_property
+    def query(self) -> dict[str, str]:
+        """Query parameters of the URL (last value wins), blank values kept."""
+        return {
+            k: v[-1]
+            for k, v in parse_qs(
+                urlsplit(self.url).query, keep_blank_values=True
+            ).items()
+        }
+
+    @cached_property
+    def form(self) -> dict[str, str]:
+        """Form-encoded body parameters (last value wins), blank values kept."""
+        text = self.body.decode("utf-8", errors="strict")
+        return {k: v[-1] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+    def json(self):
+        """The body parsed as JSON; raises CallbackParseError when it is not."""
+        from .exceptions import CallbackParseError
+
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CallbackParseError(f"body is not valid JSON: {exc}") from exc

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import Campaign, Message
+from .models import Campaign, DeliveryEvent, Message
 
 
 @admin.register(Campaign)
@@ -44,4 +44,28 @@ class MessageAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Message._meta.fields]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(admin.ModelAdmin):
+    list_display = [
+        "received_at",
+        "provider",
+        "provider_message_id",
+        "raw_status",
+        "status",
+        "error_code",
+        "message",
+    ]
+    list_filter = ["provider", "status"]
+    search_fields = ["provider_message_id", "recipient", "client_reference"]
+    raw_id_fields = ["message"]
+    show_full_result_count = False
+
+    # Receipts are kept exactly as the provider sent them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False

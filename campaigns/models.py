@@ -112,7 +112,15 @@ class Message(models.Model):
         GSM7 = "gsm7", "GSM-7"
         UCS2 = "ucs2", "UCS-2"
 
-    campaign = models.ForeignKey(Campaign, models.CASCADE, related_name="messages")
+    class Kind(models.TextChoices):
+        CAMPAIGN = "campaign", "Campaign"
+        REPLY = "reply", "Keyword reply"
+        TEST = "test", "Test send"
+
+    kind = models.CharField(max_length=8, choices=Kind, default=Kind.CAMPAIGN)
+    campaign = models.ForeignKey(
+        Campaign, models.CASCADE, null=True, blank=True, related_name="messages"
+    )
     contact = models.ForeignKey(
         "contacts.Contact",
         models.SET_NULL,
@@ -123,6 +131,11 @@ class Message(models.Model):
     to = models.CharField(max_length=16, help_text="Destination in E.164.")
     body = models.TextField(help_text="The text as sent, placeholders filled in.")
     provider = models.CharField(max_length=32)
+    sender = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Sender number or ID; empty: the provider's default.",
+    )
     provider_message_id = models.CharField(max_length=64, blank=True, default="")
     client_reference = models.UUIDField(default=uuid.uuid4, editable=False)
     status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
@@ -140,8 +153,11 @@ class Message(models.Model):
 
     class Meta:
         constraints = [
+            # A campaign texts each contact once; replies and test sends are not bound by it.
             models.UniqueConstraint(
-                fields=["campaign", "contact"], name="message_one_per_contact"
+                fields=["campaign", "contact"],
+                name="message_one_per_contact",
+                condition=models.Q(kind="campaign"),
             ),
             models.UniqueConstraint(
                 fields=["client_reference"], name="message_unique_client_reference"
@@ -162,10 +178,58 @@ class Message(models.Model):
         ordering = ["-id"]
 
     def __str__(self) -> str:
-        return f"{self.campaign_id}→{self.to} ({self.status})"
+        return (
+            f"{self.campaign_id or self.get_kind_display()}→{self.to} ({self.status})"
+        )
 
     @classmethod
     def statuses_below(cls, status: str) -> list[str]:
         """The statuses a message may move from to reach ``status``."""
         rank = cls.RANK[status]
         return [s for s, r in cls.RANK.items() if r < rank]
+
+
+class DeliveryEvent(models.Model):
+    """A provider's status callback, kept as received.
+
+    A receipt can arrive before the send result that names its provider id was
+    recorded; it is then stored without a message and applied once the message is
+    known (``applied_at`` stays empty until then).
+    """
+
+    message = models.ForeignKey(
+        "Message",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="delivery_events",
+    )
+    provider = models.CharField(max_length=32)
+    provider_message_id = models.CharField(max_length=64, blank=True)
+    recipient = models.CharField(max_length=16, blank=True)
+    client_reference = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=16, choices=Message.Status, blank=True)
+    raw_status = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_reason = models.CharField(max_length=255, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    segments = models.PositiveSmallIntegerField(null=True, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # Receipts still waiting for their message, by the id they name.
+            models.Index(
+                fields=["provider", "provider_message_id"],
+                name="deliveryevent_unmatched",
+                condition=models.Q(message__isnull=True),
+            ),
+        ]
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.provider_message_id} {self.raw_status}"

@@ -3,9 +3,17 @@
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.utils import timezone
 
-from .models import Contact, ContactList, ListMembership, Source
-from .phones import parse_phone
+from .models import (
+    ConsentEvent,
+    Contact,
+    ContactList,
+    ListMembership,
+    Source,
+    Suppression,
+)
+from .phones import InvalidPhoneNumber, parse_phone
 
 
 @transaction.atomic
@@ -39,3 +47,82 @@ def list_add_contacts(
     before = ListMembership.objects.filter(contact_list=contact_list).count()
     ListMembership.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     return ListMembership.objects.filter(contact_list=contact_list).count() - before
+
+
+@transaction.atomic
+def contact_opt_out(
+    *, phone: str, source: str, text: str = "", provider: str = ""
+) -> tuple[ConsentEvent, bool]:
+    """Record that ``phone`` revoked consent, with immediate effect.
+
+    A known contact is marked opted out; an unknown number goes on the suppression list,
+    so a contact created for it later still gets no marketing. Every request is kept as a
+    ConsentEvent, even a repeat. Returns the event and whether the state changed.
+    """
+    e164 = _consent_phone(phone)
+    now = timezone.now()
+    contact = Contact.objects.filter(phone=e164).first()
+    if contact is not None:
+        changed = bool(
+            Contact.objects.filter(pk=contact.pk, opted_out_at__isnull=True).update(
+                opted_out_at=now, opt_out_source=source, updated_at=now
+            )
+        )
+    else:
+        _, changed = Suppression.objects.get_or_create(
+            phone=e164,
+            defaults={"reason": Suppression.Reason.OPT_OUT, "source": source},
+        )
+    event = ConsentEvent.objects.create(
+        phone=e164,
+        contact=contact,
+        kind=ConsentEvent.Kind.OPT_OUT,
+        source=source,
+        text=text,
+        provider=provider,
+        created_at=now,
+    )
+    return event, changed
+
+
+@transaction.atomic
+def contact_opt_in(
+    *, phone: str, source: str, text: str = "", provider: str = ""
+) -> tuple[ConsentEvent, bool]:
+    """Record that ``phone`` gave consent again, reversing an earlier opt-out.
+
+    Suppressions added by hand or for invalid numbers stay: only an opt-out is reversed.
+    Returns the event and whether the state changed.
+    """
+    e164 = _consent_phone(phone)
+    now = timezone.now()
+    contact = Contact.objects.filter(phone=e164).first()
+    changed = False
+    if contact is not None:
+        changed = bool(
+            Contact.objects.filter(pk=contact.pk, opted_out_at__isnull=False).update(
+                opted_out_at=None, opt_out_source="", updated_at=now
+            )
+        )
+    removed, _ = Suppression.objects.filter(
+        phone=e164, reason=Suppression.Reason.OPT_OUT
+    ).delete()
+    event = ConsentEvent.objects.create(
+        phone=e164,
+        contact=contact,
+        kind=ConsentEvent.Kind.OPT_IN,
+        source=source,
+        text=text,
+        provider=provider,
+        created_at=now,
+    )
+    return event, changed or bool(removed)
+
+
+def _consent_phone(phone: str) -> str:
+    # A consent request is honoured even from a number we cannot parse (a short code,
+    # an odd vendor format): it is kept as received rather than dropped.
+    try:
+        return parse_phone(phone).e164
+    except InvalidPhoneNumber:
+        return phone.strip()

@@ -167,6 +167,9 @@ LOGGING = {
     "loggers": {
         # Request logs would carry full phone numbers from webhook query strings.
         "django.server": {"level": "WARNING"},
+        # The Vonage SDK logs request bodies (full numbers) and headers (JWTs) at DEBUG.
+        "vonage": {"level": "INFO"},
+        "vonage_http_client": {"level": "INFO"},
     },
 }
 
@@ -187,14 +190,49 @@ SINCH_RATE = env.float("SINCH_RATE", default=10.0)
 
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
 
+# Retryable send errors (throttling, 5xx, timeouts) back off exponentially from
+# SMS_RETRY_BASE_DELAY seconds, up to SMS_SEND_MAX_ATTEMPTS attempts in all.
+SMS_SEND_MAX_ATTEMPTS = env.int("SMS_SEND_MAX_ATTEMPTS", default=5)
+SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
+
 # Callback authenticity: a signature older (or further ahead) than SMS_WEBHOOK_MAX_AGE
 # seconds, beyond SMS_WEBHOOK_CLOCK_SKEW of leeway, is refused as stale. Unsigned
 # callbacks are refused unless SMS_WEBHOOK_ALLOW_UNSIGNED is on (local development only).
 SMS_WEBHOOK_MAX_AGE = env.int("SMS_WEBHOOK_MAX_AGE", default=300)
 SMS_WEBHOOK_CLOCK_SKEW = env.int("SMS_WEBHOOK_CLOCK_SKEW", default=30)
 SMS_WEBHOOK_ALLOW_UNSIGNED = env.bool("SMS_WEBHOOK_ALLOW_UNSIGNED", default=False)
+# Keywords are matched on the whole reply, trimmed and case-folded (CTIA's lists).
+SMS_KEYWORDS_OPT_OUT = env.list(
+    "SMS_KEYWORDS_OPT_OUT",
+    default=[
+        "STOP", "STOPALL", "STOP ALL", "UNSUBSCRIBE", "UNSUB", "CANCEL", "END", "QUIT",
+        "REVOKE", "OPTOUT", "OPT OUT", "OPT-OUT", "REMOVE",
+    ],
+)  # fmt: skip
+SMS_KEYWORDS_OPT_IN = env.list(
+    "SMS_KEYWORDS_OPT_IN", default=["START", "UNSTOP", "YES", "RESUME"]
+)
+SMS_KEYWORDS_HELP = env.list("SMS_KEYWORDS_HELP", default=["HELP", "INFO"])
+# Automatic replies; {program} and {help_contact} are filled in.
+SMS_PROGRAM_NAME = env.str("SMS_PROGRAM_NAME", default="smscampaigns")
+SMS_HELP_CONTACT = env.str("SMS_HELP_CONTACT", default="support@example.com")
+SMS_REPLY_OPT_OUT = env.str(
+    "SMS_REPLY_OPT_OUT",
+    default="{program}: You are unsubscribed and will get no more messages. Reply START to resubscribe.",
+)
+SMS_REPLY_OPT_IN = env.str(
+    "SMS_REPLY_OPT_IN",
+    default="{program}: You are subscribed again. Msg & data rates may apply. Reply STOP to opt out.",
+)
+SMS_REPLY_HELP = env.str(
+    "SMS_REPLY_HELP",
+    default="{program}: Help at {help_contact}. Msg frequency varies. Msg & data rates may apply. Reply STOP to opt out.",
+)
+
 if SMS_WEBHOOK_ALLOW_UNSIGNED and not DEBUG:
-    raise ImproperlyConfigured("SMS_WEBHOOK_ALLOW_UNSIGNED is for local development: it needs DEBUG=true")
+    raise ImproperlyConfigured(
+        "SMS_WEBHOOK_ALLOW_UNSIGNED is for local development: it needs DEBUG=true"
+    )
 SMS_PROVIDERS = {
     "vonage": {
         "BACKEND": "providers.backends.vonage.SmsBackend",
@@ -225,10 +263,33 @@ SMS_PROVIDERS = {
             "number": env.str("SINCH_NUMBER", default=""),
             "api_url": env.str("SINCH_API_URL", default="https://us.sms.api.sinch.com"),
             "webhook_secret": env.str("SINCH_WEBHOOK_SECRET", default=""),
+            "callback_username": env.str("SINCH_CALLBACK_USERNAME", default=""),
+            "callback_password": env.str("SINCH_CALLBACK_PASSWORD", default=""),
             "rate": SINCH_RATE,
         },
     },
-    "simulator": {"BACKEND": "providers.backends.simulator.SmsBackend", "OPTIONS": {}},
+    "simulator": {
+        "BACKEND": "providers.backends.simulator.SmsBackend",
+        "OPTIONS": {
+            "delivered_rate": env.float("SIMULATOR_DELIVERED_RATE", default=0.95),
+            "undelivered_rate": env.float("SIMULATOR_UNDELIVERED_RATE", default=0.03),
+            "report_delay": env.str("SIMULATOR_REPORT_DELAY", default="0.5,3.0"),
+            "mode": env.str("SIMULATOR_MODE", default="signal"),
+            "throttle_rate": env.float("SIMULATOR_THROTTLE_RATE", default=0.0),
+            "server_error_rate": env.float("SIMULATOR_SERVER_ERROR_RATE", default=0.0),
+            "timeout_rate": env.float("SIMULATOR_TIMEOUT_RATE", default=0.0),
+            "latency": env.float("SIMULATOR_LATENCY", default=0.0),
+            "invalid_prefixes": env.str("SIMULATOR_INVALID_PREFIXES", default=""),
+            "seed": env.str("SIMULATOR_SEED", default=""),
+            "max_rate": env.float("SIMULATOR_MAX_RATE", default=0.0) or None,
+            "shared_limit": env.bool("SIMULATOR_SHARED_LIMIT", default=False),
+            # Development servers deliver simulated receipts from a background thread.
+            "background_reports": env.bool(
+                "SIMULATOR_BACKGROUND_REPORTS", default=DEBUG
+            ),
+            "rate": env.float("SIMULATOR_RATE", default=100.0),
+        },
+    },
     "console": {"BACKEND": "providers.backends.console.SmsBackend", "OPTIONS": {}},
     "locmem": {"BACKEND": "providers.backends.locmem.SmsBackend", "OPTIONS": {}},
 }

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "smscampaigns"
 admin.site.site_title = "smscampaigns"
@@ -7,4 +7,5 @@ admin.site.index_title = "SMS campaigns"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("webhooks/", include("webhooks.urls")),
 ]

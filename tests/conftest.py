@@ -1,0 +1,17 @@
+"""Fixtures shared by the whole suite."""
+
+import pytest
+
+from providers.backends import locmem
+from providers.messages import OutboundSms
+
+
+@pytest.fixture(autouse=True)
+def sms_outbox() -> list[OutboundSms]:
+    """The messages the locmem provider accepted, emptied before each test.
+
+    Also drops failures queued with ``locmem.fail_next()`` and restarts the ids at
+    ``locmem-1``, like pytest-django's ``mailoutbox``.
+    """
+    locmem.reset()
+    return locmem.outbox

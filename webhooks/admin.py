@@ -1,37 +1,10 @@
 from django.contrib import admin
 
-from .models import DeliveryEvent, InboundMessage
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records of what providers sent us: for reading, not editing."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(DeliveryEvent)
-class DeliveryEventAdmin(ReadOnlyAdmin):
-    list_display = [
-        "received_at",
-        "provider",
-        "provider_message_id",
-        "raw_status",
-        "status",
-        "error_code",
-        "message",
-    ]
-    list_filter = ["provider", "status"]
-    search_fields = ["provider_message_id", "recipient", "client_reference"]
-    raw_id_fields = ["message"]
-    show_full_result_count = False
+from .models import InboundMessage, RejectedCallback
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ReadOnlyAdmin):
+class InboundMessageAdmin(admin.ModelAdmin):
     list_display = [
         "received_at",
         "from_number",
@@ -44,3 +17,27 @@ class InboundMessageAdmin(ReadOnlyAdmin):
     search_fields = ["from_number", "text"]
     raw_id_fields = ["contact"]
     show_full_result_count = False
+
+    # What people sent us: for reading, not editing.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RejectedCallback)
+class RejectedCallbackAdmin(admin.ModelAdmin):
+    list_display = ["received_at", "provider", "kind", "reason"]
+    list_filter = ["provider", "kind"]
+    readonly_fields = [
+        "received_at",
+        "provider",
+        "kind",
+        "reason",
+        "content_type",
+        "body",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False

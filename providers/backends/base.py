@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from itertools import islice
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -106,7 +107,7 @@ class BaseSmsBackend:
         if not base:
             return ""
         url = f"{base}/webhooks/{self.alias}/{kind}/"
-        return f"{url}?ref={reference}" if reference else url
+        return f"{url}?{urlencode({'ref': reference})}" if reference else url
 
     # --- Helpers for subclasses ----------------------------------------------------
 

@@ -14,7 +14,7 @@ MODELS = [
     "contacts_suppression",
     "campaigns_campaign",
     "campaigns_message",
-    "webhooks_deliveryevent",
+    "campaigns_deliveryevent",
     "webhooks_inboundmessage",
 ]
 

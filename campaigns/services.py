@@ -1,0 +1,131 @@
+"""The send path shared by every entry point (admin, API, commands, tasks, webhooks)."""
+
+import logging
+import random
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from providers import get_provider
+from providers.encoding import analyze
+from providers.messages import OutboundSms, SendResult
+
+from .models import Message
+from .receipts import delivery_events_apply_pending
+
+logger = logging.getLogger(__name__)
+
+
+def message_create_direct(
+    *,
+    to: str,
+    body: str,
+    provider: str,
+    kind: str,
+    sender: str = "",
+    contact=None,
+) -> Message:
+    """Queue one message outside any campaign (a keyword reply, a test send) and send it
+    as soon as the surrounding transaction commits: in a Celery task when a broker is
+    configured, otherwise inline."""
+    info = analyze(body)
+    message = Message.objects.create(
+        kind=kind,
+        to=to,
+        body=body,
+        provider=provider,
+        sender=sender,
+        contact=contact,
+        encoding=info.encoding,
+        segments=info.segments,
+    )
+    transaction.on_commit(partial(_dispatch_direct, message.pk))
+    return message
+
+
+def _dispatch_direct(message_id: int) -> None:
+    if settings.CELERY_BROKER_URL:
+        from .tasks import deliver_message
+
+        deliver_message.delay(message_id)
+    else:
+        message_deliver(message_id=message_id)
+
+
+def message_deliver(*, message_id: int) -> Message | None:
+    """Claim one queued message, send it, and record the outcome.
+
+    Returns None when the message is not queued (another worker claimed it, or it was
+    already sent): claiming is a conditional UPDATE, so a message is sent at most once.
+    """
+    now = timezone.now()
+    claimed = Message.objects.filter(
+        pk=message_id, status=Message.Status.QUEUED
+    ).update(
+        status=Message.Status.SENDING, status_changed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        return None
+    message = Message.objects.get(pk=message_id)
+    outbound = OutboundSms(
+        to=message.to,
+        text=message.body,
+        reference=str(message.client_reference),
+        sender=message.sender,
+    )
+    try:
+        [result] = get_provider(message.provider).send_messages([outbound])
+    except Exception:
+        # A bug or misconfiguration, not a vendor answer: leave the message visible
+        # as "unknown" (it may or may not have left) for an operator to look at.
+        logger.exception(
+            "sending message %s through %s failed", message_id, message.provider
+        )
+        Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
+            status=Message.Status.UNKNOWN, error_reason="internal error while sending"
+        )
+        raise
+    message_record_result(message=message, result=result)
+    message.refresh_from_db()
+    return message
+
+
+def message_record_result(*, message: Message, result: SendResult) -> None:
+    """Record a send result: submitted with the vendor's id, queued again for a retryable
+    error (with backoff), or failed for a permanent one."""
+    now = timezone.now()
+    in_flight = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING)
+    if result.accepted:
+        Message.objects.filter(pk=message.pk).update(
+            provider_message_id=result.provider_message_id, submitted_at=now
+        )
+        # A receipt may already have moved the message further; never move it back.
+        in_flight.update(status=Message.Status.SUBMITTED, status_changed_at=now)
+        message.provider_message_id = result.provider_message_id
+        delivery_events_apply_pending(messages=[message])
+        return
+    error = result.error
+    fields = {
+        "error_code": error.code[:32],
+        "error_reason": error.reason[:255],
+        "status_changed_at": now,
+    }
+    if error.retryable and message.attempts < settings.SMS_SEND_MAX_ATTEMPTS:
+        in_flight.update(
+            status=Message.Status.QUEUED,
+            next_attempt_at=now + retry_delay(message.attempts, error.retry_after),
+            **fields,
+        )
+    else:
+        in_flight.update(status=Message.Status.FAILED, **fields)
+
+
+def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with full jitter, at least what the vendor asked for."""
+    base = settings.SMS_RETRY_BASE_DELAY * (2 ** max(attempts - 1, 0))
+    delay = random.uniform(base / 2, base)
+    return timedelta(seconds=max(delay, retry_after or 0))

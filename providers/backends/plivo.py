@@ -1,0 +1,623 @@
+"""Plivo Message API backend (https://www.plivo.com/docs/messaging/api/message).
+
+Sends through the ``plivo`` SDK: one request carries one text to up to 1,000 unique
+destinations, joined with "<". Plivo has no client-reference field, so the status
+callback URL carries ``?ref=<reference of the first message in the request>``; a
+delivery receipt then names a message by that ``ref`` plus its ``To`` number (and by
+``MessageUUID``). Callbacks are form-encoded (POST) or query parameters (GET), signed
+with Plivo's V3 scheme (URL, parameters and nonce) or, failing that, V2 (URL and
+nonce only).
+"""
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from urllib.parse import parse_qs, urlsplit
+
+import plivo
+import plivo.rest.client as plivo_rest_client
+import requests
+from plivo import exceptions as plivo_exceptions
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..exceptions import CallbackAuthError, CallbackParseError
+from ..messages import (
+    Callback,
+    DeliveryStatus,
+    InboundSms,
+    OutboundSms,
+    SendError,
+    SendResult,
+    StatusEvent,
+)
+from .base import BaseSmsBackend
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.plivo.com"
+
+MAX_DESTINATIONS = 1000
+"""Plivo's limit of unique destinations in one bulk request."""
+
+REQUEST_TIMEOUT = 30
+"""Seconds to wait for Plivo. Longer than the SDK's 5 s default: a timed-out request
+is retried, and a 1,000-recipient request Plivo accepted but answered slowly would
+then reach everyone twice."""
+
+STATUS_MAP: dict[str, DeliveryStatus] = {
+    "queued": DeliveryStatus.SUBMITTED,
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    # Carrier refusal for regulatory reasons: missing from the newest docs page but
+    # still in older docs and the SDK's filter list.
+    "rejected": DeliveryStatus.REJECTED,
+}
+
+ERROR_REASONS: dict[str, str] = {
+    # https://plivo.com/docs/messaging/troubleshooting/error-codes (10-1000), the
+    # queue-expiry and balance FAQs (420, 900) and the SMS FAQ (450).
+    "10": "Invalid message",
+    "20": "Network error",
+    "30": "Spam detected",
+    "40": "Invalid source number",
+    "50": "Invalid destination number",
+    "60": "Loop detected",
+    "70": "Destination permanently unavailable",
+    "80": "Destination temporarily unavailable",
+    "90": "No route available",
+    "100": "Prohibited by carrier",
+    "110": "Message too long",
+    "200": "Source number blocked by STOP from destination number",
+    "201": "Outbound messages from US toll-free numbers to Canadian numbers are blocked",
+    "420": "Message expired in queue",
+    "450": "Destination country barred",
+    "900": "Insufficient credit",
+    "1000": "Unknown error",
+}
+
+OPT_OUT_ERROR_CODE = "200"
+"""The recipient texted STOP to our number: Plivo blocks everything we send them."""
+
+KEYWORD_INTENTS = frozenset({"optout", "optin", "help"})
+
+HEADER_V3 = "X-Plivo-Signature-V3"
+HEADER_MA_V3 = "X-Plivo-Signature-Ma-V3"
+HEADER_V3_NONCE = "X-Plivo-Signature-V3-Nonce"
+HEADER_V2 = "X-Plivo-Signature-V2"
+HEADER_MA_V2 = "X-Plivo-Signature-Ma-V2"
+HEADER_V2_NONCE = "X-Plivo-Signature-V2-Nonce"
+SIGNATURE_HEADERS = (
+    HEADER_V3,
+    HEADER_MA_V3,
+    HEADER_V3_NONCE,
+    HEADER_V2,
+    HEADER_MA_V2,
+    HEADER_V2_NONCE,
+)
+
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+# Characters Plivo strips from "dst" (and "src") before using a number.
+_PLIVO_STRIPPED = re.compile(r"[\s/\-.+()]")
+_NON_DIGITS = re.compile(r"\D")
+# The SDK raises a bare PlivoRestError for 429, 502, 503, ...: the status is only in
+# the message text ("Received status code 429 for the HTTP method "POST"").
+_STATUS_IN_MESSAGE = re.compile(r"status code (\d{3})")
+
+# The SDK's base URL is a module global that Client.request() copies onto the client
+# on every call (setting client.base_uri has no effect). Backends with different
+# api_url values in one process must not interleave while it points at theirs.
+_base_uri_lock = threading.Lock()
+
+_DUPLICATE = SendError(
+    code="duplicate", reason="duplicate destination in batch", retryable=False
+)
+_NOT_A_NUMBER = SendError(
+    code="invalid_number",
+    reason="not a phone number Plivo accepts as a destination",
+    retryable=False,
+)
+_SAME_AS_SOURCE = SendError(
+    code="invalid_number",
+    reason="destination is the sender number",
+    retryable=False,
+)
+_PLIVO_INVALID = SendError(
+    code="invalid_number",
+    reason="Plivo listed the destination in invalid_number",
+    retryable=False,
+)
+
+# SDK exception -> (code, retryable, misconfigured). Subclasses before PlivoRestError.
+_SDK_ERRORS: tuple[tuple[type[Exception], str, bool, bool], ...] = (
+    (plivo_exceptions.AuthenticationError, "401", False, True),
+    (plivo_exceptions.GeoPermissionError, "403", False, True),
+    (plivo_exceptions.ForbiddenError, "403", False, True),
+    (plivo_exceptions.ValidationError, "400", False, False),
+    (plivo_exceptions.ResourceNotFoundError, "404", False, False),
+    # 405, 409 and 422 all become InvalidRequestError: the status is lost.
+    (plivo_exceptions.InvalidRequestError, "invalid_request", False, False),
+    (plivo_exceptions.PlivoServerError, "500", True, False),
+)
+
+
+class SmsBackend(BaseSmsBackend):
+    """Plivo Message API: bulk sends, form-encoded callbacks, V3/V2 signatures."""
+
+    max_recipients_per_request = MAX_DESTINATIONS
+    supports_per_recipient_text = False
+    supports_client_reference = False
+    supports_callback_url = True
+    default_rate = 5.0
+    """Plivo's default outbound SMS throughput per account (above it, it queues)."""
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        auth_id: str = "",
+        auth_token: str = "",
+        sender_id: str = "",
+        api_url: str = DEFAULT_API_URL,
+        **options: object,
+    ) -> None:
+        super().__init__(alias=alias, **options)
+        self.require(
+            alias,
+            PLIVO_AUTH_ID=auth_id,
+            PLIVO_AUTH_TOKEN=auth_token,
+            PLIVO_SENDER_ID=sender_id,
+        )
+        api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        parts = urlsplit(api_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ImproperlyConfigured(
+                f"PLIVO_API_URL for SMS provider {alias!r} must be an http(s) URL such as {DEFAULT_API_URL}"
+            )
+        self.auth_id = auth_id
+        self.auth_token = auth_token
+        self.sender_id = _plivo_source(sender_id)
+        self.api_url = api_url
+        self.base_uri = f"{api_url}/v1/Account"
+        try:
+            self._client = plivo.RestClient(
+                auth_id, auth_token, timeout=REQUEST_TIMEOUT
+            )
+        except plivo_exceptions.AuthenticationError as exc:
+            # The SDK checks the format (MA or SA plus 18 characters) up front.
+            raise ImproperlyConfigured(
+                f"PLIVO_AUTH_ID for SMS provider {alias!r} must be 20 characters starting with MA or SA"
+            ) from exc
+
+    # --- Sending -------------------------------------------------------------------
+
+    def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        """Send one request per (text, sender), each to at most 1,000 destinations."""
+        results: dict[int, SendResult] = {}
+        groups: dict[tuple[str, str], list[int]] = {}
+        for index, message in enumerate(messages):
+            groups.setdefault((message.text, message.sender), []).append(index)
+        for indexes in groups.values():
+            for start in range(0, len(indexes), MAX_DESTINATIONS):
+                chunk = [
+                    (i, messages[i]) for i in indexes[start : start + MAX_DESTINATIONS]
+                ]
+                results.update(self._send_one_request(chunk))
+        return [results[index] for index in range(len(messages))]
+
+    def _send_one_request(
+        self, items: list[tuple[int, OutboundSms]]
+    ) -> dict[int, SendResult]:
+        first = items[0][1]
+        src = _plivo_source(first.sender) if first.sender else self.sender_id
+        results: dict[int, SendResult] = {}
+        to_send: list[tuple[int, OutboundSms, str]] = []
+        seen: set[str] = set()
+        for index, message in items:
+            dst = _plivo_number(message.to)
+            if dst is None:
+                # Also keeps a stray "<" from splitting one recipient into two.
+                error = _NOT_A_NUMBER
+            elif dst == src:
+                # The SDK would refuse the whole request for this one recipient.
+                error = _SAME_AS_SOURCE
+            elif dst in seen:
+                # Plivo would drop the repeat silently, leaving it without a result.
+                error = _DUPLICATE
+            else:
+                seen.add(dst)
+                to_send.append((index, message, dst))
+                continue
+            results[index] = _failed(message, error)
+        if not to_send:
+            return results
+
+        params: dict[str, str] = {
+            "src": src,
+            # A "<"-joined string, never a list: the SDK's validator turns a list
+            # into its repr, "['a', 'b']".
+            "dst": "<".join(dst for _, _, dst in to_send),
+            "text": first.text,
+            "method": "POST",
+        }
+        # No client reference at Plivo: the first message's reference rides in the
+        # callback URL, and the receipt's To tells the batch's messages apart.
+        url = self.status_callback_url(reference=to_send[0][1].reference)
+        if url:
+            params["url"] = url
+        try:
+            response = self._create_messages(params)
+        except (plivo_exceptions.PlivoRestError, requests.RequestException) as exc:
+            error = _send_error(exc)
+            logger.warning(
+                "Plivo (%s) refused a request for %d recipient(s): %s %s",
+                self.alias,
+                len(to_send),
+                error.code,
+                error.reason,
+            )
+            for index, message, _ in to_send:
+                results[index] = _failed(message, error)
+            return results
+
+        uuids = _as_list(getattr(response, "message_uuid", None))
+        invalid = {
+            _NON_DIGITS.sub("", str(number))
+            for number in _as_list(getattr(response, "invalid_number", None))
+        }
+        accepted: list[tuple[int, OutboundSms]] = []
+        for index, message, dst in to_send:
+            if dst in invalid:
+                logger.info(
+                    "Plivo (%s) listed %s as invalid", self.alias, _mask(message.to)
+                )
+                results[index] = _failed(message, _PLIVO_INVALID)
+            else:
+                accepted.append((index, message))
+        if len(uuids) != len(accepted):
+            logger.warning(
+                "Plivo (%s) returned %d message_uuid(s) for %d accepted recipient(s)",
+                self.alias,
+                len(uuids),
+                len(accepted),
+            )
+        # Plivo does not document how message_uuid is ordered against dst, so an id
+        # is only certain when one recipient was accepted; otherwise the receipt
+        # (MessageUUID + To) tells us.
+        message_id = uuids[0] if len(accepted) == 1 and len(uuids) == 1 else ""
+        for index, message in accepted:
+            results[index] = SendResult(
+                reference=message.reference,
+                to=message.to,
+                provider_message_id=message_id,
+            )
+        return results
+
+    def _create_messages(self, params: Mapping[str, str]):
+        # Client.request() resets client.base_uri from the module constant
+        # PLIVO_API_BASE_URI on every call, so that constant is the only way to
+        # reach api_url. It is process-wide: hold the lock while it points at
+        # ours and put the old value back for any other Plivo user. Sends are few
+        # (up to 1,000 recipients each), so serialising them costs little.
+        with _base_uri_lock:
+            previous = plivo_rest_client.PLIVO_API_BASE_URI
+            plivo_rest_client.PLIVO_API_BASE_URI = self.base_uri
+            try:
+                return self._client.messages.create(**params)
+            finally:
+                plivo_rest_client.PLIVO_API_BASE_URI = previous
+
+    # --- Callbacks -----------------------------------------------------------------
+
+    def verify_callback(self, callback: Callback) -> None:
+        """Check the V3 signature, or the V2 one when no V3 header came at all.
+
+        Plivo signatures carry no timestamp, so unlike the other vendors there is no
+        staleness check here; V2 does not even cover the body, which is why a
+        failing V3 is never rescued by a passing V2.
+        """
+        v3_headers = (HEADER_V3, HEADER_MA_V3, HEADER_V3_NONCE)
+        if any(callback.header(name) for name in v3_headers):
+            nonce = callback.header(HEADER_V3_NONCE)
+            if not nonce:
+                raise CallbackAuthError("Plivo V3 signature without its nonce")
+            expected = self._v3_signature(callback, nonce)
+            candidates = [
+                candidate.strip()
+                for name in (HEADER_V3, HEADER_MA_V3)
+                for candidate in callback.header(name).split(",")
+                if candidate.strip()
+            ]
+            if not candidates:
+                raise CallbackAuthError("Plivo V3 nonce without a signature")
+            # The Ma- header is signed with the main account's token: it matches
+            # when our token is the main account's.
+            if not any(_same(expected, candidate) for candidate in candidates):
+                raise CallbackAuthError("Plivo V3 signature does not match")
+            return
+
+        v2_headers = (HEADER_V2, HEADER_MA_V2, HEADER_V2_NONCE)
+        if any(callback.header(name) for name in v2_headers):
+            nonce = callback.header(HEADER_V2_NONCE)
+            if not nonce:
+                raise CallbackAuthError("Plivo V2 signature without its nonce")
+            candidates = [
+                callback.header(name).strip()
+                for name in (HEADER_V2, HEADER_MA_V2)
+                if callback.header(name).strip()
+            ]
+            if not candidates:
+                raise CallbackAuthError("Plivo V2 nonce without a signature")
+            expected = self._v2_signature(callback.url, nonce)
+            if not any(_same(expected, candidate) for candidate in candidates):
+                raise CallbackAuthError("Plivo V2 signature does not match")
+            return
+
+        if not settings.SMS_WEBHOOK_ALLOW_UNSIGNED:
+            raise CallbackAuthError("missing Plivo signature headers")
+
+    def _v2_signature(self, url: str, nonce: str) -> str:
+        # V2 signs scheme://netloc/path + nonce: no query string, no body.
+        return self._sign(_url_without_query(url) + nonce)
+
+    def _v3_signature(self, callback: Callback, nonce: str) -> str:
+        base = _url_without_query(callback.url)
+        query = parse_qs(urlsplit(callback.url).query, keep_blank_values=True)
+        if callback.method.upper() == "GET":
+            # GET: Plivo's parameters are in the URL query, next to our own.
+            signed = f"{base}?{_sorted_query(query)}" if query else base
+        else:
+            params = _signed_form(callback)
+            if not params:
+                signed = f"{base}?{_sorted_query(query)}" if query else base
+            else:
+                prefix = f"{_sorted_query(query)}." if query else ""
+                joined = "".join(
+                    key + value
+                    for key in sorted(params)
+                    for value in sorted(params[key])
+                )
+                signed = f"{base}?{prefix}{joined}"
+        return self._sign(f"{signed}.{nonce}")
+
+    def _sign(self, message: str) -> str:
+        digest = hmac.new(
+            self.auth_token.encode(), message.encode(), hashlib.sha256
+        ).digest()
+        return base64.b64encode(digest).decode("ascii")
+
+    def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
+        """One StatusEvent from a status callback; ``reference`` is our ``ref``."""
+        params = _callback_params(callback)
+        message_uuid = params.get("MessageUUID", "").strip()
+        raw_status = params.get("Status", "").strip()
+        missing = [
+            name
+            for name, value in (("MessageUUID", message_uuid), ("Status", raw_status))
+            if not value
+        ]
+        if missing:
+            raise CallbackParseError(
+                f"Plivo status callback lacks {', '.join(missing)}"
+            )
+        error_code = params.get("ErrorCode", "").strip()
+        if not error_code.strip("0"):
+            # Blank, or "000" (success in the message detail record).
+            error_code = ""
+        units = params.get("Units", "").strip()
+        return [
+            StatusEvent(
+                status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+                raw_status=raw_status,
+                provider_message_id=message_uuid,
+                reference=callback.query.get("ref", ""),
+                recipient=_e164(params.get("To", "")),
+                error_code=error_code,
+                error_reason=ERROR_REASONS.get(error_code, ""),
+                price=_price(params),
+                # Plivo bills most accounts in USD but India-registered ones in INR,
+                # and the callback does not say which: leave the currency unknown.
+                currency="",
+                segments=int(units) if units.isdigit() else None,
+                occurred_at=_occurred_at(params),
+                opt_out_signal=error_code == OPT_OUT_ERROR_CODE,
+                payload=dict(params),
+            )
+        ]
+
+    def parse_inbound_callback(self, callback: Callback) -> list[InboundSms]:
+        """The one message of an inbound (MO) callback."""
+        params = _callback_params(callback)
+        sender = params.get("From", "").strip()
+        if not sender:
+            raise CallbackParseError("Plivo inbound callback lacks From")
+        intent = params.get("MessageIntent", "").strip().lower()
+        return [
+            InboundSms(
+                from_number=_e164(sender),
+                to_number=_e164(params.get("To", "")),
+                # MMS carries its text in Body.
+                text=params.get("Text") or params.get("Body", ""),
+                provider_message_id=params.get("MessageUUID", "").strip(),
+                keyword_hint=intent if intent in KEYWORD_INTENTS else "",
+                payload=dict(params),
+            )
+        ]
+
+
+# --- Helpers -------------------------------------------------------------------------
+
+
+def _plivo_number(number: str) -> str | None:
+    """Our E.164 number as Plivo's digits-only form, or None if it is not one."""
+    digits = _PLIVO_STRIPPED.sub("", number)
+    return digits if digits.isdigit() and digits.isascii() else None
+
+
+def _plivo_source(sender: str) -> str:
+    """A sender number without "+"; an alphanumeric sender ID unchanged."""
+    return _plivo_number(sender) or sender.strip()
+
+
+def _e164(value: str) -> str:
+    """A number from a callback with "+"; short codes and sender IDs as received.
+
+    E.164 numbers have at least seven digits with their country code; short codes
+    have fewer, and must not pass for international numbers.
+    """
+    value = value.strip()
+    digits = _PLIVO_STRIPPED.sub("", value)
+    if digits.isdigit() and digits.isascii() and len(digits) >= 7:
+        return f"+{digits}"
+    return value
+
+
+def _mask(number: str) -> str:
+    """A number fit for logs: "+14*******23"."""
+    if len(number) <= 5:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 5) + number[-2:]
+
+
+def _failed(message: OutboundSms, error: SendError) -> SendResult:
+    return SendResult(reference=message.reference, to=message.to, error=error)
+
+
+def _as_list(value: object) -> list:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _send_error(exc: Exception) -> SendError:
+    """Classify a failed request; the whole request's recipients share the result."""
+    if isinstance(exc, requests.Timeout):
+        return SendError(
+            code="timeout", reason=f"Plivo timed out: {exc}", retryable=True
+        )
+    if isinstance(exc, requests.ConnectionError):
+        return SendError(
+            code="connection_error",
+            reason=f"could not reach Plivo: {exc}",
+            retryable=True,
+        )
+    if isinstance(exc, requests.RequestException):
+        # Broken responses and the like: Plivo may have accepted the request, so
+        # sending it again could reach the recipients twice.
+        return SendError(code="request_error", reason=str(exc), retryable=False)
+    reason = str(exc) or type(exc).__name__
+    for exc_type, code, retryable, misconfigured in _SDK_ERRORS:
+        if isinstance(exc, exc_type):
+            return SendError(
+                code=code,
+                reason=reason,
+                retryable=retryable,
+                misconfigured=misconfigured,
+            )
+    match = _STATUS_IN_MESSAGE.search(reason)
+    if match is None:
+        return SendError(code="unknown", reason=reason, retryable=False)
+    status = int(match.group(1))
+    return SendError(
+        code=str(status), reason=reason, retryable=status == 429 or status >= 500
+    )
+
+
+def _same(expected: str, candidate: str) -> bool:
+    return hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace"))
+
+
+def _url_without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _sorted_query(params: Mapping[str, list[str]]) -> str:
+    """Plivo V3's rendering of query parameters: k=v by sorted key, then value."""
+    return "&".join(
+        f"{key}={value}" for key in sorted(params) for value in sorted(params[key])
+    )
+
+
+def _content_type(callback: Callback) -> str:
+    return callback.content_type.split(";", 1)[0].strip().lower()
+
+
+def _signed_form(callback: Callback) -> dict[str, list[str]]:
+    """All form values of a POST body (repeats kept), as V3 signs them."""
+    if not callback.body:
+        return {}
+    if _content_type(callback) != FORM_CONTENT_TYPE:
+        raise CallbackAuthError("Plivo V3 signs form parameters; body is not a form")
+    try:
+        text = callback.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CallbackAuthError("form body is not UTF-8") from exc
+    return parse_qs(text, keep_blank_values=True)
+
+
+def _callback_params(callback: Callback) -> dict[str, str]:
+    """Plivo's parameters: the query for GET, the form body for POST."""
+    if callback.method.upper() == "GET":
+        return dict(callback.query)
+    if _content_type(callback) != FORM_CONTENT_TYPE:
+        raise CallbackParseError(
+            f"Plivo callbacks are form-encoded, got {callback.content_type or 'no content type'!r}"
+        )
+    try:
+        return dict(callback.form)
+    except UnicodeDecodeError as exc:
+        raise CallbackParseError(f"form body is not UTF-8: {exc}") from exc
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    if not value or not value.strip():
+        return None
+    try:
+        number = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _price(params: Mapping[str, str]) -> Decimal | None:
+    """TotalAmount, or TotalRate (per unit) times Units when the total is missing."""
+    amount = _decimal(params.get("TotalAmount"))
+    if amount is not None:
+        return amount
+    rate = _decimal(params.get("TotalRate"))
+    units = params.get("Units", "").strip()
+    if rate is not None and units.isdigit():
+        return rate * int(units)
+    return rate
+
+
+def _occurred_at(params: Mapping[str, str]) -> datetime | None:
+    """The latest timestamp the callback carries, as an aware UTC datetime."""
+    for name in ("DeliveryReportTime", "SentTime", "QueuedTime", "MessageTime"):
+        value = params.get(name, "").strip()
+        if not value:
+            continue
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            # A bad timestamp is no reason to refuse (and lose) the status itself.
+            logger.debug("Ignoring unparsable Plivo %s %r", name, value)
+            continue
+        # Plivo documents "YYYY-mm-dd HH:MM:SS.ffffff" with no offset: read it as UTC.
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    return None

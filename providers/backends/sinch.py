@@ -1,0 +1,642 @@
+"""SMS backend for the Sinch SMS REST API ("XMS" batches), over plain ``requests``.
+
+Options (``SMS_PROVIDERS["sinch"]["OPTIONS"]``):
+
+=======================  ================================  ===========================
+option                   environment variable              meaning
+=======================  ================================  ===========================
+``service_plan_id``      SINCH_SERVICE_PLAN_ID (required)  service plan in the API path
+``api_token``            SINCH_API_TOKEN (required)        Bearer token of the plan
+``number``               SINCH_NUMBER (required)           default sender (``from``)
+``api_url``              SINCH_API_URL                     region host, default
+                                                           https://us.sms.api.sinch.com
+``webhook_secret``       SINCH_WEBHOOK_SECRET              HMAC secret for callbacks
+``callback_username``    SINCH_CALLBACK_USERNAME           HTTP Basic credentials Sinch
+``callback_password``    SINCH_CALLBACK_PASSWORD           sends with callbacks
+``rate``                 SINCH_RATE                        messages/s of the plan
+=======================  ================================  ===========================
+
+Sending: one ``POST {api_url}/xms/v1/{service_plan_id}/batches`` per batch of up to
+1000 recipients. Different texts in one batch go out as a ``${text}`` body with
+per-recipient ``parameters``. The batch ``id`` is every recipient's provider message id:
+Sinch's delivery reports name the batch and the recipient.
+
+Callbacks: Sinch posts every callback type (delivery reports and inbound messages) as
+JSON to one URL; ``callback_type()`` tells the webhook view which parser to call.
+Sinch leaves callbacks unsigned unless the account manager enables HMAC signing
+(``webhook_secret``) or Basic credentials on the callback URL (``callback_username`` /
+``callback_password``). With neither configured, callbacks count as unsigned.
+"""
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..exceptions import CallbackAuthError, CallbackParseError
+from ..messages import (
+    Callback,
+    DeliveryStatus,
+    InboundSms,
+    OutboundSms,
+    SendError,
+    SendResult,
+    StatusEvent,
+)
+from .base import BaseSmsBackend
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://us.sms.api.sinch.com"
+
+# (connect, read) seconds. Sinch answers a batch once it is queued, not sent, so even
+# 1000 recipients come back quickly; a read timeout past this is worth retrying.
+TIMEOUT = (5.0, 30.0)
+
+# One placeholder carries each recipient's whole text when the texts of a batch differ.
+TEXT_PARAMETER = "text"
+
+SIGNATURE_HEADER = "x-sinch-webhook-signature"
+NONCE_HEADER = "x-sinch-webhook-signature-nonce"
+TIMESTAMP_HEADER = "x-sinch-webhook-signature-timestamp"
+ALGORITHM_HEADER = "x-sinch-webhook-signature-algorithm"
+SIGNATURE_HEADERS = (SIGNATURE_HEADER, NONCE_HEADER, TIMESTAMP_HEADER)
+
+RECIPIENT_REPORT = "recipient_delivery_report_sms"
+BATCH_REPORT = "delivery_report_sms"
+INBOUND_TEXT = "mo_text"
+
+# Sinch's statuses, compared lower-cased: the wire capitalises them, the SDKs upper-case.
+STATUS_MAP = {
+    "queued": DeliveryStatus.SUBMITTED,
+    "dispatched": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "failed": DeliveryStatus.UNDELIVERED,
+    "aborted": DeliveryStatus.UNDELIVERED,
+    "cancelled": DeliveryStatus.UNDELIVERED,
+    "rejected": DeliveryStatus.REJECTED,
+    "expired": DeliveryStatus.EXPIRED,
+    "deleted": DeliveryStatus.UNDELIVERED,
+    "unknown": DeliveryStatus.UNKNOWN,
+}
+
+# Sinch's own delivery report codes; other codes are the operators' SMPP codes, which
+# Sinch does not name.
+REPORT_CODES = {
+    400: "Queued",
+    401: "Dispatched",
+    402: "Message unroutable",
+    403: "Internal error",
+    404: "Temporary delivery failure",
+    405: "Unmatched parameter",
+    406: "Internal expiry",
+    407: "Cancelled",
+    408: "Internal reject",
+    410: "Unmatched default originator",
+    411: "Exceeded parts limit",
+    412: "Unprovisioned region",
+    413: "Blocked (account blocked or out of credit)",
+}
+
+# E.164 numbers have at least 7 digits with the country code; anything shorter that
+# Sinch names as our number is a short code and keeps its form.
+MIN_MSISDN_DIGITS = 7
+
+
+# Runs of digits long enough to be phone numbers, masked before vendor text is logged.
+PHONE_LIKE = re.compile(r"\+?\d{7,15}")
+
+
+def _mask_numbers(text: str) -> str:
+    """``text`` with phone-number-like digits masked ("+14*******23")."""
+    return PHONE_LIKE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 5) + m[0][-2:], text)
+
+
+def _now() -> float:
+    """The clock signatures are checked against (tests replace it)."""
+    return time.time()
+
+
+def to_sinch_number(number: str) -> str:
+    """Our "+E.164" as Sinch's MSISDN (digits only); sender IDs pass unchanged."""
+    digits = number.removeprefix("+")
+    return digits if digits.isdigit() else number
+
+
+def from_sinch_number(value: str) -> str:
+    """A Sinch MSISDN as "+E.164"; short codes and sender IDs as received."""
+    value = value.strip()
+    digits = value.removeprefix("+")
+    if digits.isdigit() and len(digits) >= MIN_MSISDN_DIGITS:
+        return f"+{digits}"
+    return value
+
+
+class SmsBackend(BaseSmsBackend):
+    """Sinch SMS REST API ("XMS") with service-plan credentials."""
+
+    max_recipients_per_request = 1000
+    supports_per_recipient_text = True
+    supports_client_reference = True
+    """Per batch: ``client_reference`` names the batch's first message."""
+    supports_callback_url = True
+    default_rate = 10.0
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        service_plan_id: str = "",
+        api_token: str = "",
+        number: str = "",
+        api_url: str = DEFAULT_API_URL,
+        webhook_secret: str = "",
+        callback_username: str = "",
+        callback_password: str = "",
+        **options: Any,
+    ) -> None:
+        # A missing sender is not caught by Sinch at send time: the batch is accepted
+        # and every message is aborted later (code 410), so insist on it up front.
+        self.require(
+            alias,
+            SINCH_SERVICE_PLAN_ID=service_plan_id,
+            SINCH_API_TOKEN=api_token,
+            SINCH_NUMBER=number,
+        )
+        if bool(callback_username) != bool(callback_password):
+            raise ImproperlyConfigured(
+                f"SMS provider {alias!r} needs both SINCH_CALLBACK_USERNAME and "
+                "SINCH_CALLBACK_PASSWORD, or neither"
+            )
+        super().__init__(alias=alias, **options)
+        self.service_plan_id = service_plan_id
+        self.number = number
+        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        self.webhook_secret = webhook_secret
+        self.callback_username = callback_username
+        self.callback_password = callback_password
+        self.batches_url = f"{self.api_url}/xms/v1/{service_plan_id}/batches"
+        # One session per backend instance keeps the TLS connection to Sinch alive
+        # between batches.
+        self.session = requests.Session()
+        self.session.headers.update(
+            {
+                "Authorization": f"Bearer {api_token}",
+                "Accept": "application/json",
+            }
+        )
+
+    # --- Sending -------------------------------------------------------------------
+
+    def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        results: dict[int, SendResult] = {}
+        for group in self._request_groups(messages):
+            outcomes = self._send_request([message for _, message in group])
+            results.update(
+                (index, outcome)
+                for (index, _), outcome in zip(group, outcomes, strict=True)
+            )
+        return [results[index] for index in range(len(messages))]
+
+    def _request_groups(
+        self, messages: Sequence[OutboundSms]
+    ) -> list[list[tuple[int, OutboundSms]]]:
+        """Split a batch into requests with one sender and each recipient at most once.
+
+        ``from`` is per batch, and a recipient twice in one batch could get only one
+        per-recipient text and could not be told apart in delivery reports (batch id +
+        recipient), so a repeated recipient goes into the next request.
+        """
+        groups: list[tuple[str, set[str], list[tuple[int, OutboundSms]]]] = []
+        for index, message in enumerate(messages):
+            sender = message.sender or self.number
+            fitting = next(
+                (
+                    candidate
+                    for candidate in groups
+                    if candidate[0] == sender and message.to not in candidate[1]
+                ),
+                None,
+            )
+            if fitting is None:
+                fitting = (sender, set(), [])
+                groups.append(fitting)
+            fitting[1].add(message.to)
+            fitting[2].append((index, message))
+        return [group for _, _, group in groups]
+
+    def build_payload(self, messages: Sequence[OutboundSms]) -> dict[str, Any]:
+        """The JSON body of one batch: one sender, each recipient once."""
+        first = messages[0]
+        recipients = [to_sinch_number(message.to) for message in messages]
+        payload: dict[str, Any] = {
+            "from": to_sinch_number(first.sender or self.number),
+            "to": recipients,
+        }
+        texts = {message.text for message in messages}
+        if len(texts) == 1:
+            payload["body"] = first.text
+        else:
+            # The keys are the MSISDNs exactly as in "to". No "default" on purpose:
+            # a recipient Sinch could not match then fails (code 405) instead of
+            # being sent an empty text.
+            payload["body"] = f"${{{TEXT_PARAMETER}}}"
+            payload["parameters"] = {
+                TEXT_PARAMETER: {
+                    recipient: message.text
+                    for recipient, message in zip(recipients, messages, strict=True)
+                }
+            }
+        payload["type"] = "mt_text"
+        payload["delivery_report"] = "per_recipient"
+        if callback_url := self.status_callback_url():
+            payload["callback_url"] = callback_url
+        # Sinch keeps one client_reference per batch; the first message's lets the
+        # webhooks find the batch even before the batch id is stored.
+        payload["client_reference"] = first.reference
+        return payload
+
+    def _send_request(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        payload = self.build_payload(messages)
+        try:
+            response = self.session.post(
+                self.batches_url, json=payload, timeout=TIMEOUT
+            )
+        except requests.Timeout as exc:
+            # A read timeout may come after Sinch queued the batch; the
+            # client_reference lets a duplicate be recognised.
+            error = SendError(code="timeout", reason=str(exc), retryable=True)
+        except requests.ConnectionError as exc:
+            error = SendError(code="connection_error", reason=str(exc), retryable=True)
+        except requests.RequestException as exc:
+            # Invalid URL and the like: SINCH_API_URL is wrong.
+            error = SendError(
+                code=type(exc).__name__,
+                reason=str(exc),
+                retryable=False,
+                misconfigured=True,
+            )
+        else:
+            if response.ok:
+                return self._accepted(messages, response)
+            error = self._error_from_response(response)
+        logger.warning(
+            "Sinch batch of %d message(s) for provider %r failed: %s %s (retryable=%s)",
+            len(messages),
+            self.alias,
+            error.code,
+            _mask_numbers(error.reason),
+            error.retryable,
+        )
+        return [
+            SendResult(reference=message.reference, to=message.to, error=error)
+            for message in messages
+        ]
+
+    def _accepted(
+        self, messages: Sequence[OutboundSms], response: requests.Response
+    ) -> list[SendResult]:
+        batch_id = ""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            batch_id = str(body.get("id") or "")
+        if not batch_id:
+            # Sinch took the batch (2xx), so reporting a failure would invite a
+            # duplicate send; the client_reference in the receipts still finds it.
+            logger.warning(
+                "Sinch accepted a batch for provider %r without a batch id (HTTP %s)",
+                self.alias,
+                response.status_code,
+            )
+        return [
+            SendResult(
+                reference=message.reference, to=message.to, provider_message_id=batch_id
+            )
+            for message in messages
+        ]
+
+    def _error_from_response(self, response: requests.Response) -> SendError:
+        status = response.status_code
+        code, reason = _error_detail(response)
+        if status in {408, 429} or status >= 500:
+            return SendError(
+                code=code,
+                reason=reason,
+                retryable=True,
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        # 401: bad token; 403: blocked account or a refused batch setting; 404 on the
+        # batches endpoint: unknown service plan or wrong region. No batch would pass.
+        return SendError(
+            code=code,
+            reason=reason,
+            retryable=False,
+            misconfigured=status in {401, 403, 404},
+        )
+
+    # --- Callbacks: authenticity -----------------------------------------------------
+
+    def verify_callback(self, callback: Callback) -> None:
+        if self.webhook_secret:
+            self._verify_signature(callback)
+        elif self.callback_username:
+            self._verify_basic_auth(callback)
+        elif not settings.SMS_WEBHOOK_ALLOW_UNSIGNED:
+            raise CallbackAuthError(
+                "Sinch callbacks cannot be verified: set SINCH_WEBHOOK_SECRET (HMAC "
+                "signing) or SINCH_CALLBACK_USERNAME and SINCH_CALLBACK_PASSWORD "
+                "(Basic auth on the callback URL), as enabled by your Sinch account "
+                "manager"
+            )
+
+    def _verify_signature(self, callback: Callback) -> None:
+        signature, nonce, timestamp = (callback.header(h) for h in SIGNATURE_HEADERS)
+        if not (signature or nonce or timestamp):
+            if settings.SMS_WEBHOOK_ALLOW_UNSIGNED:
+                return
+            raise CallbackAuthError("missing Sinch webhook signature")
+        if not (signature and nonce and timestamp):
+            raise CallbackAuthError("incomplete Sinch webhook signature headers")
+        algorithm = callback.header(ALGORITHM_HEADER)
+        # Sinch's SDKs implement SHA-256 only; refuse rather than guess another.
+        if algorithm and algorithm.lower() != "hmacsha256":
+            raise CallbackAuthError(f"unsupported signature algorithm {algorithm!r}")
+        signed = b".".join([callback.body, nonce.encode(), timestamp.encode()])
+        digest = hmac.new(self.webhook_secret.encode(), signed, hashlib.sha256)
+        expected = base64.b64encode(digest.digest())
+        if not hmac.compare_digest(expected, signature.strip().encode()):
+            raise CallbackAuthError("Sinch webhook signature does not match")
+        try:
+            signed_at = int(timestamp)
+        except ValueError:
+            raise CallbackAuthError("malformed Sinch webhook timestamp") from None
+        age = _now() - signed_at
+        skew = settings.SMS_WEBHOOK_CLOCK_SKEW
+        if age > settings.SMS_WEBHOOK_MAX_AGE + skew:
+            raise CallbackAuthError("stale Sinch webhook signature")
+        if age < -skew:
+            raise CallbackAuthError("Sinch webhook signature is from the future")
+
+    def _verify_basic_auth(self, callback: Callback) -> None:
+        authorization = callback.header("Authorization")
+        if not authorization:
+            if settings.SMS_WEBHOOK_ALLOW_UNSIGNED:
+                return
+            raise CallbackAuthError("missing Basic credentials")
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            raise CallbackAuthError("callback credentials are not Basic auth")
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise CallbackAuthError("malformed Basic credentials") from None
+        username, _, password = decoded.partition(b":")
+        # Compare both parts every time, so timing says nothing about which was wrong.
+        user_ok = hmac.compare_digest(username, self.callback_username.encode())
+        password_ok = hmac.compare_digest(password, self.callback_password.encode())
+        if not (user_ok and password_ok):
+            raise CallbackAuthError("wrong Basic credentials")
+
+    # --- Callbacks: content --------------------------------------------------------
+
+    def callback_type(self, callback: Callback) -> str:
+        """The callback's ``type``: "recipient_delivery_report_sms",
+        "delivery_report_sms", "mo_text", ... (Sinch posts all kinds to one URL)."""
+        return _callback_type(_json_object(callback))
+
+    def callback_kind(self, callback: Callback, *, default: str = "status") -> str:
+        """Which parser the callback needs: "status" or "inbound" (for the webhook
+        views, which may have received it at either URL); ``default`` for types this
+        backend does not know, whose parser then refuses them."""
+        kind = self.callback_type(callback)
+        if "delivery_report" in kind:
+            return "status"
+        if kind.startswith("mo_"):
+            return "inbound"
+        return default
+
+    def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
+        data = _json_object(callback)
+        kind = _callback_type(data)
+        if kind == RECIPIENT_REPORT:
+            return [_recipient_report_event(data)]
+        if kind == BATCH_REPORT:
+            return _batch_report_events(data)
+        raise CallbackParseError(f"not a Sinch delivery report (type {kind!r})")
+
+    def parse_inbound_callback(self, callback: Callback) -> list[InboundSms]:
+        data = _json_object(callback)
+        kind = _callback_type(data)
+        if kind != INBOUND_TEXT:
+            raise CallbackParseError(f"not a Sinch inbound text (type {kind!r})")
+        return [
+            InboundSms(
+                from_number=from_sinch_number(_required_str(data, "from")),
+                to_number=from_sinch_number(_required_str(data, "to")),
+                text=_required_str(data, "body", allow_empty=True),
+                provider_message_id=_optional_str(data, "id"),
+                received_at=_parse_time(data.get("received_at")),
+                payload=data,
+            )
+        ]
+
+
+# --- Helpers ---------------------------------------------------------------------------
+
+
+def _error_detail(response: requests.Response) -> tuple[str, str]:
+    """The vendor's (code, text) from an error response, whatever its shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        # The SMS API's own shape: {"code": "...", "text": "..."}.
+        if body.get("code") or body.get("text"):
+            return (
+                str(body.get("code") or response.status_code),
+                str(body.get("text") or response.reason or ""),
+            )
+        # Sinch's gateway sometimes answers in Google's shape instead.
+        error = body.get("error")
+        if isinstance(error, dict):
+            code = error.get("status") or error.get("code") or response.status_code
+            return str(code), str(error.get("message") or response.reason or "")
+    text = response.text.strip()[:200] if response.text else ""
+    return str(response.status_code), text or str(response.reason or "")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - _now())
+
+
+def _json_object(callback: Callback) -> dict[str, Any]:
+    data = callback.json()
+    if not isinstance(data, dict):
+        raise CallbackParseError("Sinch callback body is not a JSON object")
+    return data
+
+
+def _callback_type(data: Mapping[str, Any]) -> str:
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise CallbackParseError("Sinch callback has no 'type'")
+    return kind
+
+
+def _required_str(
+    data: Mapping[str, Any], key: str, *, allow_empty: bool = False
+) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not (value or allow_empty):
+        raise CallbackParseError(f"Sinch callback lacks {key!r}")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An ISO-8601 time as an aware datetime; None when absent or unreadable.
+
+    Times are extras: a receipt with an odd timestamp still carries its status.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _report_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _status_event(
+    *,
+    raw_status: str,
+    code: object,
+    batch_id: str,
+    recipient: str,
+    reference: str,
+    occurred_at: datetime | None = None,
+    segments: int | None = None,
+    payload: Mapping[str, Any],
+) -> StatusEvent:
+    number = _report_code(code)
+    # 0 comes with "Delivered": there is no error to report.
+    error_code = str(number) if number else ""
+    return StatusEvent(
+        status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+        raw_status=raw_status,
+        provider_message_id=batch_id,
+        reference=reference,
+        recipient=from_sinch_number(recipient),
+        error_code=error_code,
+        error_reason=REPORT_CODES.get(number, "") if number else "",
+        segments=segments,
+        occurred_at=occurred_at,
+        # Sinch reports "Deleted" for invalid numbers and for opted-out subscribers
+        # alike; the campaign side treats it as a (suppressing) opt-out signal.
+        opt_out_signal=raw_status.lower() == "deleted",
+        payload=payload,
+    )
+
+
+def _recipient_report_event(data: dict[str, Any]) -> StatusEvent:
+    parts = data.get("number_of_message_parts")
+    return _status_event(
+        raw_status=_required_str(data, "status"),
+        code=data.get("code"),
+        batch_id=_required_str(data, "batch_id"),
+        recipient=_required_str(data, "recipient"),
+        reference=_optional_str(data, "client_reference"),
+        # When the operator reported the status, else when Sinch wrote the report.
+        occurred_at=_parse_time(data.get("operator_status_at"))
+        or _parse_time(data.get("at")),
+        segments=parts
+        if isinstance(parts, int) and not isinstance(parts, bool)
+        else None,
+        payload=data,
+    )
+
+
+def _batch_report_events(data: dict[str, Any]) -> list[StatusEvent]:
+    """One event per recipient named in a "full" batch report.
+
+    A "summary" report only counts recipients per status: nothing to attribute.
+    """
+    batch_id = _required_str(data, "batch_id")
+    reference = _optional_str(data, "client_reference")
+    statuses = data.get("statuses")
+    if not isinstance(statuses, list):
+        raise CallbackParseError("Sinch batch report lacks 'statuses'")
+    events = []
+    for entry in statuses:
+        if not isinstance(entry, dict):
+            raise CallbackParseError("Sinch batch report has a malformed status entry")
+        raw_status = _required_str(entry, "status")
+        recipients = entry.get("recipients") or []
+        if not isinstance(recipients, list) or not all(
+            isinstance(recipient, str) and recipient for recipient in recipients
+        ):
+            raise CallbackParseError("Sinch batch report has malformed recipients")
+        for recipient in recipients:
+            events.append(
+                _status_event(
+                    raw_status=raw_status,
+                    code=entry.get("code"),
+                    batch_id=batch_id,
+                    recipient=recipient,
+                    reference=reference,
+                    # Thousands of recipients may share one report: keep each
+                    # event's payload to what concerns it.
+                    payload={
+                        "type": BATCH_REPORT,
+                        "batch_id": batch_id,
+                        "client_reference": reference,
+                        "status": raw_status,
+                        "code": entry.get("code"),
+                        "recipient": recipient,
+                    },
+                )
+            )
+    return events

@@ -1,0 +1,549 @@
+"""SMS backend for the Vonage Messages API (v1), sending through the ``vonage`` SDK."""
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+from vonage import Auth, HttpClientOptions, Vonage
+from vonage_http_client.errors import HttpRequestError
+from vonage_messages import Sms
+from vonage_utils.errors import VonageError
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from ..exceptions import CallbackAuthError, CallbackParseError
+from ..messages import (
+    Callback,
+    DeliveryStatus,
+    InboundSms,
+    OutboundSms,
+    SendError,
+    SendResult,
+    StatusEvent,
+)
+from .base import BaseSmsBackend
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT_LENGTH = 1000
+"""Vonage documents a 1000-character limit; the SDK model allows 3200, so check here."""
+
+STATUS_MAP: dict[str, DeliveryStatus] = {
+    "submitted": DeliveryStatus.SUBMITTED,
+    "accepted": DeliveryStatus.SUBMITTED,
+    "buffered": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    # "read" exists only on OTT channels; it still implies delivery.
+    "read": DeliveryStatus.DELIVERED,
+    "rejected": DeliveryStatus.REJECTED,
+    "undeliverable": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "expired": DeliveryStatus.EXPIRED,
+}
+
+
+def _now() -> float:
+    """The current Unix time (a function of its own so tests can freeze the clock)."""
+    return time.time()
+
+
+class SmsBackend(BaseSmsBackend):
+    """Vonage Messages API: one recipient per request, JWT (application) auth.
+
+    Delivery receipts and inbound messages arrive as signed JSON webhooks
+    (``Authorization: Bearer <HS256 JWT>`` keyed with the account signature secret).
+    """
+
+    max_recipients_per_request = 1
+    supports_client_reference = True
+    supports_callback_url = True
+    default_rate = 30.0
+
+    timeout: int = 10
+    """Seconds to wait for Vonage to connect and to answer one send request."""
+
+    def __init__(
+        self,
+        *,
+        alias: str,
+        application_id: str = "",
+        private_key_path: str = "",
+        number: str = "",
+        signature_secret: str = "",
+        api_url: str = "https://api.nexmo.com",
+        **options: object,
+    ) -> None:
+        super().__init__(alias=alias, **options)
+        self.require(
+            alias,
+            VONAGE_APPLICATION_ID=application_id,
+            VONAGE_PRIVATE_KEY_PATH=private_key_path,
+            VONAGE_NUMBER=number,
+        )
+        self.application_id = application_id
+        self.number = _vendor_number(number)
+        self.signature_secret = signature_secret
+        self.api_host = _api_host(alias, api_url or "https://api.nexmo.com")
+        # Building Auth here (not lazily) reads and checks the key file, so a bad
+        # VONAGE_PRIVATE_KEY_PATH stops start-up (system check) instead of every send.
+        self._auth = Auth(
+            application_id=application_id,
+            private_key=_load_private_key(alias, private_key_path),
+        )
+        self._vonage: Vonage | None = None
+        self._lock = threading.Lock()
+
+    # --- Sending -------------------------------------------------------------------
+
+    def _client(self) -> Vonage:
+        """The SDK client, created on first use and kept (its requests.Session pools
+        connections across messages)."""
+        if self._vonage is None:
+            with self._lock:
+                if self._vonage is None:
+                    self._vonage = Vonage(
+                        self._auth,
+                        HttpClientOptions(api_host=self.api_host, timeout=self.timeout),
+                    )
+        return self._vonage
+
+    def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
+        return [self._send_one(message) for message in messages]
+
+    def _send_one(self, message: OutboundSms) -> SendResult:
+        if len(message.text) > MAX_TEXT_LENGTH:
+            return self._failed(
+                message,
+                SendError(
+                    code="text-too-long",
+                    reason=f"Text is {len(message.text)} characters; Vonage accepts at most {MAX_TEXT_LENGTH}",
+                    retryable=False,
+                ),
+            )
+        try:
+            # client_ref is always our unique reference. The SDK silently re-sends the
+            # POST when the connection drops with RemoteDisconnected (and a timeout
+            # leads to our own retry), so Vonage may have accepted the first attempt
+            # too: a receipt for a second message_uuid carrying the same client_ref
+            # identifies that duplicate.
+            sms = Sms(
+                to=_vendor_number(message.to),
+                from_=_vendor_number(message.sender) or self.number,
+                text=message.text,
+                client_ref=message.reference,
+                webhook_url=self.status_callback_url() or None,
+            )
+        except ValidationError as exc:
+            return self._failed(message, _validation_error(exc))
+
+        try:
+            response = self._client().messages.send(sms)
+        except HttpRequestError as exc:
+            return self._failed(message, _http_error(exc.response))
+        except requests.Timeout as exc:
+            # Checked before ConnectionError: ConnectTimeout is both.
+            return self._failed(
+                message, SendError(code="timeout", reason=str(exc), retryable=True)
+            )
+        except requests.ConnectionError as exc:
+            return self._failed(
+                message,
+                SendError(code="connection-error", reason=str(exc), retryable=True),
+            )
+        except requests.RequestException as exc:
+            return self._failed(
+                message,
+                SendError(code="request-error", reason=str(exc), retryable=True),
+            )
+        except (TypeError, ValidationError):
+            # SendMessageResponse(**body) fails on a 2xx whose body lacks message_uuid.
+            # Vonage took the message, so it is accepted; the receipt names it through
+            # client_ref. Anything else raising these is a bug: let it surface.
+            last = self._client().http_client.last_response
+            if last is None or not 200 <= last.status_code < 300:
+                raise
+            logger.warning(
+                "Vonage accepted %s for %s without a message_uuid",
+                message.reference,
+                _mask(message.to),
+            )
+            return SendResult(reference=message.reference, to=message.to)
+        except VonageError as exc:
+            # JWT generation failed: no message can go out with these credentials.
+            return self._failed(
+                message,
+                SendError(
+                    code="auth-error",
+                    reason=str(exc),
+                    retryable=False,
+                    misconfigured=True,
+                ),
+            )
+        return SendResult(
+            reference=message.reference,
+            to=message.to,
+            provider_message_id=response.message_uuid,
+        )
+
+    def _failed(self, message: OutboundSms, error: SendError) -> SendResult:
+        logger.warning(
+            "Vonage did not take %s for %s: %s %s (%s)",
+            message.reference,
+            _mask(message.to),
+            error.code,
+            error.reason,
+            "retryable" if error.retryable else "permanent",
+        )
+        return SendResult(reference=message.reference, to=message.to, error=error)
+
+    # --- Callbacks -----------------------------------------------------------------
+
+    def verify_callback(self, callback: Callback) -> None:
+        authorization = callback.header("Authorization").strip()
+        if not authorization:
+            if settings.SMS_WEBHOOK_ALLOW_UNSIGNED:
+                return
+            raise CallbackAuthError("missing Authorization header")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise CallbackAuthError("Authorization header is not a Bearer token")
+        if not self.signature_secret:
+            raise CallbackAuthError(
+                "cannot verify the signature: VONAGE_SIGNATURE_SECRET is not set"
+            )
+        claims = self._decode_token(token)
+
+        # Freshness is checked here rather than by PyJWT so it follows one clock and
+        # the SMS_WEBHOOK_* policy (Vonage sends no exp; iat is all there is).
+        issued_at = claims["iat"]
+        if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
+            raise CallbackAuthError("token iat is not a number")
+        now = _now()
+        skew = settings.SMS_WEBHOOK_CLOCK_SKEW
+        if issued_at > now + skew:
+            raise CallbackAuthError("token is issued in the future")
+        if now - issued_at > settings.SMS_WEBHOOK_MAX_AGE + skew:
+            raise CallbackAuthError("token is stale")
+        expires = claims.get("exp")
+        if isinstance(expires, int | float) and expires <= now - skew:
+            raise CallbackAuthError("token has expired")
+        if "iss" in claims and claims["iss"] != "Vonage":
+            raise CallbackAuthError("token issuer is not Vonage")
+
+        payload_hash = claims["payload_hash"]
+        if not isinstance(payload_hash, str) or not _body_matches(
+            callback.body, payload_hash
+        ):
+            raise CallbackAuthError("body does not match the signed payload_hash")
+
+    def _decode_token(self, token: str) -> dict:
+        try:
+            return jwt.decode(
+                token,
+                self.signature_secret,
+                algorithms=["HS256"],
+                options={
+                    "verify_iat": False,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "require": ["iat", "payload_hash"],
+                },
+            )
+        except jwt.InvalidAlgorithmError:
+            raise CallbackAuthError("token is not signed with HS256") from None
+        except jwt.InvalidSignatureError:
+            raise CallbackAuthError("signature does not match") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise CallbackAuthError(f"token has no {exc.claim} claim") from None
+        except jwt.InvalidTokenError:
+            raise CallbackAuthError("malformed token") from None
+
+    def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
+        data = _json_object(callback)
+        message_uuid = _text(data.get("message_uuid"))
+        client_ref = _text(data.get("client_ref"))
+        if not message_uuid and not client_ref:
+            raise CallbackParseError(
+                "Vonage status callback has neither message_uuid nor client_ref"
+            )
+        raw_status = _text(data.get("status"))
+        if not raw_status:
+            raise CallbackParseError("Vonage status callback has no status")
+
+        error = data.get("error")
+        error = error if isinstance(error, Mapping) else {}
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, Mapping) else {}
+        sms = data.get("sms")
+        sms = sms if isinstance(sms, Mapping) else {}
+        return [
+            StatusEvent(
+                status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+                raw_status=raw_status,
+                provider_message_id=message_uuid,
+                reference=client_ref,
+                recipient=_e164(data.get("to")),
+                error_code=_problem_code(error.get("type")),
+                error_reason=_problem_reason(error.get("title"), error.get("detail")),
+                price=_decimal(usage.get("price")),
+                currency=_text(usage.get("currency")),
+                segments=_int(sms.get("count_total")),
+                occurred_at=_datetime(data.get("timestamp")),
+                payload=data,
+            )
+        ]
+
+    def parse_inbound_callback(self, callback: Callback) -> list[InboundSms]:
+        data = _json_object(callback)
+        sender = _text(data.get("from"))
+        if not sender:
+            raise CallbackParseError("Vonage inbound callback has no from")
+        text = data.get("text")
+        if not isinstance(text, str):
+            raise CallbackParseError("Vonage inbound callback has no text")
+        sms = data.get("sms")
+        sms = sms if isinstance(sms, Mapping) else {}
+        return [
+            InboundSms(
+                from_number=_e164(sender),
+                to_number=_e164(data.get("to")),
+                text=text,
+                provider_message_id=_text(data.get("message_uuid")),
+                received_at=_datetime(data.get("timestamp")),
+                keyword_hint=_text(sms.get("keyword")).lower(),
+                payload=data,
+            )
+        ]
+
+
+# --- Configuration helpers ------------------------------------------------------------
+
+
+def _api_host(alias: str, api_url: str) -> str:
+    """host[:port] for the SDK, which always builds https://{host}/v1/messages."""
+    parts = urlsplit(api_url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"VONAGE_API_URL for SMS provider {alias!r} must be an https:// origin "
+            f"(the Vonage SDK only speaks https), got {api_url!r}"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+        raise ImproperlyConfigured(
+            f"VONAGE_API_URL for SMS provider {alias!r} must be an origin such as "
+            f"https://api.nexmo.com (no path, query or credentials), got {api_url!r}"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _load_private_key(alias: str, path: str) -> str:
+    """The application's RSA key as PKCS#8 PEM text.
+
+    Read here rather than by the SDK, which takes only paths ending in an extension
+    and only PKCS#8 text; keys in PKCS#1 ("BEGIN RSA PRIVATE KEY") are converted.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"VONAGE_PRIVATE_KEY_PATH for SMS provider {alias!r} cannot be read: "
+            f"{exc.strerror or exc}"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"VONAGE_PRIVATE_KEY_PATH for SMS provider {alias!r} is not an "
+            f"unencrypted PEM private key ({type(exc).__name__})"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ImproperlyConfigured(
+            f"VONAGE_PRIVATE_KEY_PATH for SMS provider {alias!r} must hold an RSA key"
+        )
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+
+
+# --- Send error helpers ---------------------------------------------------------------
+
+
+def _validation_error(exc: ValidationError) -> SendError:
+    """A permanent error naming the fields the SDK model refused, without their values
+    (they would put phone numbers in logs)."""
+    errors = exc.errors(include_input=False, include_url=False)
+    fields = {str(error["loc"][0]) for error in errors if error["loc"]}
+    reason = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in errors
+    )
+    code = "invalid-number" if fields & {"to", "from_"} else "invalid-request"
+    return SendError(code=code, reason=reason, retryable=False)
+
+
+def _http_error(response: requests.Response) -> SendError:
+    """Classify a Vonage error response (RFC 7807 problem details).
+
+    The SDK raises AuthenticationError (401), ForbiddenError (403), NotFoundError
+    (404), RateLimitedError (429), ServerError (500 only) and a bare HttpRequestError
+    for every other status (422, 502, 503...), so the status code is what counts.
+    """
+    status = response.status_code
+    code = reason = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        code = _problem_code(body.get("type"))
+        reason = _problem_reason(body.get("title"), body.get("detail"))
+    retryable = status == 429 or status >= 500
+    return SendError(
+        code=code or str(status),
+        reason=reason or response.reason or f"HTTP {status}",
+        retryable=retryable,
+        misconfigured=status in (401, 403),
+        retry_after=_retry_after(response.headers.get("Retry-After", ""))
+        if retryable
+        else None,
+    )
+
+
+def _problem_code(problem_type: object) -> str:
+    """The code in an RFC 7807 type URL: ".../api-errors/messages#1250" gives "1250"."""
+    if not isinstance(problem_type, str) or problem_type in ("", "about:blank"):
+        return ""
+    return urlsplit(problem_type).fragment or problem_type
+
+
+def _problem_reason(title: object, detail: object) -> str:
+    parts = [_text(title), _text(detail)]
+    parts = [part for part in parts if part]
+    if len(parts) == 2 and parts[0] == parts[1]:
+        parts = parts[:1]
+    return ": ".join(parts)
+
+
+def _retry_after(value: str) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - _now()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+# --- Callback helpers -----------------------------------------------------------------
+
+
+def _body_matches(body: bytes, payload_hash: str) -> bool:
+    """Whether payload_hash (hex SHA-256) is the hash of this body.
+
+    Vonage hashes the JSON it sends, which is compact. Its own sample verifier hashes
+    the compact re-serialisation of the parsed body, so that form is accepted too: it
+    is the same JSON object, and the parsers read nothing but that object.
+    """
+    expected = payload_hash.lower().encode("ascii", errors="replace")
+    if hmac.compare_digest(hashlib.sha256(body).hexdigest().encode(), expected):
+        return True
+    try:
+        compact = json.dumps(
+            json.loads(body), separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(hashlib.sha256(compact).hexdigest().encode(), expected)
+
+
+def _json_object(callback: Callback) -> dict:
+    data = callback.json()
+    if not isinstance(data, dict):
+        raise CallbackParseError(
+            f"Vonage callback body must be a JSON object, got {type(data).__name__}"
+        )
+    return data
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return ""
+
+
+def _e164(value: object) -> str:
+    """Vonage numbers carry no "+"; add it to digit strings, keep sender IDs as sent."""
+    number = _text(value)
+    return f"+{number}" if number.isdigit() else number
+
+
+def _vendor_number(number: str) -> str:
+    """Vonage wants numbers without the leading "+"."""
+    return number.strip().removeprefix("+")
+
+
+def _decimal(value: object) -> Decimal | None:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return None
+    return amount if amount.is_finite() else None
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(_text(value))
+    except ValueError:
+        return None
+
+
+def _datetime(value: object) -> datetime | None:
+    text = _text(value)
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _mask(number: str) -> str:
+    """+447700900000 -> +44********00: enough to tell numbers apart in logs."""
+    if len(number) <= 5:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 5) + number[-2:]

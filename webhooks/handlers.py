@@ -1,0 +1,108 @@
+"""One path for every provider callback, whether it came over HTTP or from the simulator."""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+
+from campaigns.receipts import delivery_events_record
+from providers import get_provider
+from providers.exceptions import CallbackAuthError, CallbackParseError
+from providers.messages import Callback
+
+from .models import RejectedCallback
+from .services import inbound_message_record
+
+logger = logging.getLogger(__name__)
+
+# Aliases whose backends never call us back.
+NO_CALLBACKS = {"console", "locmem"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int
+    detail: str
+    applied: int = 0
+
+
+def handle_callback(*, alias: str, kind: str, callback: Callback) -> Outcome:
+    """Verify, parse and apply one callback; say what the vendor should be answered.
+
+    2xx for anything understood (unknown statuses included, so the vendor stops
+    retrying), 4xx for what is forged or malformed (nothing changes), 5xx only when the
+    event could not be stored, so the vendor tries again later.
+    """
+    if alias not in settings.SMS_PROVIDERS or alias in NO_CALLBACKS:
+        return Outcome(404, f"no provider {alias!r} takes callbacks here")
+    try:
+        backend = get_provider(alias)
+    except ImproperlyConfigured as exc:
+        # Without credentials nothing can be verified; a 5xx makes the vendor retry
+        # until the operator fixes the configuration.
+        logger.error("%s callback refused: provider misconfigured: %s", alias, exc)
+        return Outcome(503, "provider not configured")
+
+    try:
+        backend.verify_callback(callback)
+    except CallbackAuthError as exc:
+        logger.warning("%s %s callback rejected: %s", alias, kind, exc)
+        return Outcome(401, f"signature check failed: {exc}")
+
+    # Some vendors (Sinch) send every callback type to one URL: the body says which.
+    routed = getattr(backend, "callback_kind", None)
+    if routed is not None:
+        try:
+            kind = routed(callback, default=kind)
+        except CallbackParseError as exc:
+            return _reject(alias, kind, callback, str(exc))
+    try:
+        if kind == "status":
+            events = backend.parse_status_callback(callback)
+            applied = len(delivery_events_record(provider=alias, events=events))
+        else:
+            messages = backend.parse_inbound_callback(callback)
+            for inbound in messages:
+                inbound_message_record(provider=alias, inbound=inbound)
+            applied = len(messages)
+    except CallbackParseError as exc:
+        return _reject(alias, kind, callback, str(exc))
+    except DatabaseError:
+        logger.exception("%s %s callback could not be stored", alias, kind)
+        return Outcome(503, "could not store the event; try again later")
+    return Outcome(200, "ok", applied)
+
+
+def _reject(alias: str, kind: str, callback: Callback, reason: str) -> Outcome:
+    logger.warning("%s %s callback malformed: %s", alias, kind, reason)
+    keep_rejected(alias=alias, kind=kind, callback=callback, reason=reason)
+    return Outcome(400, reason)
+
+
+def keep_rejected(*, alias: str, kind: str, callback: Callback, reason: str) -> None:
+    """Keep a malformed callback's body for an operator to inspect (best effort)."""
+    try:
+        RejectedCallback.objects.create(
+            provider=alias[:32],
+            kind=kind[:16],
+            reason=reason[:255],
+            content_type=callback.content_type[:100],
+            body=callback.body.decode("utf-8", errors="replace"),
+        )
+    except DatabaseError:
+        logger.exception("could not keep a rejected %s callback", alias)
+
+
+def on_simulated_callback(
+    *, alias: str, kind: str, callback: Callback, **kwargs
+) -> Outcome:
+    """Receiver for providers.signals.callback_received: the simulator's reports take the
+    same path as a vendor's HTTP callback."""
+    outcome = handle_callback(alias=alias, kind=kind, callback=callback)
+    if outcome.status_code >= 300:
+        raise RuntimeError(
+            f"simulated {kind} callback refused: {outcome.status_code} {outcome.detail}"
+        )
+    return outcome

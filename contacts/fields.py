@@ -17,8 +17,10 @@ class PhoneNumberField(models.CharField):
             del kwargs["max_length"]
         return name, path, args, kwargs
 
-    def to_python(self, value):
-        value = super().to_python(value)
+    # Normalization lives in clean(), not to_python(): Django also calls to_python() to
+    # prepare lookup values, and a filter on an odd number must find nothing, not raise.
+    def clean(self, value, model_instance):
+        value = super().clean(value, model_instance)
         if value in self.empty_values:
             return value
         try:

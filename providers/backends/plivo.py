@@ -331,7 +331,7 @@ class SmsBackend(BaseSmsBackend):
             nonce = callback.header(HEADER_V3_NONCE)
             if not nonce:
                 raise CallbackAuthError("Plivo V3 signature without its nonce")
-            expected = self._v3_signature(callback, nonce)
+            expected = self._v3_signatures(callback, nonce)
             candidates = [
                 candidate.strip()
                 for name in (HEADER_V3, HEADER_MA_V3)
@@ -342,7 +342,11 @@ class SmsBackend(BaseSmsBackend):
                 raise CallbackAuthError("Plivo V3 nonce without a signature")
             # The Ma- header is signed with the main account's token: it matches
             # when our token is the main account's.
-            if not any(_same(expected, candidate) for candidate in candidates):
+            if not any(
+                _same(signature, candidate)
+                for signature in expected
+                for candidate in candidates
+            ):
                 raise CallbackAuthError("Plivo V3 signature does not match")
             return
 
@@ -370,7 +374,18 @@ class SmsBackend(BaseSmsBackend):
         # V2 signs scheme://netloc/path + nonce: no query string, no body.
         return self._sign(_url_without_query(url) + nonce)
 
-    def _v3_signature(self, callback: Callback, nonce: str) -> str:
+    def _v3_signatures(self, callback: Callback, nonce: str) -> list[str]:
+        """The V3 signature over the signed string as UTF-8, and as Plivo's own SDK
+        computes it for non-ASCII text (UTF-8 bytes read back as Latin-1, then encoded
+        as UTF-8 again). Which of the two Plivo's servers sign is not documented; both
+        are keyed by our token, so accepting either admits nothing forged."""
+        signed = self._v3_string(callback, nonce)
+        signatures = [self._sign(signed)]
+        if not signed.isascii():
+            signatures.append(self._sign(signed.encode("utf-8").decode("latin-1")))
+        return signatures
+
+    def _v3_string(self, callback: Callback, nonce: str) -> str:
         base = _url_without_query(callback.url)
         query = parse_qs(urlsplit(callback.url).query, keep_blank_values=True)
         if callback.method.upper() == "GET":
@@ -388,7 +403,7 @@ class SmsBackend(BaseSmsBackend):
                     for value in sorted(params[key])
                 )
                 signed = f"{base}?{prefix}{joined}"
-        return self._sign(f"{signed}.{nonce}")
+        return f"{signed}.{nonce}"
 
     def _sign(self, message: str) -> str:
         digest = hmac.new(

@@ -130,3 +130,8 @@ def test_consent_history_outlives_the_contact():
     event = ConsentEvent.objects.get()
     assert event.contact is None
     assert event.phone.startswith("+1")
+
+
+def test_looking_up_an_invalid_number_finds_nothing_instead_of_failing():
+    assert not Contact.objects.filter(phone="+16051234567").exists()
+    assert not Suppression.objects.filter(phone="not a number").exists()

@@ -21,7 +21,7 @@ install: $(BIN)/.installed ## create .venv and install pinned dependencies
 demo: install ## migrate, seed sample data and show what is there
 	@test -f .env || { cp .env.example .env && echo "Created .env from .env.example (DEBUG=true, SQLite)."; }
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py seed_demo
+	$(BIN)/python manage.py seed_demo --send
 
 run: install ## development server on http://127.0.0.1:8000/admin/
 	$(BIN)/python manage.py runserver

@@ -44,7 +44,23 @@ class Campaign(models.Model):
         blank=True,
         help_text="Sender number or ID; empty uses the provider's default.",
     )
+    fallback_provider = models.CharField(
+        max_length=32,
+        blank=True,
+        validators=[validate_provider_alias],
+        help_text="Provider that takes over while the main one is failing; empty for none.",
+    )
+    send_window = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Quiet hours in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
+    )
     status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
+    waiting_reason = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="Why a sending campaign is not moving right now (provider down, outside the send window).",
+    )
     scheduled_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -150,6 +166,11 @@ class Message(models.Model):
     queued_at = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The recipient's time zone, for send windows.",
+    )
 
     class Meta:
         constraints = [
@@ -233,3 +254,26 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.provider_message_id} {self.raw_status}"
+
+
+class ThrottleState(models.Model):
+    """Shared state of one rate limiter or circuit breaker (see campaigns.throttle).
+
+    Used when no Redis is configured, so workers on one database still share one
+    schedule per provider.
+    """
+
+    key = models.CharField(max_length=200)
+    tat = models.FloatField(
+        default=0.0, help_text="Theoretical arrival time (Unix seconds) of the schedule."
+    )
+    state = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key"], name="throttlestate_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

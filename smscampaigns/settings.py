@@ -5,6 +5,7 @@ Every value comes from the environment or a ``.env`` file beside manage.py (see
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -190,10 +191,34 @@ SINCH_RATE = env.float("SINCH_RATE", default=10.0)
 
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
 
+# Price per segment for cost estimates (prices vary by destination: set what your
+# contract says for your main market).
+SMS_PRICE_CURRENCY = env.str("SMS_PRICE_CURRENCY", default="USD")
+SMS_PRICE_PER_SEGMENT = {
+    alias: Decimal(env.str(f"{alias.upper()}_PRICE", default=default))
+    for alias, default in {
+        "vonage": "0.0075",
+        "plivo": "0.0075",
+        "sinch": "0.0075",
+        "simulator": "0.0075",
+    }.items()
+}
+
 # Retryable send errors (throttling, 5xx, timeouts) back off exponentially from
 # SMS_RETRY_BASE_DELAY seconds, up to SMS_SEND_MAX_ATTEMPTS attempts in all.
 SMS_SEND_MAX_ATTEMPTS = env.int("SMS_SEND_MAX_ATTEMPTS", default=5)
 SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
+# Messages a dispatcher claims at a time, and concurrent requests for one-per-request
+# vendors (Vonage).
+SMS_DISPATCH_BATCH_SIZE = env.int("SMS_DISPATCH_BATCH_SIZE", default=1000)
+SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=8)
+# A message still "sending" this long after its claim belonged to a sender that died:
+# it becomes "unknown" (never re-sent automatically).
+SMS_SEND_LEASE_SECONDS = env.int("SMS_SEND_LEASE_SECONDS", default=300)
+# After this many transient provider failures in a row the circuit opens: messages stay
+# queued, and a trial batch goes out every SMS_CIRCUIT_RESET_SECONDS.
+SMS_CIRCUIT_FAILURES = env.int("SMS_CIRCUIT_FAILURES", default=5)
+SMS_CIRCUIT_RESET_SECONDS = env.float("SMS_CIRCUIT_RESET_SECONDS", default=30.0)
 
 # Callback authenticity: a signature older (or further ahead) than SMS_WEBHOOK_MAX_AGE
 # seconds, beyond SMS_WEBHOOK_CLOCK_SKEW of leeway, is refused as stale. Unsigned

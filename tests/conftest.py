@@ -15,3 +15,13 @@ def sms_outbox() -> list[OutboundSms]:
     """
     locmem.reset()
     return locmem.outbox
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_state():
+    """Rate limiter and circuit state kept in this process must not leak between tests."""
+    from campaigns import throttle
+
+    throttle._local_store._records.clear()
+    yield
+    throttle._local_store._records.clear()

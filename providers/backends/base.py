@@ -1,6 +1,6 @@
 """Base SMS provider backend."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import islice
 from urllib.parse import urlencode
 
@@ -52,7 +52,7 @@ class BaseSmsBackend:
         number or one failed request never loses the others' outcomes.
         """
         results: list[SendResult] = []
-        for chunk in self._chunks(messages):
+        for chunk in self.split_requests(messages):
             results.extend(self.send_batch(chunk))
         return results
 
@@ -62,7 +62,11 @@ class BaseSmsBackend:
             "subclasses of BaseSmsBackend must override send_batch()"
         )
 
-    def _chunks(self, messages: Sequence[OutboundSms]):
+    def split_requests(
+        self, messages: Sequence[OutboundSms]
+    ) -> Iterator[list[OutboundSms]]:
+        """Split messages into requests the vendor accepts: at most
+        ``max_recipients_per_request`` each, one text per request where required."""
         size = self.max_recipients_per_request
         if self.supports_per_recipient_text or size == 1:
             groups = [list(messages)]

@@ -1,5 +1,6 @@
 """Sample contacts, a list and a draft campaign, so a new install has something to show."""
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -41,15 +42,42 @@ DEMO_CAMPAIGN = "Demo: spring sale"
 
 
 class Command(BaseCommand):
-    help = "Create sample contacts, a list and a draft campaign (safe to run again)."
+    help = "Create sample contacts, a list and a draft campaign (safe to run again); --send sends it."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--contacts", type=int, default=100, help="How many contacts (max 500)."
         )
+        parser.add_argument(
+            "--send",
+            action="store_true",
+            help="Then send the demo campaign through its provider (the simulator by default).",
+        )
+
+    def handle(self, *args, contacts: int, send: bool, **options) -> None:
+        campaign = self._seed(contacts)
+        if send:
+            self.stdout.write(f"Sending campaign #{campaign.pk} with send_campaign:")
+            call_command(
+                "send_campaign",
+                campaign.pk,
+                stdout=self.stdout._out,
+                stderr=self.stderr._out,
+            )
+        else:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    "Demo data ready. Send it with "
+                    f"`.venv/bin/python manage.py send_campaign {campaign.pk}`."
+                )
+            )
+        self.stdout.write(
+            "Admin: create a user with `.venv/bin/python manage.py createsuperuser`, "
+            "then `make run` and open http://127.0.0.1:8000/admin/"
+        )
 
     @transaction.atomic
-    def handle(self, *args, contacts: int, **options) -> None:
+    def _seed(self, contacts: int) -> Campaign:
         count = max(1, min(contacts, len(_AREA_CODES) * 100))
         demo_list, _ = ContactList.objects.get_or_create(
             name=DEMO_LIST,
@@ -86,9 +114,4 @@ class Command(BaseCommand):
             f"Campaign #{campaign.pk} {campaign.name!r} ({campaign.get_status_display()}, "
             f"provider {campaign.provider}){' created' if campaign_created else ''}."
         )
-        self.stdout.write(
-            self.style.SUCCESS(
-                "Demo data ready. Create an admin user with `.venv/bin/python manage.py createsuperuser`, "
-                "then `make run` and open http://127.0.0.1:8000/admin/"
-            )
-        )
+        return campaign

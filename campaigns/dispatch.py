@@ -1,0 +1,442 @@
+"""The dispatcher: claim queued messages, send them at the provider's rate, record results.
+
+Any number of dispatchers (threads, processes, machines) may work on one campaign at
+once. Claims use ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serializes
+writers with IMMEDIATE transactions instead), so no two dispatchers hold the same
+message; the shared rate limiter keeps them together at the account's rate.
+
+Crash safety: a message is "sending" only between its claim and the recording of its
+result. A dispatcher killed in between leaves it there; ``recover_stale()`` later marks
+it "unknown" (it may or may not have left) rather than sending it again, and a
+delivery receipt, if one comes, moves it on. Nothing is held only in memory.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from contacts.models import Suppression
+from providers import get_provider
+from providers.encoding import analyze
+from providers.messages import OutboundSms
+
+from .models import Campaign, DeliveryEvent, Message
+from .receipts import delivery_events_apply_pending
+from .recording import Rendered, record_batch
+from .templating import parse
+from .throttle import CircuitBreaker, RateLimiter
+from .windows import SendWindow, earliest_opening, open_zones
+
+logger = logging.getLogger(__name__)
+
+OPTED_OUT_CODE = "opted_out"
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    submitted: int = 0
+    failed: int = 0
+    retried: int = 0
+    opted_out: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.submitted / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one dispatcher step found."""
+
+    state: str
+    """"sent" (a batch went out), "waiting" (nothing to do until ``wait_until``),
+    "done" (the campaign completed or failed), "stopped" (paused, cancelled)."""
+    wait_until: datetime | None = None
+    reason: str = ""
+
+
+class Dispatcher:
+    """Sends one campaign. ``run()`` loops until done or stopped; ``step()`` does one batch."""
+
+    def __init__(
+        self,
+        campaign_id: int,
+        *,
+        batch_size: int | None = None,
+        rate: float | None = None,
+        concurrency: int | None = None,
+        stop: threading.Event | None = None,
+        on_batch: Callable[["Dispatcher"], None] | None = None,
+    ) -> None:
+        self.campaign_id = campaign_id
+        self.batch_size = batch_size or settings.SMS_DISPATCH_BATCH_SIZE
+        self.rate_override = rate
+        self.concurrency = concurrency or settings.SMS_DISPATCH_CONCURRENCY
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch
+        self.stats = DispatchStats()
+        self._cursor = 0
+        self._zones: list[str] | None = None
+        self._limiters: dict[str, RateLimiter] = {}
+
+    # --- Loop ----------------------------------------------------------------------
+
+    def run(self, *, deadline: float | None = None) -> Step:
+        """Send until the campaign is done or stopped, the stop event is set, or the
+        (monotonic) deadline passes. Returns the last step."""
+        recover_stale(campaign_id=self.campaign_id)
+        step = Step("waiting")
+        while not self.stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            step = self.step()
+            if self.on_batch is not None:
+                self.on_batch(self)
+            if step.state in ("done", "stopped"):
+                break
+            if step.state == "waiting":
+                pause = 1.0
+                if step.wait_until is not None:
+                    pause = (step.wait_until - timezone.now()).total_seconds()
+                pause = min(max(pause, 0.05), 5.0)
+                if deadline is not None:
+                    pause = min(pause, max(deadline - time.monotonic(), 0))
+                self.stop.wait(pause)
+        return step
+
+    def step(self) -> Step:
+        campaign = Campaign.objects.get(pk=self.campaign_id)
+        if campaign.status != Campaign.Status.SENDING:
+            return Step("stopped", reason=campaign.get_status_display())
+        now = timezone.now()
+
+        alias = self._choose_provider(campaign)
+        if alias is None:
+            reason = f"Waiting for provider {campaign.provider}: it is failing, retrying shortly."
+            _set_waiting(campaign, reason)
+            return Step(
+                "waiting",
+                now + timedelta(seconds=settings.SMS_CIRCUIT_RESET_SECONDS / 4),
+                reason,
+            )
+
+        zones = None
+        if campaign.send_window:
+            window = SendWindow.from_dict(campaign.send_window)
+            all_zones = self._campaign_zones(campaign)
+            zones = sorted(open_zones(window, all_zones, now))
+            if not zones:
+                opening = earliest_opening(window, all_zones, now)
+                if opening is None:
+                    return self._finish(campaign)
+                reason = f"Outside the send window; next recipients' window opens {opening:%Y-%m-%d %H:%M} UTC."
+                if self._nothing_left(campaign):
+                    return self._finish(campaign)
+                _set_waiting(campaign, reason)
+                return Step("waiting", opening, reason)
+
+        rows = self._claim(campaign, alias, zones, now)
+        if not rows:
+            if self._nothing_left(campaign):
+                return self._finish(campaign)
+            retry_at = (
+                Message.objects.filter(
+                    campaign_id=campaign.pk,
+                    status=Message.Status.QUEUED,
+                    next_attempt_at__gt=now,
+                )
+                .order_by("next_attempt_at")
+                .values_list("next_attempt_at", flat=True)
+                .first()
+            )
+            return Step(
+                "waiting", retry_at, "waiting for retries or messages in flight"
+            )
+
+        if campaign.waiting_reason:
+            _set_waiting(campaign, "")
+        self._send(campaign, alias, rows)
+        return Step("sent")
+
+    # --- Provider choice -------------------------------------------------------------
+
+    def _choose_provider(self, campaign: Campaign) -> str | None:
+        if circuit_for(campaign.provider).allow():
+            return campaign.provider
+        if (
+            campaign.fallback_provider
+            and circuit_for(campaign.fallback_provider).allow()
+        ):
+            return campaign.fallback_provider
+        return None
+
+    def _limiter(self, alias: str, backend) -> RateLimiter:
+        if alias not in self._limiters:
+            rate = self.rate_override or backend.rate
+            self._limiters[alias] = RateLimiter(f"provider:{alias}", rate=rate)
+        return self._limiters[alias]
+
+    # --- Claim ---------------------------------------------------------------------------
+
+    def _claim(
+        self, campaign: Campaign, alias: str, zones, now: datetime
+    ) -> list[dict]:
+        for _attempt in range(2):
+            with transaction.atomic():
+                due = Message.objects.filter(
+                    campaign_id=campaign.pk,
+                    kind=Message.Kind.CAMPAIGN,
+                    status=Message.Status.QUEUED,
+                    pk__gt=self._cursor,
+                ).filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+                if zones is not None:
+                    due = due.filter(time_zone__in=zones)
+                ids = list(
+                    due.order_by("pk")
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)[: self.batch_size]
+                )
+                if ids:
+                    return self._take(campaign, alias, ids, now)
+            if self._cursor == 0:
+                return []
+            # The keyset cursor only moves forward; retried messages wait behind it.
+            self._cursor = 0
+        return []
+
+    def _take(
+        self, campaign: Campaign, alias: str, ids: list[int], now: datetime
+    ) -> list[dict]:
+        self._cursor = ids[-1]
+        # A STOP that arrived after launch is honoured for the rest of the campaign.
+        opted_out = Message.objects.filter(pk__in=ids).filter(
+            Q(contact__opted_out_at__isnull=False)
+            | Q(to__in=Suppression.objects.values("phone"))
+        )
+        skipped = opted_out.update(
+            status=Message.Status.FAILED,
+            error_code=OPTED_OUT_CODE,
+            error_reason="Recipient opted out before this message was sent",
+            status_changed_at=now,
+        )
+        self.stats.opted_out += skipped
+        Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(
+            status=Message.Status.SENDING,
+            provider=alias,
+            attempts=F("attempts") + 1,
+            status_changed_at=now,
+        )
+        rows = list(
+            Message.objects.filter(pk__in=ids, status=Message.Status.SENDING)
+            .order_by("pk")
+            .values(
+                "pk",
+                "to",
+                "sender",
+                "client_reference",
+                "attempts",
+                "contact__first_name",
+                "contact__last_name",
+                "contact__attributes",
+            )
+        )
+        self.stats.claimed += len(rows)
+        return rows
+
+    # --- Send and record ---------------------------------------------------------------
+
+    def _send(self, campaign: Campaign, alias: str, rows: list[dict]) -> None:
+        backend = get_provider(alias)
+        template = _template(campaign.body)
+        sender = campaign.sender
+        rendered: dict[str, Rendered] = {}
+        outbound: list[OutboundSms] = []
+        for row in rows:
+            text = template.render(
+                first_name=row["contact__first_name"] or "",
+                last_name=row["contact__last_name"] or "",
+                phone=row["to"],
+                attributes=row["contact__attributes"] or {},
+            )
+            info = _analyze(text)
+            reference = str(row["client_reference"])
+            rendered[reference] = Rendered(
+                id=row["pk"],
+                reference=reference,
+                body=text,
+                encoding=info.encoding,
+                segments=info.segments,
+                attempts=row["attempts"],
+            )
+            outbound.append(
+                OutboundSms(
+                    to=row["to"],
+                    text=text,
+                    reference=reference,
+                    sender=row["sender"] or sender,
+                )
+            )
+
+        limiter = self._limiter(alias, backend)
+        # No request larger than one second's allowance: a 1,000-recipient request at
+        # 30/s would go out as one burst the vendor throttles.
+        largest = max(1, int(limiter.effective_rate()))
+        requests = [
+            request[start : start + largest]
+            for request in backend.split_requests(outbound)
+            for start in range(0, len(request), largest)
+        ]
+
+        def send_one(request: list[OutboundSms]):
+            # The rate counts segments: a 3-part message uses three sends' worth.
+            limiter.acquire(sum(rendered[m.reference].segments for m in request))
+            return backend.send_batch(request)
+
+        if len(requests) > 1 and self.concurrency > 1:
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                results = [r for batch in pool.map(send_one, requests) for r in batch]
+        else:
+            results = [r for request in requests for r in send_one(request)]
+
+        outcome = record_batch(rendered=list(rendered.values()), results=results)
+        self.stats.batches += 1
+        self.stats.submitted += outcome.submitted
+        self.stats.failed += outcome.failed
+        self.stats.retried += outcome.retried
+
+        circuit = circuit_for(alias)
+        if outcome.throttled:
+            limiter.slow_down()
+        if outcome.transient:
+            circuit.record_failure()
+        elif outcome.submitted:
+            circuit.record_success()
+        if outcome.misconfigured:
+            reason = f"Provider {alias} refused our credentials (401/403): fix its settings, then resume."
+            Campaign.objects.filter(
+                pk=campaign.pk, status=Campaign.Status.SENDING
+            ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
+            logger.error("campaign %s paused: %s", campaign.pk, reason)
+        if (
+            outcome.submitted
+            and DeliveryEvent.objects.filter(
+                message__isnull=True, provider=alias
+            ).exists()
+        ):
+            accepted = Message.objects.filter(
+                pk__in=[r.id for r in rendered.values()],
+                status__in=[Message.Status.SUBMITTED],
+            )
+            delivery_events_apply_pending(messages=accepted)
+
+    # --- Completion -----------------------------------------------------------------
+
+    def _campaign_zones(self, campaign: Campaign) -> list[str]:
+        if self._zones is None:
+            self._zones = list(
+                Message.objects.filter(campaign_id=campaign.pk)
+                .order_by()
+                .values_list("time_zone", flat=True)
+                .distinct()
+            )
+        return self._zones
+
+    def _nothing_left(self, campaign: Campaign) -> bool:
+        return not Message.objects.filter(
+            campaign_id=campaign.pk,
+            status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+        ).exists()
+
+    def _finish(self, campaign: Campaign) -> Step:
+        status = campaign_finish(campaign_id=campaign.pk)
+        return Step("done", reason=status)
+
+
+def campaign_finish(*, campaign_id: int) -> str:
+    """Close a sending campaign with nothing left to send: completed, or failed when not
+    a single message was accepted."""
+    now = timezone.now()
+    accepted = Message.objects.filter(campaign_id=campaign_id).exclude(
+        status__in=[
+            Message.Status.FAILED,
+            Message.Status.QUEUED,
+            Message.Status.SENDING,
+        ]
+    )
+    status = Campaign.Status.COMPLETED if accepted.exists() else Campaign.Status.FAILED
+    if (
+        status == Campaign.Status.COMPLETED
+        or Message.objects.filter(campaign_id=campaign_id).exists()
+    ):
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
+            status=status, completed_at=now, waiting_reason=""
+        )
+    else:
+        status = Campaign.Status.COMPLETED
+        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
+            status=status, completed_at=now, waiting_reason=""
+        )
+    return status
+
+
+def recover_stale(*, campaign_id: int | None = None) -> int:
+    """Mark messages stuck in "sending" past the lease as "unknown".
+
+    They were claimed by a dispatcher that died before recording a result: the
+    vendor may or may not have them, so they are never sent again automatically.
+    A later delivery receipt moves them on; an operator may retry the rest.
+    """
+    cutoff = timezone.now() - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS)
+    stale = Message.objects.filter(
+        status=Message.Status.SENDING, status_changed_at__lt=cutoff
+    )
+    if campaign_id is not None:
+        stale = stale.filter(campaign_id=campaign_id)
+    count = stale.update(
+        status=Message.Status.UNKNOWN,
+        error_reason="In flight when its sender stopped; a delivery receipt will settle it",
+        status_changed_at=timezone.now(),
+    )
+    if count:
+        logger.warning(
+            "%d messages were in flight when a sender stopped; marked unknown", count
+        )
+    return count
+
+
+def circuit_for(alias: str) -> CircuitBreaker:
+    return CircuitBreaker(
+        f"provider:{alias}",
+        failure_threshold=settings.SMS_CIRCUIT_FAILURES,
+        reset_after=settings.SMS_CIRCUIT_RESET_SECONDS,
+    )
+
+
+def _set_waiting(campaign: Campaign, reason: str) -> None:
+    if campaign.waiting_reason != reason:
+        Campaign.objects.filter(pk=campaign.pk).update(waiting_reason=reason)
+        campaign.waiting_reason = reason
+
+
+@lru_cache(maxsize=64)
+def _template(body: str):
+    return parse(body)
+
+
+@lru_cache(maxsize=4096)
+def _analyze(text: str):
+    return analyze(text)

@@ -1,0 +1,254 @@
+"""Send a campaign from this machine, with a progress bar."""
+
+import signal
+import sys
+import threading
+import time
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from campaigns.dispatch import Dispatcher
+from campaigns.launch import CampaignError, campaign_launch
+from campaigns.models import Campaign, Message
+from campaigns.preview import campaign_preview
+from providers import get_provider
+
+
+class Command(BaseCommand):
+    help = (
+        "Launch a campaign (if needed) and send it from this machine at the provider's "
+        "rate. Ctrl-C stops after the current batch; running the command again resumes."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("campaign_id", type=int)
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Render and count; send nothing."
+        )
+        parser.add_argument(
+            "--rate",
+            type=float,
+            help="Messages (segments) per second; default: the provider's rate.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="Concurrent requests for one-per-request providers.",
+        )
+        parser.add_argument(
+            "--resume", action="store_true", help="Resume a paused campaign first."
+        )
+        parser.add_argument(
+            "--report-wait",
+            type=float,
+            default=10.0,
+            help="Seconds to wait at the end for delivery reports from the simulator (default 10).",
+        )
+
+    def handle(
+        self,
+        *args,
+        campaign_id: int,
+        dry_run: bool,
+        rate,
+        concurrency,
+        resume: bool,
+        report_wait: float,
+        **options,
+    ):
+        try:
+            campaign = Campaign.objects.get(pk=campaign_id)
+        except Campaign.DoesNotExist:
+            raise CommandError(f"No campaign with id {campaign_id}") from None
+        if rate is not None and rate <= 0:
+            raise CommandError("--rate must be positive")
+
+        if dry_run:
+            self._dry_run(campaign)
+            return
+
+        if campaign.status == Campaign.Status.PAUSED:
+            if not resume:
+                raise CommandError(
+                    f"Campaign {campaign.pk} is paused. Resume it with --resume."
+                )
+            Campaign.objects.filter(pk=campaign.pk).update(
+                status=Campaign.Status.SENDING, waiting_reason=""
+            )
+            campaign.refresh_from_db()
+        if campaign.status in (
+            Campaign.Status.DRAFT,
+            Campaign.Status.SCHEDULED,
+            Campaign.Status.SENDING,
+        ):
+            try:
+                added = campaign_launch(campaign=campaign)
+            except CampaignError as exc:
+                raise CommandError(str(exc)) from exc
+            if added:
+                self.stdout.write(f"Queued {added:,} messages for {campaign.name!r}.")
+        elif campaign.status in (
+            Campaign.Status.COMPLETED,
+            Campaign.Status.CANCELLED,
+            Campaign.Status.FAILED,
+        ):
+            self._summary(campaign)
+            return
+
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(stop))
+        backend = get_provider(campaign.provider)
+        progress = Progress(
+            self.stdout, total=Message.objects.filter(campaign=campaign).count()
+        )
+        dispatcher = Dispatcher(
+            campaign.pk,
+            rate=rate,
+            concurrency=concurrency,
+            stop=stop,
+            on_batch=lambda d: (
+                _deliver_reports(backend),
+                progress.update(campaign.pk, d),
+            ),
+        )
+        try:
+            step = dispatcher.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        progress.update(campaign.pk, dispatcher, final=True)
+        self.stdout.write("")
+        if stop.is_set():
+            self.stdout.write(
+                self.style.WARNING(
+                    "Stopped after the current batch. Run the command again to resume."
+                )
+            )
+            sys.exit(130)
+        self._wait_for_reports(backend, report_wait)
+        campaign.refresh_from_db()
+        if step.state == "stopped":
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Campaign is {campaign.get_status_display().lower()}. {campaign.waiting_reason}"
+                )
+            )
+        self._summary(campaign)
+        if campaign.status == Campaign.Status.FAILED:
+            raise CommandError(
+                f"Campaign {campaign.pk} failed: no message was accepted."
+            )
+
+    def _interrupt(self, stop: threading.Event) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        self.stdout.write(
+            "\nStopping after the current batch (Ctrl-C again to abort at once)…"
+        )
+        stop.set()
+
+    def _dry_run(self, campaign: Campaign) -> None:
+        preview = campaign_preview(campaign=campaign, samples=3)
+        out = self.stdout
+        out.write(
+            f"Campaign #{campaign.pk} {campaign.name!r} via {campaign.provider} (dry run: nothing is sent)"
+        )
+        out.write(
+            f"Recipients: {preview.recipients:,} after exclusions ({preview.excluded:,} opted out or suppressed)"
+        )
+        out.write(
+            f"Encoding: {', '.join(f'{k} {v:,}' for k, v in preview.encodings.items()) or 'n/a'}"
+        )
+        out.write(
+            f"Segments: {preview.segments:,} in all, up to {preview.max_segments} per message"
+        )
+        out.write(
+            f"Estimated cost: {preview.cost:.2f} {preview.currency} at {preview.price_per_segment} per segment"
+        )
+        for sample in preview.samples:
+            out.write(f"  {sample.to}: {sample.text}")
+        for problem in preview.problems:
+            out.write(self.style.ERROR(f"Problem: {problem}"))
+
+    def _wait_for_reports(self, backend, seconds: float) -> None:
+        pending = getattr(backend, "pending_count", None)
+        if pending is None or seconds <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        while pending() and time.monotonic() < deadline:
+            _deliver_reports(backend)
+            time.sleep(0.1)
+        _deliver_reports(backend)
+
+    def _summary(self, campaign: Campaign) -> None:
+        counts = {k: v for k, v in campaign.status_counts().items() if v}
+        total = sum(counts.values())
+        parts = ", ".join(f"{status} {count:,}" for status, count in counts.items())
+        self.stdout.write(
+            f"Campaign #{campaign.pk} {campaign.get_status_display().lower()}: {total:,} messages — {parts}"
+        )
+        cost = sum(
+            (m.price or Decimal(0))
+            for m in Message.objects.filter(
+                campaign=campaign, price__isnull=False
+            ).only("price")
+        )
+        if cost:
+            self.stdout.write(f"Cost so far: {cost:.4f}")
+        opted_out = Message.objects.filter(
+            campaign=campaign, error_code="opted_out"
+        ).count()
+        if opted_out:
+            self.stdout.write(
+                f"Skipped {opted_out:,} recipients who opted out during the campaign."
+            )
+
+
+def _deliver_reports(backend) -> None:
+    deliver = getattr(backend, "deliver_due", None)
+    if deliver is not None:
+        deliver()
+
+
+class Progress:
+    """A progress line: a bar on a terminal, a plain line every few seconds otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, stream, *, total: int) -> None:
+        self.stream = stream
+        self.total = total
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._last = 0.0
+
+    def update(
+        self, campaign_id: int, dispatcher: Dispatcher, final: bool = False
+    ) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < (0.2 if self.tty else 2.0):
+            return
+        self._last = now
+        counts = Message.objects.filter(campaign_id=campaign_id).values_list("status")
+        done = counts.exclude(
+            status__in=[Message.Status.QUEUED, Message.Status.SENDING]
+        ).count()
+        failed = counts.filter(status=Message.Status.FAILED).count()
+        stats = dispatcher.stats
+        rate = stats.rate
+        remaining = max(self.total - done, 0)
+        eta = (
+            f"{int(remaining / rate // 60)}:{int(remaining / rate % 60):02d}"
+            if rate > 0 and remaining
+            else "-"
+        )
+        share = done / self.total if self.total else 1.0
+        bar = "#" * int(share * self.WIDTH)
+        line = (
+            f"[{bar:<{self.WIDTH}}] {share:6.1%}  sent {stats.submitted:,}  failed {failed:,}  "
+            f"{rate:,.0f}/s  ETA {eta}"
+        )
+        if self.tty:
+            self.stream.write("\r" + line, ending="")
+            self.stream.flush()
+        else:
+            self.stream.write(line)

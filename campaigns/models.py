@@ -265,7 +265,8 @@ class ThrottleState(models.Model):
 
     key = models.CharField(max_length=200)
     tat = models.FloatField(
-        default=0.0, help_text="Theoretical arrival time (Unix seconds) of the schedule."
+        default=0.0,
+        help_text="Theoretical arrival time (Unix seconds) of the schedule.",
     )
     state = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,10 +1,60 @@
 """Celery tasks: thin wrappers around the services."""
 
+import time
+
 from celery import shared_task
 
-from . import services
+from django.conf import settings
+from django.utils import timezone
+
+from . import scheduling, services
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_message(message_id: int) -> None:
     services.message_deliver(message_id=message_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def start_campaign(campaign_id: int) -> None:
+    scheduling.start_campaign(campaign_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def dispatch_campaign(campaign_id: int) -> None:
+    """Send one campaign for a time slice, then hand over to a fresh task.
+
+    Slices keep one long campaign from holding a worker for hours, and make a worker
+    lost mid-campaign cost at most one slice: the task is acknowledged late, so the
+    broker hands it to another worker.
+    """
+    from providers import get_provider
+
+    from .dispatch import Dispatcher
+    from .models import Campaign
+
+    campaign = Campaign.objects.filter(pk=campaign_id).only("provider").first()
+    if campaign is None:
+        return
+    backend = get_provider(campaign.provider)
+    deliver_reports = getattr(backend, "deliver_due", None)
+
+    def on_batch(dispatcher) -> None:
+        scheduling.beat(campaign_id)
+        if deliver_reports is not None:
+            deliver_reports()
+
+    step = Dispatcher(campaign_id, on_batch=on_batch).run(
+        deadline=time.monotonic() + settings.SMS_TASK_SLICE_SECONDS
+    )
+    if step.state in ("done", "stopped"):
+        return
+    countdown = 0.0
+    if step.state == "waiting" and step.wait_until is not None:
+        countdown = min(max((step.wait_until - timezone.now()).total_seconds(), 0), 300)
+    dispatch_campaign.apply_async((campaign_id,), countdown=countdown)
+
+
+@shared_task(ignore_result=True)
+def scheduler_tick() -> dict:
+    return scheduling.tick()

@@ -251,9 +251,9 @@ def _windows(
     """
     tz = _resolve_zone(window, zone)
     local_day = at.astimezone(tz).date()
-    # Start two days back: an overnight or 24-hour window that started yesterday
-    # (or the day before, around a fall-back at midnight) may still be open.
-    for offset in range(-2, _SEARCH_DAYS + 1):
+    # Start a day back: an overnight or 24-hour window that started yesterday may
+    # still be open.
+    for offset in range(-1, _SEARCH_DAYS + 1):
         day = local_day + timedelta(days=offset)
         if day.weekday() not in window.weekdays:
             continue

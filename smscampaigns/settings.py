@@ -180,6 +180,15 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BEAT_SCHEDULE = {
+    # Starts scheduled campaigns on time and restarts stalled ones.
+    "campaign-scheduler": {"task": "campaigns.tasks.scheduler_tick", "schedule": 10.0},
+}
+# Dispatch tasks started per campaign (each claims its own batches), and seconds each
+# runs before handing over to a fresh task.
+SMS_DISPATCH_PARALLEL_TASKS = env.int("SMS_DISPATCH_PARALLEL_TASKS", default=2)
+SMS_TASK_SLICE_SECONDS = env.float("SMS_TASK_SLICE_SECONDS", default=60.0)
 
 # --- SMS providers ----------------------------------------------------------------
 # Messages per second each account allows. Vonage: 30 API requests/s per key by

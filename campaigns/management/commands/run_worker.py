@@ -1,0 +1,73 @@
+"""One process that does what Celery workers and beat do, for a machine without a broker."""
+
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand
+
+from campaigns import scheduling
+from campaigns.dispatch import Dispatcher
+from campaigns.models import Campaign
+from providers import get_provider
+
+
+class Command(BaseCommand):
+    help = (
+        "Start scheduled campaigns on time and send every sending campaign, on this "
+        "machine. Use it when no Celery broker is configured; stop with Ctrl-C or SIGTERM."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--slice",
+            type=float,
+            default=5.0,
+            help="Seconds per campaign before moving to the next.",
+        )
+        parser.add_argument(
+            "--once",
+            action="store_true",
+            help="Do one round and exit (for cron or tests).",
+        )
+
+    def handle(self, *args, slice: float, once: bool, **options) -> None:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        self.stdout.write(
+            "Worker running: scheduled campaigns start on time; Ctrl-C stops after the current batch."
+        )
+        while not stop.is_set():
+            busy = self.round(slice, stop)
+            if once:
+                break
+            if not busy:
+                stop.wait(1.0)
+        self.stdout.write("Worker stopped.")
+
+    def round(self, slice_seconds: float, stop: threading.Event) -> bool:
+        ticked = scheduling.tick()
+        if ticked["started"]:
+            self.stdout.write(f"Started {ticked['started']} scheduled campaign(s).")
+        busy = False
+        for campaign in Campaign.objects.filter(
+            status=Campaign.Status.SENDING
+        ).order_by("pk"):
+            if stop.is_set():
+                break
+            backend = get_provider(campaign.provider)
+            deliver = getattr(backend, "deliver_due", None)
+            dispatcher = Dispatcher(
+                campaign.pk,
+                stop=stop,
+                on_batch=lambda d, deliver=deliver: deliver and deliver(),
+            )
+            step = dispatcher.run(deadline=time.monotonic() + slice_seconds)
+            if dispatcher.stats.submitted or dispatcher.stats.failed:
+                busy = True
+                self.stdout.write(
+                    f"Campaign #{campaign.pk}: sent {dispatcher.stats.submitted:,}, "
+                    f"failed {dispatcher.stats.failed:,} ({step.state})"
+                )
+        return busy

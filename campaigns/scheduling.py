@@ -1,0 +1,97 @@
+"""Getting campaigns moving: on Celery when a broker is configured, otherwise by the
+``run_worker`` command (or ``send_campaign``) on this machine."""
+
+import logging
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from .dispatch import recover_stale
+from .launch import CampaignError, campaign_launch
+from .models import Campaign
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_KEY = "campaigns:dispatch-heartbeat:{}"
+
+
+def broker_configured() -> bool:
+    return bool(settings.CELERY_BROKER_URL)
+
+
+def enqueue_start(campaign_id: int) -> None:
+    """Launch and dispatch in the background (a no-op without a broker: the worker
+    command polls for due campaigns)."""
+    if broker_configured():
+        from .tasks import start_campaign
+
+        start_campaign.delay(campaign_id)
+
+
+def enqueue_dispatch(
+    campaign_id: int, *, parallel: int | None = None, countdown: float = 0
+) -> None:
+    """Put ``parallel`` dispatch tasks for a campaign on the queue; each claims its own
+    batches, so any number of workers on any number of machines share the work."""
+    if not broker_configured():
+        return
+    from .tasks import dispatch_campaign
+
+    for _ in range(parallel or settings.SMS_DISPATCH_PARALLEL_TASKS):
+        dispatch_campaign.apply_async((campaign_id,), countdown=countdown)
+
+
+def start_campaign(campaign_id: int) -> int:
+    """Launch a scheduled campaign (materialize its audience) and start dispatching."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    if campaign.status not in (Campaign.Status.SCHEDULED, Campaign.Status.SENDING):
+        return 0
+    try:
+        added = campaign_launch(campaign=campaign)
+    except CampaignError as exc:
+        logger.warning("campaign %s not launched: %s", campaign_id, exc)
+        return 0
+    logger.info("campaign %s launched: %d messages queued", campaign_id, added)
+    enqueue_dispatch(campaign_id)
+    return added
+
+
+def due_campaigns():
+    return Campaign.objects.filter(
+        status=Campaign.Status.SCHEDULED, scheduled_at__lte=timezone.now()
+    ).order_by("scheduled_at")
+
+
+def beat(campaign_id: int) -> None:
+    cache.set(
+        HEARTBEAT_KEY.format(campaign_id), timezone.now().timestamp(), timeout=300
+    )
+
+
+def stalled(campaign_id: int, *, after: float = 60.0) -> bool:
+    """True when no dispatcher reported progress on the campaign for ``after`` seconds."""
+    last = cache.get(HEARTBEAT_KEY.format(campaign_id))
+    return last is None or timezone.now().timestamp() - last > after
+
+
+def tick() -> dict[str, int]:
+    """One round of the scheduler: start due campaigns, recover messages orphaned by
+    dead workers, and restart dispatch for sending campaigns nobody is working on."""
+    started = 0
+    for campaign in due_campaigns():
+        if broker_configured():
+            enqueue_start(campaign.pk)
+        else:
+            start_campaign(campaign.pk)
+        started += 1
+    recovered = recover_stale()
+    restarted = 0
+    if broker_configured():
+        for campaign_id in Campaign.objects.filter(
+            status=Campaign.Status.SENDING
+        ).values_list("pk", flat=True):
+            if stalled(campaign_id):
+                enqueue_dispatch(campaign_id, parallel=1)
+                restarted += 1
+    return {"started": started, "recovered": recovered, "restarted": restarted}

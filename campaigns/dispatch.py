@@ -35,7 +35,7 @@ from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
 from .templating import parse
 from .throttle import CircuitBreaker, RateLimiter
-from .windows import SendWindow, earliest_opening, open_zones
+from .windows import SendWindow, WindowError, earliest_opening, open_zones
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,14 @@ class Dispatcher:
 
         zones = None
         if campaign.send_window:
-            window = SendWindow.from_dict(campaign.send_window)
+            try:
+                window = SendWindow.from_dict(campaign.send_window)
+            except WindowError as exc:
+                reason = f"Invalid send window: {exc}. Fix it, then resume."
+                Campaign.objects.filter(
+                    pk=campaign.pk, status=Campaign.Status.SENDING
+                ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
+                return Step("stopped", reason=reason)
             all_zones = self._campaign_zones(campaign)
             zones = sorted(open_zones(window, all_zones, now))
             if not zones:

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from .windows import validate_send_window
+
 
 def default_provider() -> str:
     return settings.SMS_DEFAULT_PROVIDER
@@ -53,6 +55,7 @@ class Campaign(models.Model):
     send_window = models.JSONField(
         null=True,
         blank=True,
+        validators=[validate_send_window],
         help_text='Quiet hours in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
     )
     status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)

@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 # Every selected weekday opens a window, so one opens within 7 days; the extra day
 # covers a date a zone skipped entirely (Pacific/Apia skipped 30 December 2011).
@@ -162,6 +163,16 @@ class SendWindow:
         else:
             hours = f"24 hours from {start}"
         return f"{hours} {_describe_days(self.weekdays)}, recipient's local time"
+
+
+def validate_send_window(value: object) -> None:
+    """Model-field validator for the JSON form: an empty value means no window."""
+    if value in (None, {}):
+        return
+    try:
+        SendWindow.from_dict(value)  # type: ignore[arg-type]  # checked inside
+    except WindowError as error:
+        raise ValidationError(str(error), code="invalid_send_window") from error
 
 
 def _parse_clock(name: str, value: object) -> time:

@@ -5,6 +5,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import example, given, strategies as st
 
+from django.core.exceptions import ValidationError
+
 from campaigns.windows import (
     SendWindow,
     WindowError,
@@ -12,6 +14,7 @@ from campaigns.windows import (
     is_open,
     next_opening,
     open_zones,
+    validate_send_window,
     window_closes_at,
 )
 
@@ -327,6 +330,14 @@ def test_from_dict_refuses_a_non_object():
 def test_window_error_is_a_value_error():
     with pytest.raises(ValueError, match="Unknown time zone"):
         SendWindow.from_dict({**VALID, "time_zone": "Nowhere"})
+
+
+def test_model_validator_reports_the_problem_and_accepts_no_window():
+    validate_send_window(None)
+    validate_send_window({})
+    validate_send_window(VALID)
+    with pytest.raises(ValidationError, match="Unknown time zone 'Nowhere'"):
+        validate_send_window({**VALID, "time_zone": "Nowhere"})
 
 
 @pytest.mark.parametrize(

@@ -71,3 +71,18 @@ def test_production_settings_pass_the_deploy_checks():
         PUBLIC_BASE_URL="https://sms.example.com",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_variable_the_settings_read_is_in_env_example():
+    import re
+
+    source = (ROOT / "smscampaigns" / "settings.py").read_text()
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z_0-9]+)"', source))
+    read |= {
+        f"{alias.upper()}_PRICE" for alias in ("vonage", "plivo", "sinch", "simulator")
+    }
+    read |= {"ENV_FILE"} if "ENV_FILE" in source else set()
+    example = (ROOT / ".env.example").read_text()
+    declared = set(re.findall(r"^#?\s*([A-Z_0-9]+)=", example, flags=re.M))
+    missing = sorted(read - declared - {"ENV_FILE"})
+    assert not missing, f"add to .env.example: {missing}"

@@ -587,3 +587,23 @@ def test_simulator_reports_take_the_same_path(settings):
     message.refresh_from_db()
     assert message.status in {"delivered", "undelivered", "failed", "rejected"}
     assert DeliveryEvent.objects.filter(message=message).count() == 2
+
+
+def test_plivo_status_by_get_with_query_parameters(client):
+    message = MessageFactory(provider="plivo", status="submitted")
+    params = plivo_status(message, "sent")
+    params["ref"] = str(message.client_reference)
+    path = "/webhooks/plivo/status/?" + urlencode(params)
+    nonce = "12345678901234567890"
+    url = "https://sms.example.com" + path
+    from plivo.utils.signature_v3 import construct_get_url
+
+    signature = get_signature_v3(
+        PLIVO_TOKEN, construct_get_url(url, {}), nonce
+    ).decode()
+    response = client.get(
+        path, HTTP_X_PLIVO_SIGNATURE_V3=signature, HTTP_X_PLIVO_SIGNATURE_V3_NONCE=nonce
+    )
+    assert response.status_code == 200, response.content
+    message.refresh_from_db()
+    assert message.status == "sent"

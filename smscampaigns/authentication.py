@@ -1,0 +1,58 @@
+"""API key authentication: ``Authorization: Token <key>`` or ``X-API-Key: <key>``."""
+
+from datetime import timedelta
+
+from rest_framework import authentication, exceptions
+
+from django.utils import timezone
+
+from .models import ApiKey, hash_key
+
+
+class ApiKeyUser:
+    """The principal behind an API key: authenticated, but not a person with a login."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+        self.pk = self.id = None
+        self.username = f"api-key:{key.name}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        raw = request.META.get("HTTP_X_API_KEY", "").strip()
+        if not raw:
+            header = (
+                authentication.get_authorization_header(request)
+                .decode("latin-1")
+                .split()
+            )
+            if not header or header[0].lower() != self.keyword.lower():
+                return None
+            if len(header) != 2:
+                raise exceptions.AuthenticationFailed("Invalid API key.")
+            raw = header[1]
+        key = ApiKey.objects.filter(
+            key_hash=hash_key(raw), revoked_at__isnull=True
+        ).first()
+        if key is None:
+            # The same answer for unknown and revoked keys: no hint which keys exist.
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > timedelta(minutes=1):
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return ApiKeyUser(key), key
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword

@@ -1,0 +1,65 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "sk_"
+
+
+def hash_key(raw: str) -> str:
+    # API keys are 256-bit random strings, so a fast hash is enough: there is
+    # nothing to brute-force, unlike a password.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A key an integration authenticates with. Only its hash is stored."""
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this key.")
+    prefix = models.CharField(
+        max_length=12,
+        editable=False,
+        help_text="The key's first characters, to tell keys apart.",
+    )
+    key_hash = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key_hash"], name="apikey_unique_hash")
+        ]
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def generate(cls, *, name: str, created_by=None) -> tuple["ApiKey", str]:
+        """Create a key; return it and the raw key, which is shown once and never stored."""
+        raw = KEY_PREFIX + secrets.token_urlsafe(32)
+        key = cls.objects.create(
+            name=name, prefix=raw[:10], key_hash=hash_key(raw), created_by=created_by
+        )
+        return key, raw
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def revoke(self) -> None:
+        ApiKey.objects.filter(pk=self.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        self.refresh_from_db(fields=["revoked_at"])

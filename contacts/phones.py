@@ -11,6 +11,16 @@ from phonenumbers import timezone as phone_timezone
 
 from django.conf import settings
 
+from providers.messages import mask_phone
+
+__all__ = [
+    "InvalidPhoneNumber",
+    "ParsedPhone",
+    "mask_phone",
+    "normalize_phone",
+    "parse_phone",
+]
+
 _UNKNOWN_TIME_ZONE = "Etc/Unknown"
 _DIGITS_ONLY = re.compile(r"^\d+$")
 _PUNCTUATION = re.compile(r"[\s().\-/]")
@@ -80,13 +90,6 @@ def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
 def normalize_phone(raw: str, region: str | None = None) -> str:
     """Return ``raw`` in E.164, or raise InvalidPhoneNumber."""
     return parse_phone(raw, region).e164
-
-
-def mask_phone(e164: str) -> str:
-    """A number safe to log: country code and last two digits only."""
-    if len(e164) < 6:
-        return "***"
-    return f"{e164[:3]}{'*' * (len(e164) - 5)}{e164[-2:]}"
 
 
 def _parse_valid(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:

@@ -14,6 +14,16 @@ from functools import cached_property
 from urllib.parse import parse_qs, urlsplit
 
 
+def mask_phone(number: str) -> str:
+    """A number fit for logs: country code and last two digits, "+14*******23".
+
+    Full numbers are personal data and never go into logs.
+    """
+    if len(number) <= 5:
+        return "*" * len(number)
+    return number[:3] + "*" * (len(number) - 5) + number[-2:]
+
+
 class DeliveryStatus(StrEnum):
     """Our delivery statuses, as a vendor callback can report them (same values as Message.Status)."""
 

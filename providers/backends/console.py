@@ -12,17 +12,10 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from ..encoding import analyze
-from ..messages import OutboundSms, SendResult
+from ..messages import OutboundSms, SendResult, mask_phone
 from .base import BaseSmsBackend
 
 SEPARATOR = "-" * 79
-
-
-def mask_number(number: str) -> str:
-    """Country code and last two digits only: "+14155550123" -> "+14*******23"."""
-    if len(number) < 6:
-        return "***"
-    return f"{number[:3]}{'*' * (len(number) - 5)}{number[-2:]}"
 
 
 class SmsBackend(BaseSmsBackend):
@@ -70,7 +63,7 @@ class SmsBackend(BaseSmsBackend):
 
     def _format(self, message: OutboundSms) -> str:
         info = analyze(message.text)
-        to = mask_number(message.to) if self.mask_numbers else message.to
+        to = mask_phone(message.to) if self.mask_numbers else message.to
         encoding = f"{info.encoding} ({info.length} units, {info.segments} segment{'s' if info.segments != 1 else ''})"
         return (
             f"To: {to}\n"

@@ -37,6 +37,7 @@ from ..messages import (
     SendError,
     SendResult,
     StatusEvent,
+    mask_phone,
 )
 from .base import BaseSmsBackend
 
@@ -279,7 +280,9 @@ class SmsBackend(BaseSmsBackend):
         for index, message, dst in to_send:
             if dst in invalid:
                 logger.info(
-                    "Plivo (%s) listed %s as invalid", self.alias, _mask(message.to)
+                    "Plivo (%s) listed %s as invalid",
+                    self.alias,
+                    mask_phone(message.to),
                 )
                 results[index] = _failed(message, _PLIVO_INVALID)
             else:
@@ -495,13 +498,6 @@ def _e164(value: str) -> str:
     if digits.isdigit() and digits.isascii() and len(digits) >= 7:
         return f"+{digits}"
     return value
-
-
-def _mask(number: str) -> str:
-    """A number fit for logs: "+14*******23"."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:3] + "*" * (len(number) - 5) + number[-2:]
 
 
 def _failed(message: OutboundSms, error: SendError) -> SendResult:

@@ -107,6 +107,7 @@ from ..messages import (
     SendError,
     SendResult,
     StatusEvent,
+    mask_phone,
 )
 from ..signals import callback_received
 from .base import BaseSmsBackend
@@ -177,12 +178,6 @@ def _segment_counter() -> Callable[[str], int]:
     except ImportError:
         return lambda text: 1
     return segment_count
-
-
-def _mask(number: str) -> str:
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:3] + "*" * (len(number) - 5) + number[-2:]
 
 
 def _iso(timestamp: float) -> str:
@@ -675,7 +670,7 @@ class SmsBackend(BaseSmsBackend):
         if report.attempts >= HTTP_DELIVERY_ATTEMPTS:
             logger.warning(
                 "Simulated report for %s dropped after %d attempts",
-                _mask(str(report.payload.get("to") or report.payload.get("from"))),
+                mask_phone(str(report.payload.get("to") or report.payload.get("from"))),
                 report.attempts,
             )
             return

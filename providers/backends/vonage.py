@@ -36,6 +36,7 @@ from ..messages import (
     SendError,
     SendResult,
     StatusEvent,
+    mask_phone,
 )
 from .base import BaseSmsBackend
 
@@ -181,7 +182,7 @@ class SmsBackend(BaseSmsBackend):
             logger.warning(
                 "Vonage accepted %s for %s without a message_uuid",
                 message.reference,
-                _mask(message.to),
+                mask_phone(message.to),
             )
             return SendResult(reference=message.reference, to=message.to)
         except VonageError as exc:
@@ -205,7 +206,7 @@ class SmsBackend(BaseSmsBackend):
         logger.warning(
             "Vonage did not take %s for %s: %s %s (%s)",
             message.reference,
-            _mask(message.to),
+            mask_phone(message.to),
             error.code,
             error.reason,
             "retryable" if error.retryable else "permanent",
@@ -540,10 +541,3 @@ def _datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _mask(number: str) -> str:
-    """+447700900000 -> +44********00: enough to tell numbers apart in logs."""
-    if len(number) <= 5:
-        return "*" * len(number)
-    return number[:3] + "*" * (len(number) - 5) + number[-2:]

@@ -1,0 +1,538 @@
+"""Bulk contact import from a CSV file or from records, with flat memory.
+
+The REST API, the admin CSV import and the ``import_contacts`` command all call
+:func:`contact_import_csv` or :func:`contact_import_records`. Both read their input
+one row at a time and write it in chunks of ``chunk_size`` rows; a chunk costs a
+handful of queries (find the numbers that exist, insert the new contacts, update the
+changed ones, add list memberships) in its own transaction, so a million-row file
+imports in constant memory and a failure part-way keeps the chunks already written.
+Importing the same file again is safe: it finds every row already stored and skips it.
+
+What a row does:
+
+- **created**: its number is not stored yet; a contact is created.
+- **updated**: the contact exists and the row changes something.
+- **skipped**: the row changes nothing. That is a row identical to what is stored, and
+  also a repeat of a number seen earlier in the same import (in any format) that brings
+  nothing new. Rows are applied in input order, as if one at a time: when a number
+  appears twice, the later row is applied on top of the earlier one (the last value for
+  each field wins), and counts as updated if it changes something.
+- **error**: the row is not imported and is reported with its row number, the raw phone
+  value and the reason; every other row is still imported. Only the first
+  :data:`MAX_STORED_ERRORS` errors are kept, so a broken million-row file cannot fill
+  memory; ``error_count`` counts them all.
+
+Rows with every cell blank are skipped silently and counted nowhere.
+
+Merging into an existing contact: a blank value never overwrites a stored one (an empty
+cell means "no information", not "erase"); imported attributes overwrite the same keys
+and other stored keys are kept. Importing never touches ``opted_out_at``: an opted-out
+contact stays opted out, because consent is only given back by the person
+(``contacts.services.contact_opt_in``), never by a file.
+"""
+
+import csv
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import Contact, ContactList, ListMembership, Source
+from .phones import InvalidPhoneNumber, parse_phone
+
+CHUNK_SIZE = 2000
+"""Rows per chunk: one transaction and a handful of queries each."""
+
+MAX_STORED_ERRORS = 1000
+"""Errors kept in ``ImportResult.errors``; ``error_count`` counts all of them."""
+
+_MAX_RAW_PHONE = 64
+"""Longest raw phone value echoed back in an error, so a garbage cell stays small."""
+
+_STANDARD_FIELDS = ("phone", "first_name", "last_name")
+_NAME_MAX_LENGTH = {
+    "first_name": Contact._meta.get_field("first_name").max_length,
+    "last_name": Contact._meta.get_field("last_name").max_length,
+}
+_ATTRIBUTES_KEY = "attributes"
+
+Records = Iterable[Mapping[str, Any]]
+ChunkCallback = Callable[["ImportResult"], None]
+
+
+class ContactImportError(ValueError):
+    """The input as a whole cannot be imported (no phone column, not text, …).
+
+    Raised before any row is written. Problems with single rows are not raised: they
+    are reported in ``ImportResult.errors``.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRowError:
+    row: int
+    """CSV: the row as a spreadsheet numbers it (header = 1). Records: 1-based index."""
+    phone: str
+    """The phone value as given (cut to 64 characters)."""
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"row": self.row, "phone": self.phone, "error": self.error}
+
+
+@dataclass(slots=True)
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    errors: list[ImportRowError] = field(default_factory=list)
+    """The first ``MAX_STORED_ERRORS`` errors, in input order."""
+    error_count: int = 0
+    """All rows in error, including those not kept in ``errors``."""
+
+    def add_error(self, row: int, phone: str, error: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_STORED_ERRORS:
+            self.errors.append(ImportRowError(row, phone[:_MAX_RAW_PHONE], error))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "error_count": self.error_count,
+            "errors": [error.to_dict() for error in self.errors],
+        }
+
+
+@dataclass(slots=True)
+class _Row:
+    """One valid input row, normalized; ``None`` and missing keys mean "no value"."""
+
+    phone: str
+    country: str
+    time_zone: str
+    first_name: str | None
+    last_name: str | None
+    attributes: dict[str, Any]
+
+
+def contact_import_csv(
+    *,
+    file: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    columns: Mapping[str, str | None] | None = None,
+    contact_list: ContactList | None = None,
+    region: str | None = None,
+    source: str = Source.IMPORT,
+    encoding: str = "utf-8",
+    chunk_size: int = CHUNK_SIZE,
+    on_chunk: ChunkCallback | None = None,
+) -> ImportResult:
+    """Import contacts from a CSV file with a header row.
+
+    ``file`` is a file object opened in binary mode (an uploaded file) or text mode
+    (opened with ``newline=""``), or any iterable of lines. Columns ``phone``,
+    ``first_name`` and ``last_name`` (matched ignoring case, spaces for underscores)
+    fill those fields; every other named column becomes a key in ``attributes``.
+    ``columns`` renames header cells before that, e.g. ``{"Mobile": "phone", "Shoe
+    size": "shoe_size", "Notes": None}``; ``None`` drops a column. Columns with an
+    empty header are dropped.
+
+    Binary input is decoded as ``encoding`` (UTF-8 by default, with or without a BOM;
+    any other encoding must be ASCII-compatible, e.g. ``"cp1252"``). A row that does
+    not decode is reported as an error and the rest still import. Text input that
+    fails to decode mid-file stops the import there, with an error for that row;
+    the rows before it are kept.
+
+    Raises ContactImportError, before writing anything, when the file is empty, its
+    header does not decode, it has no phone column, two columns map to the same
+    field, or ``columns`` names a column the header lacks.
+    """
+    if isinstance(file, str | bytes):
+        raise TypeError(
+            "file must be a file object or an iterable of lines, not a path"
+        )
+    lines = _DecodedLines(file, encoding)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError as exc:
+        raise ContactImportError(_not_text_message(encoding)) from exc
+    if header is None:
+        raise ContactImportError("The file is empty: expected a header row.")
+    if lines.undecodable:
+        raise ContactImportError(_not_text_message(encoding))
+    targets = _column_targets(header, columns or {})
+
+    def rows() -> Iterator[tuple[int, dict[str, Any] | ImportRowError]]:
+        # Spreadsheet numbering: the header is row 1, so data starts at row 2.
+        number = 1
+        while True:
+            number += 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except UnicodeDecodeError as exc:
+                yield number, ImportRowError(number, "", _stopped_message(exc))
+                return
+            except csv.Error as exc:
+                yield number, ImportRowError(number, "", f"Unreadable CSV row: {exc}")
+                continue
+            values = {
+                target: cell
+                for target, cell in zip(targets, cells, strict=False)
+                if target is not None
+            }
+            if lines.undecodable:
+                lines.undecodable = False
+                raw = str(values.get("phone", ""))
+                message = f"The row is not valid {encoding} text."
+                yield number, ImportRowError(number, raw, message)
+                continue
+            yield number, values
+
+    return _import(
+        rows(),
+        contact_list=contact_list,
+        region=region,
+        source=source,
+        chunk_size=chunk_size,
+        on_chunk=on_chunk,
+    )
+
+
+def contact_import_records(
+    *,
+    records: Records,
+    contact_list: ContactList | None = None,
+    region: str | None = None,
+    source: str = Source.API,
+    chunk_size: int = CHUNK_SIZE,
+    on_chunk: ChunkCallback | None = None,
+) -> ImportResult:
+    """Import contacts from mappings shaped like the API's JSON body.
+
+    Each record is ``{"phone": …, "first_name": …, "last_name": …, "attributes":
+    {…}}``; only ``phone`` is required, and any other key is taken as an attribute, as
+    an extra CSV column would be. Row numbers in errors are 1-based indexes. ``records``
+    may be a generator; it is consumed once, a chunk at a time.
+    """
+
+    rows = (
+        (number, _record_values(number, record))
+        for number, record in enumerate(records, start=1)
+    )
+    return _import(
+        rows,
+        contact_list=contact_list,
+        region=region,
+        source=source,
+        chunk_size=chunk_size,
+        on_chunk=on_chunk,
+    )
+
+
+def _import(
+    rows: Iterator[tuple[int, dict[str, Any] | ImportRowError]],
+    *,
+    contact_list: ContactList | None,
+    region: str | None,
+    source: str,
+    chunk_size: int,
+    on_chunk: ChunkCallback | None,
+) -> ImportResult:
+    result = ImportResult()
+    chunk: list[_Row] = []
+    for number, values in rows:
+        row = (
+            values
+            if isinstance(values, ImportRowError)
+            else _row(number, values, region)
+        )
+        if isinstance(row, ImportRowError):
+            result.add_error(row.row, row.phone, row.error)
+        elif row is not None:
+            chunk.append(row)
+        if len(chunk) >= chunk_size:
+            _write(chunk, contact_list, source, result, on_chunk)
+            chunk = []
+    if chunk:
+        _write(chunk, contact_list, source, result, on_chunk)
+    return result
+
+
+def _row(
+    number: int, values: dict[str, Any], region: str | None
+) -> _Row | ImportRowError | None:
+    """Normalize one row; ``None`` for a row with nothing in it."""
+    cleaned = {key: _blank_to_none(value) for key, value in values.items()}
+    if all(value is None for value in cleaned.values()):
+        return None
+    raw_phone = cleaned.pop("phone", None)
+    raw_text = _text(raw_phone)
+    if raw_phone is None:
+        return ImportRowError(number, "", "The phone number is missing.")
+    if not isinstance(raw_phone, str | int) or isinstance(raw_phone, bool):
+        return ImportRowError(number, raw_text, "The phone number must be text.")
+    try:
+        parsed = parse_phone(str(raw_phone), region)
+    except InvalidPhoneNumber as exc:
+        return ImportRowError(number, raw_text, f"Invalid phone number: {exc.reason}.")
+
+    names: dict[str, str | None] = {}
+    for name, max_length in _NAME_MAX_LENGTH.items():
+        value = cleaned.pop(name, None)
+        names[name] = None if value is None else str(value)
+        if value is not None and len(names[name]) > max_length:
+            error = f"{name} is longer than {max_length} characters."
+            return ImportRowError(number, raw_text, error)
+    return _Row(
+        phone=parsed.e164,
+        country=parsed.country,
+        time_zone=parsed.time_zone,
+        first_name=names["first_name"],
+        last_name=names["last_name"],
+        attributes={key: value for key, value in cleaned.items() if value is not None},
+    )
+
+
+def _write(
+    chunk: list[_Row],
+    contact_list: ContactList | None,
+    source: str,
+    result: ImportResult,
+    on_chunk: ChunkCallback | None,
+) -> None:
+    try:
+        created, updated, skipped = _write_chunk(chunk, contact_list, source)
+    except IntegrityError:
+        # Another import created one of these numbers between the lookup and the
+        # insert; the chunk was rolled back, and a second pass finds it stored.
+        created, updated, skipped = _write_chunk(chunk, contact_list, source)
+    result.created += created
+    result.updated += updated
+    result.skipped += skipped
+    if on_chunk is not None:
+        on_chunk(result)
+
+
+@transaction.atomic
+def _write_chunk(
+    chunk: list[_Row], contact_list: ContactList | None, source: str
+) -> tuple[int, int, int]:
+    """Write one chunk; return how many rows created, updated and skipped contacts."""
+    stored = {
+        contact.phone: contact
+        for contact in Contact.objects.filter(
+            phone__in={row.phone for row in chunk}
+        ).only(
+            "id",
+            "phone",
+            "first_name",
+            "last_name",
+            "attributes",
+            "country",
+            "time_zone",
+        )
+    }
+    new: dict[str, Contact] = {}
+    changed: dict[str, Contact] = {}
+    changed_fields: set[str] = set()
+    created = updated = skipped = 0
+    for row in chunk:
+        contact = stored.get(row.phone) or new.get(row.phone)
+        if contact is None:
+            new[row.phone] = Contact(
+                phone=row.phone,
+                country=row.country,
+                time_zone=row.time_zone,
+                first_name=row.first_name or "",
+                last_name=row.last_name or "",
+                attributes=dict(row.attributes),
+            )
+            created += 1
+            continue
+        fields = _merge(contact, row)
+        if not fields:
+            skipped += 1
+            continue
+        updated += 1
+        if row.phone in stored:
+            changed[row.phone] = contact
+            changed_fields |= fields
+
+    Contact.objects.bulk_create(new.values(), batch_size=1000)
+    if changed:
+        now = timezone.now()
+        for contact in changed.values():
+            contact.updated_at = now
+        # Only the fields some row changed, so the CASE WHEN statement stays small.
+        Contact.objects.bulk_update(
+            changed.values(), [*sorted(changed_fields), "updated_at"], batch_size=500
+        )
+    if contact_list is not None:
+        _add_to_list(contact_list, [*stored.values(), *new.values()], source)
+    return created, updated, skipped
+
+
+def _merge(contact: Contact, row: _Row) -> set[str]:
+    """Apply ``row`` to ``contact`` in memory; return the names of the fields it changed."""
+    fields = set()
+    for name in ("first_name", "last_name"):
+        value = getattr(row, name)
+        if value is not None and value != getattr(contact, name):
+            setattr(contact, name, value)
+            fields.add(name)
+    # Bulk writes bypass Contact.save(), which keeps these in step with the number.
+    if (contact.country, contact.time_zone) != (row.country, row.time_zone):
+        contact.country, contact.time_zone = row.country, row.time_zone
+        fields |= {"country", "time_zone"}
+    stored = contact.attributes if isinstance(contact.attributes, dict) else {}
+    merged = {**stored, **row.attributes}
+    if merged != contact.attributes:
+        contact.attributes = merged
+        fields.add("attributes")
+    return fields
+
+
+def _add_to_list(
+    contact_list: ContactList, contacts: list[Contact], source: str
+) -> None:
+    ids = [contact.pk for contact in contacts if contact.pk is not None]
+    missing = [contact.phone for contact in contacts if contact.pk is None]
+    if missing:
+        # Databases that cannot return ids from a bulk insert.
+        ids += Contact.objects.filter(phone__in=missing).values_list("pk", flat=True)
+    ListMembership.objects.bulk_create(
+        (
+            ListMembership(contact_list=contact_list, contact_id=pk, source=source)
+            for pk in ids
+        ),
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+
+
+class _DecodedLines:
+    """Text lines from binary or text lines, noting lines that do not decode.
+
+    Decoding line by line (rather than through one TextIOWrapper) keeps a bad byte from
+    ending the import: the reader flags the record it lands in and carries on. Newline
+    bytes never occur inside a multi-byte UTF-8 character, so splitting first is safe
+    for UTF-8 and for the single-byte encodings.
+    """
+
+    def __init__(self, lines: Iterable[bytes] | Iterable[str], encoding: str) -> None:
+        try:
+            is_ascii_compatible = "\n,".encode(encoding) == b"\n,"
+        except LookupError as exc:
+            raise ContactImportError(f"Unknown encoding {encoding!r}.") from exc
+        if not is_ascii_compatible:
+            raise ContactImportError(
+                f"Encoding {encoding!r} is not supported; save the file as CSV UTF-8."
+            )
+        self._lines = lines
+        self._encoding = encoding
+        self.undecodable = False
+        """True once a line failed to decode; the reader resets it."""
+
+    def __iter__(self) -> Iterator[str]:
+        first = True
+        for line in self._lines:
+            if isinstance(line, bytes):
+                encoding = self._encoding
+                if first and encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+                    encoding = "utf-8-sig"
+                try:
+                    text = line.decode(encoding)
+                except UnicodeDecodeError:
+                    self.undecodable = True
+                    text = line.decode(encoding, errors="replace")
+            else:
+                text = line.removeprefix("\ufeff") if first else line
+            first = False
+            yield text
+
+
+def _column_targets(
+    header: list[str], columns: Mapping[str, str | None]
+) -> list[str | None]:
+    """The field or attribute each column fills, or ``None`` for a dropped column."""
+    names = [cell.strip() for cell in header]
+    unknown = [name for name in columns if name not in names]
+    if unknown:
+        raise ContactImportError(
+            f"The column mapping names columns the file does not have: "
+            f"{', '.join(map(repr, unknown))}."
+        )
+    targets: list[str | None] = []
+    for name in names:
+        target = columns.get(name, name)
+        if target is not None:
+            target = target.strip()
+            standard = target.lower().replace(" ", "_")
+            if standard in _STANDARD_FIELDS:
+                target = standard
+        targets.append(target or None)
+    repeated = sorted({t for t in targets if t is not None and targets.count(t) > 1})
+    if repeated:
+        raise ContactImportError(
+            f"Several columns fill {', '.join(map(repr, repeated))}; map all but one "
+            f"to None."
+        )
+    if "phone" not in targets:
+        raise ContactImportError(
+            f"The file has no phone column (columns: {', '.join(names)}); name one "
+            f'"phone" or map it with {{"<column>": "phone"}}.'
+        )
+    return targets
+
+
+def _record_values(number: int, record: Any) -> dict[str, Any] | ImportRowError:
+    """A record's fields and attributes as one flat mapping, like a CSV row's."""
+    if not isinstance(record, Mapping):
+        return ImportRowError(number, "", "A contact must be an object.")
+    values = {
+        str(key): value for key, value in record.items() if key != _ATTRIBUTES_KEY
+    }
+    attributes = record.get(_ATTRIBUTES_KEY)
+    if attributes is None:
+        return values
+    if not isinstance(attributes, Mapping):
+        raw_phone = _text(record.get("phone"))
+        return ImportRowError(number, raw_phone, "attributes must be an object.")
+    attributes = {str(key): value for key, value in attributes.items()}
+    clashing = sorted(set(attributes) & set(_STANDARD_FIELDS))
+    if clashing:
+        raw_phone = _text(record.get("phone"))
+        error = f"attributes cannot be named {', '.join(clashing)}."
+        return ImportRowError(number, raw_phone, error)
+    return {**values, **attributes}
+
+
+def _blank_to_none(value: Any) -> Any:
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _not_text_message(encoding: str) -> str:
+    return (
+        f"The file is not {encoding} text. Save it as CSV UTF-8 (in Excel: "
+        f'"CSV UTF-8 (Comma delimited)") and try again.'
+    )
+
+
+def _stopped_message(exc: UnicodeDecodeError) -> str:
+    return (
+        f"The file could not be read from this row on ({exc.reason}); the rows before "
+        f"it were imported. Save it as CSV UTF-8 and import it again."
+    )

@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .dispatch import OPTED_OUT_CODE
+from .claims import OPTED_OUT_CODE
 from .launch import CampaignError
 from .models import Campaign, Message
 from .scheduling import enqueue_dispatch, enqueue_start

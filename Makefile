@@ -39,6 +39,7 @@ lint: install ## ruff, Django's checks, and no missing migrations
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
+	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
 	ENV_FILE=/dev/null SECRET_KEY=check-deploy-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyz DEBUG=false \
 		ALLOWED_HOSTS=sms.example.com PUBLIC_BASE_URL=https://sms.example.com \
 		$(BIN)/python manage.py check --deploy --fail-level WARNING

@@ -1,3 +1,5 @@
+import uuid
+
 from django.db import models
 from django.utils import timezone
 
@@ -172,3 +174,52 @@ class Suppression(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.phone = parse_phone(self.phone).e164
         super().save(*args, **kwargs)
+
+
+class ImportJob(models.Model):
+    """A contact import from an uploaded CSV file, run in the background by a worker.
+
+    The file waits in the default storage (under ``imports/``) until the job finishes;
+    then it is deleted, because it holds people's numbers.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    status = models.CharField(max_length=8, choices=Status, default=Status.PENDING)
+    contact_list = models.ForeignKey(
+        ContactList,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The list the imported contacts join.",
+    )
+    region = models.CharField(
+        max_length=2, blank=True, help_text="Region for national-format numbers."
+    )
+    file = models.FileField(upload_to="imports/", max_length=255, blank=True)
+    file_name = models.CharField(
+        max_length=255, blank=True, help_text="The name of the file as uploaded."
+    )
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by_key = models.ForeignKey(
+        "smscampaigns.ApiKey",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Import {self.file_name or self.pk} ({self.get_status_display()})"

@@ -158,6 +158,12 @@ USE_TZ = True
 # --- Static files -------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Uploads waiting for a background import (web and workers must share it).
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# CSV uploads larger than this many bytes import in a Celery worker when a broker is set.
+CONTACT_IMPORT_BACKGROUND_BYTES = env.int(
+    "CONTACT_IMPORT_BACKGROUND_BYTES", default=2 * 1024 * 1024
+)
 
 # --- Logging ------------------------------------------------------------------
 LOGGING = {
@@ -204,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "smscampaigns.api_schema.add_common_responses",
+    ],
 }
 
 # --- Celery (optional) ----------------------------------------------------------
@@ -359,6 +369,13 @@ SMS_PROVIDERS = {
     "console": {"BACKEND": "providers.backends.console.SmsBackend", "OPTIONS": {}},
     "locmem": {"BACKEND": "providers.backends.locmem.SmsBackend", "OPTIONS": {}},
 }
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
+    "CampaignStatusEnum": "campaigns.models.Campaign.Status",
+    "MessageStatusEnum": "campaigns.models.Message.Status",
+    "ImportJobStatusEnum": "contacts.models.ImportJob.Status",
+    "ProviderEnum": [(alias, alias) for alias in SMS_PROVIDERS],
+}
+
 if SMS_DEFAULT_PROVIDER not in SMS_PROVIDERS:
     raise ImproperlyConfigured(
         f"SMS_DEFAULT_PROVIDER={SMS_DEFAULT_PROVIDER!r} is not one of: {', '.join(SMS_PROVIDERS)}"

@@ -1,0 +1,321 @@
+"""Campaign writes that come from integrations rather than the composer: ad-hoc bulk
+sends, and the create/edit/delete rules for stored campaigns.
+
+The rules live here, not in the API views, so any other entry point (the admin, a
+command) can apply the same ones.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from contacts.models import Contact, Suppression
+from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
+
+from .actions import campaign_schedule
+from .launch import CampaignError
+from .models import Campaign, Message
+from .preview import campaign_audience
+from .scheduling import enqueue_dispatch
+from .services import message_create_direct
+from .templating import TemplateError, audience_attribute_keys, parse, validate
+
+#: Campaign fields that decide what recipients get; frozen once sending started.
+CONTENT_FIELDS = ("body", "lists", "provider", "sender")
+#: States in which the content may still change and the campaign may be deleted.
+EDITABLE = frozenset({Campaign.Status.DRAFT, Campaign.Status.SCHEDULED})
+#: Most numbers one bulk request may name.
+MAX_BULK_RECIPIENTS = 10_000
+# Rows per statement: well under SQLite's bound-parameter limit, few round trips.
+_CHUNK = 900
+
+
+class BodyError(ValueError):
+    """A message body whose placeholders or syntax would not render."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = problems
+
+
+class NoRecipients(ValueError):
+    """A bulk request in which no number is valid."""
+
+
+@dataclass
+class AdhocResult:
+    campaign: Campaign
+    accepted: int = 0
+    invalid: list[str] = field(default_factory=list)
+    """The numbers as given that are not valid phone numbers."""
+    skipped: list[str] = field(default_factory=list)
+    """Valid numbers (E.164) left out because they opted out or are suppressed."""
+
+
+def body_problems(body: str, contacts) -> list[str]:
+    """What is wrong with ``body`` for ``contacts`` (a queryset); empty when fine."""
+    return validate(body, known_attributes=audience_attribute_keys(contacts))
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def campaign_create_adhoc(
+    *,
+    recipients: Sequence[str],
+    message: str,
+    provider: str = "",
+    created_by=None,
+) -> AdhocResult:
+    """Text ``message`` to ``recipients`` now, as a campaign without lists.
+
+    Valid numbers become contacts (created in bulk when new); opted-out and
+    suppressed numbers are skipped; each remaining number gets one queued message,
+    rendered by the dispatcher like any campaign's. Raises :class:`NoRecipients`
+    when no number is valid and :class:`BodyError` for a body that would not render.
+    """
+    invalid: list[str] = []
+    parsed: dict[str, ParsedPhone] = {}  # by E.164, in the order given, each once
+    for raw in recipients:
+        try:
+            number = parse_phone(raw)
+        except InvalidPhoneNumber:
+            if raw not in invalid:
+                invalid.append(raw)
+            continue
+        parsed.setdefault(number.e164, number)
+    if not parsed:
+        raise NoRecipients("None of the recipients is a valid phone number.")
+    numbers = list(parsed)
+    problems = body_problems(message, Contact.objects.filter(phone__in=numbers))
+    if problems:
+        raise BodyError(problems)
+
+    now = timezone.now()
+    with transaction.atomic():
+        campaign = Campaign.objects.create(
+            name=f"Bulk {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
+            body=message,
+            provider=provider or settings.SMS_DEFAULT_PROVIDER,
+            status=Campaign.Status.SENDING,
+            started_at=now,
+            created_by=created_by,
+        )
+        contacts = _upsert_contacts(parsed)
+        blocked = _blocked_numbers(numbers)
+        queued = [
+            Message(
+                kind=Message.Kind.CAMPAIGN,
+                campaign=campaign,
+                contact_id=contacts[number][0],
+                to=number,
+                body="",  # the dispatcher renders it when it sends
+                provider=campaign.provider,
+                time_zone=contacts[number][1],
+                queued_at=now,
+                status_changed_at=now,
+            )
+            for number in numbers
+            if number not in blocked
+        ]
+        Message.objects.bulk_create(queued, batch_size=1000)
+        if queued:
+            transaction.on_commit(lambda: enqueue_dispatch(campaign.pk))
+        else:
+            # Nobody to text: finished as soon as it started.
+            Campaign.objects.filter(pk=campaign.pk).update(
+                status=Campaign.Status.COMPLETED, completed_at=now
+            )
+            campaign.refresh_from_db()
+    return AdhocResult(
+        campaign=campaign,
+        accepted=len(queued),
+        invalid=invalid,
+        skipped=[number for number in numbers if number in blocked],
+    )
+
+
+def _upsert_contacts(parsed: dict[str, ParsedPhone]) -> dict[str, tuple[int, str]]:
+    """Create the contacts that do not exist yet; return (id, time zone) by number."""
+    numbers = list(parsed)
+    known = _contacts_by_number(numbers)
+    new = [
+        Contact(phone=p.e164, country=p.country, time_zone=p.time_zone)
+        for number, p in parsed.items()
+        if number not in known
+    ]
+    if new:
+        # A concurrent request may create the same numbers: ignore those conflicts
+        # and read every id back.
+        Contact.objects.bulk_create(new, batch_size=1000, ignore_conflicts=True)
+        known |= _contacts_by_number([c.phone for c in new])
+    return known
+
+
+def _contacts_by_number(numbers: Sequence[str]) -> dict[str, tuple[int, str]]:
+    found: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(numbers):
+        rows = Contact.objects.filter(phone__in=chunk).values_list(
+            "phone", "pk", "time_zone"
+        )
+        found.update((phone, (pk, zone)) for phone, pk, zone in rows)
+    return found
+
+
+def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
+    """The numbers that must not get marketing: opted out or suppressed."""
+    blocked: set[str] = set()
+    for chunk in _chunks(numbers):
+        blocked.update(
+            Contact.objects.filter(
+                phone__in=chunk, opted_out_at__isnull=False
+            ).values_list("phone", flat=True)
+        )
+        blocked.update(
+            Suppression.objects.filter(phone__in=chunk).values_list("phone", flat=True)
+        )
+    return blocked
+
+
+# --- Stored campaigns ------------------------------------------------------------
+
+
+def _check_body(body: str, lists: Iterable) -> None:
+    problems = body_problems(body, Contact.objects.in_lists(list(lists)))
+    if problems:
+        raise BodyError(problems)
+
+
+@transaction.atomic
+def campaign_create(
+    *, lists: Iterable = (), created_by=None, **fields: Any
+) -> Campaign:
+    """A draft campaign; its body is checked against its audience's attributes."""
+    lists = list(lists)
+    _check_body(fields.get("body", ""), lists)
+    campaign = Campaign.objects.create(created_by=created_by, **fields)
+    campaign.lists.set(lists)
+    return campaign
+
+
+@transaction.atomic
+def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
+    """Change a campaign. Its content (:data:`CONTENT_FIELDS`) can only change
+    while it is a draft or scheduled (raises :class:`CampaignError` otherwise);
+    the name and the delivery settings may change at any time."""
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    current_lists = set(locked.lists.values_list("pk", flat=True))
+    changed = [
+        name
+        for name in CONTENT_FIELDS
+        if name in fields
+        and (
+            {item.pk for item in fields[name]} != current_lists
+            if name == "lists"
+            else fields[name] != getattr(locked, name)
+        )
+    ]
+    if changed and locked.status not in EDITABLE:
+        raise CampaignError(
+            f"Campaign {locked.pk} is {locked.get_status_display().lower()}: its "
+            f"{', '.join(changed)} can no longer change (only drafts and scheduled "
+            "campaigns can be edited)"
+        )
+    if "body" in changed or "lists" in changed:
+        lists = fields["lists"] if "lists" in fields else locked.lists.all()
+        _check_body(fields.get("body", locked.body), lists)
+    lists = fields.pop("lists", None)
+    for name, value in fields.items():
+        setattr(locked, name, value)
+    locked.save()
+    if lists is not None:
+        locked.lists.set(lists)
+    campaign.refresh_from_db()
+    return campaign
+
+
+@transaction.atomic
+def campaign_delete(*, campaign: Campaign) -> None:
+    """Delete a draft or scheduled campaign; one that has sent anything stays."""
+    # Conditional, so a campaign that started sending a moment ago is not removed.
+    deleted, _ = Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).delete()
+    if not deleted:
+        campaign.refresh_from_db()
+        raise CampaignError(
+            f"Campaign {campaign.pk} is {campaign.get_status_display().lower()}: only "
+            "drafts and scheduled campaigns can be deleted (cancel it instead)"
+        )
+
+
+@transaction.atomic
+def campaign_schedule_with_window(
+    *, campaign: Campaign, at: datetime, send_window: dict | None = None
+) -> Campaign:
+    """Schedule ``campaign`` for ``at``, first setting its send window if given."""
+    if send_window is not None:
+        Campaign.objects.filter(pk=campaign.pk).update(send_window=send_window)
+    # A CampaignError here rolls the window back with the schedule.
+    return campaign_schedule(campaign=campaign, at=at)
+
+
+# --- Test sends ------------------------------------------------------------------
+
+
+class RecipientsOptedOut(ValueError):
+    """Numbers that may not be texted, even for a test."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        super().__init__(
+            f"{', '.join(numbers)} opted out or {'is' if len(numbers) == 1 else 'are'} "
+            "suppressed; test sends respect opt-outs too."
+        )
+        self.numbers = numbers
+
+
+def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Message]:
+    """Send the campaign's text to ``numbers`` (E.164) now, outside its audience.
+
+    Placeholders are filled with the first audience contact's data, or left to
+    their defaults when the audience is empty. Raises :class:`BodyError` for a body
+    that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
+    """
+    try:
+        template = parse(campaign.body)
+    except TemplateError as error:
+        raise BodyError([str(error)]) from error
+    blocked = _blocked_numbers(numbers)
+    if blocked:
+        raise RecipientsOptedOut([n for n in numbers if n in blocked])
+    example = (
+        campaign_audience(campaign)
+        .order_by("pk")
+        .only("phone", "first_name", "last_name", "attributes")
+        .first()
+    )
+    text = template.render(
+        first_name=example.first_name if example else "",
+        last_name=example.last_name if example else "",
+        phone=example.phone if example else "",
+        attributes=example.attributes
+        if example and isinstance(example.attributes, dict)
+        else {},
+    )
+    # Every row first, then the sends (on commit): a failure creates none of them.
+    with transaction.atomic():
+        return [
+            message_create_direct(
+                to=number,
+                body=text,
+                provider=campaign.provider,
+                kind=Message.Kind.TEST,
+                sender=campaign.sender,
+            )
+            for number in numbers
+        ]

@@ -1,0 +1,342 @@
+"""Campaigns and messages in the REST API (/api/v1/campaigns/, /messages/).
+
+Thin: each view validates its input, calls a service and renders the result. A
+service's :class:`~campaigns.launch.CampaignError` (the campaign's state does not
+allow the operation) is answered 409 with its message.
+"""
+
+from collections.abc import Callable
+
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import exceptions, mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
+
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, QuerySet
+
+from contacts.models import ContactList
+
+from .actions import (
+    campaign_cancel,
+    campaign_pause,
+    campaign_resume,
+    campaign_retry_failed,
+    campaign_send_now,
+)
+from .adhoc import (
+    BodyError,
+    NoRecipients,
+    RecipientsOptedOut,
+    campaign_create,
+    campaign_create_adhoc,
+    campaign_delete,
+    campaign_schedule_with_window,
+    campaign_send_test,
+    campaign_update,
+)
+from .filters import MessageFilter
+from .launch import CampaignError
+from .models import Campaign, Message
+from .preview import campaign_preview
+from .serializers import (
+    BulkInputSerializer,
+    BulkOutputSerializer,
+    CampaignSerializer,
+    ErrorSerializer,
+    MessageSerializer,
+    PreviewSerializer,
+    RetryInputSerializer,
+    RetryOutputSerializer,
+    ScheduleInputSerializer,
+    StatsSerializer,
+    TestSendInputSerializer,
+    TestSendOutputSerializer,
+)
+from .stats import campaign_stats
+
+PREVIEW_SAMPLES = 5
+
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input; `fields` names each field and what is wrong with it.",
+    401: "No API key, or an unknown or revoked one.",
+    403: "Authenticated, but not allowed.",
+    404: "No such object.",
+    409: "The campaign's current state does not allow this.",
+    429: "Too many requests; `retry_after` says how many seconds to wait.",
+}
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Schema entries for the error answers a view gives, plus those every view may."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+        for code in sorted({*codes, 401, 403, 429})
+    }
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The current state does not allow this."
+    default_code = "conflict"
+
+
+def _created_by(request: Request):
+    """The logged-in person, or None for an API key (not a user account)."""
+    return request.user if isinstance(request.user, get_user_model()) else None
+
+
+def _run(service: Callable, **kwargs):
+    """Call a service, translating its refusals into API errors."""
+    try:
+        return service(**kwargs)
+    except CampaignError as error:
+        raise Conflict(str(error)) from error
+    except BodyError as error:
+        raise exceptions.ValidationError({"body": error.problems}) from error
+
+
+def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+_CAMPAIGN = CampaignSerializer
+_ID_ERRORS = errors(404)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List campaigns", responses={200: _CAMPAIGN, **errors(404)}
+    ),
+    retrieve=extend_schema(
+        summary="Get a campaign", responses={200: _CAMPAIGN, **_ID_ERRORS}
+    ),
+    create=extend_schema(
+        summary="Create a draft campaign",
+        description="The body's placeholders are checked against the attributes "
+        "of the contacts in its lists.",
+        responses={201: _CAMPAIGN, **errors(400)},
+    ),
+    update=extend_schema(
+        summary="Replace a campaign",
+        description="Body, lists, provider and sender can only change while the "
+        "campaign is a draft or scheduled (409 otherwise); the name always can.",
+        responses={200: _CAMPAIGN, **errors(400, 404, 409)},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a campaign",
+        description="Body, lists, provider and sender can only change while the "
+        "campaign is a draft or scheduled (409 otherwise); the name always can.",
+        responses={200: _CAMPAIGN, **errors(400, 404, 409)},
+    ),
+    destroy=extend_schema(
+        summary="Delete a draft or scheduled campaign",
+        responses={204: None, **errors(404, 409)},
+    ),
+)
+class CampaignViewSet(viewsets.ModelViewSet):
+    serializer_class = CampaignSerializer
+    filter_backends: list = []
+    parser_classes = [JSONParser]
+
+    def get_queryset(self) -> QuerySet[Campaign]:
+        return Campaign.objects.prefetch_related(
+            Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk"))
+        )
+
+    def perform_create(self, serializer: CampaignSerializer) -> None:
+        serializer.instance = _run(
+            campaign_create,
+            created_by=_created_by(self.request),
+            **serializer.validated_data,
+        )
+
+    def perform_update(self, serializer: CampaignSerializer) -> None:
+        serializer.instance = _run(
+            campaign_update, campaign=serializer.instance, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Campaign) -> None:
+        _run(campaign_delete, campaign=instance)
+
+    def _campaign_response(
+        self, campaign: Campaign, code: int = status.HTTP_200_OK
+    ) -> Response:
+        return Response(CampaignSerializer(campaign).data, status=code)
+
+    @extend_schema(
+        summary="Preview what the campaign would send",
+        description=f"The audience after exclusions, encodings, segments, estimated "
+        f"cost and up to {PREVIEW_SAMPLES} rendered samples. Sends nothing.",
+        request=None,
+        responses={200: PreviewSerializer, **_ID_ERRORS},
+    )
+    @action(detail=True, methods=["get", "post"])
+    def preview(self, request: Request, pk: str | None = None) -> Response:
+        preview = campaign_preview(campaign=self.get_object(), samples=PREVIEW_SAMPLES)
+        return Response(PreviewSerializer(preview).data)
+
+    @extend_schema(
+        summary="Send a test to a few numbers now",
+        description="Rendered with the first audience contact's data (or the "
+        "placeholders' defaults); goes out at once through the campaign's provider.",
+        request=TestSendInputSerializer,
+        responses={202: TestSendOutputSerializer, **errors(400, 404)},
+    )
+    @action(detail=True, methods=["post"], url_path="test", url_name="test")
+    def send_test(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        numbers = _validated(TestSendInputSerializer, request)["to"]
+        try:
+            messages = _run(campaign_send_test, campaign=campaign, numbers=numbers)
+        except RecipientsOptedOut as error:
+            raise exceptions.ValidationError({"to": [str(error)]}) from error
+        return Response(
+            TestSendOutputSerializer({"messages": [m.pk for m in messages]}).data,
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(
+        summary="Start sending now",
+        request=None,
+        responses={202: _CAMPAIGN, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def send(self, request: Request, pk: str | None = None) -> Response:
+        campaign = _run(campaign_send_now, campaign=self.get_object())
+        return self._campaign_response(campaign, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Schedule sending for a later time",
+        request=ScheduleInputSerializer,
+        responses={200: _CAMPAIGN, **errors(400, 404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def schedule(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        data = _validated(ScheduleInputSerializer, request)
+        campaign = _run(
+            campaign_schedule_with_window,
+            campaign=campaign,
+            at=data["scheduled_at"],
+            send_window=data.get("send_window"),
+        )
+        return self._campaign_response(campaign)
+
+    @extend_schema(
+        summary="Pause sending",
+        request=None,
+        responses={200: _CAMPAIGN, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        return self._campaign_response(_run(campaign_pause, campaign=self.get_object()))
+
+    @extend_schema(
+        summary="Resume a paused campaign",
+        request=None,
+        responses={200: _CAMPAIGN, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        return self._campaign_response(
+            _run(campaign_resume, campaign=self.get_object())
+        )
+
+    @extend_schema(
+        summary="Cancel for good",
+        description="Messages not sent yet are marked failed with error_code "
+        '"cancelled".',
+        request=None,
+        responses={200: _CAMPAIGN, **errors(404, 409)},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        return self._campaign_response(
+            _run(campaign_cancel, campaign=self.get_object())
+        )
+
+    @extend_schema(
+        summary="Queue failed messages again",
+        description="Messages skipped for an opt-out or a cancel stay as they are.",
+        request=RetryInputSerializer,
+        responses={200: RetryOutputSerializer, **errors(400, 404, 409)},
+    )
+    @action(
+        detail=True, methods=["post"], url_path="retry-failed", url_name="retry-failed"
+    )
+    def retry_failed(self, request: Request, pk: str | None = None) -> Response:
+        campaign = self.get_object()
+        data = _validated(RetryInputSerializer, request)
+        queued = _run(campaign_retry_failed, campaign=campaign, **data)
+        return Response(RetryOutputSerializer({"queued": queued}).data)
+
+    @extend_schema(
+        summary="Delivery figures",
+        responses={200: StatsSerializer, **_ID_ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def stats(self, request: Request, pk: str | None = None) -> Response:
+        return Response(
+            StatsSerializer(campaign_stats(campaign=self.get_object())).data
+        )
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List messages, newest first",
+        responses={200: MessageSerializer, **errors(400, 404)},
+    ),
+    retrieve=extend_schema(
+        summary="Get a message", responses={200: MessageSerializer, **_ID_ERRORS}
+    ),
+)
+class MessageViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    # Every field is on the row (campaign and contact as ids): no joins, no N+1.
+    queryset = Message.objects.order_by("-id")
+    serializer_class = MessageSerializer
+    filterset_class = MessageFilter
+
+
+class BulkMessageApi(APIView):
+    """POST /api/v1/messages/bulk/: one text to many numbers, as an ad-hoc campaign."""
+
+    # Up to 10,000 numbers: as form fields they would pass Django's field limit.
+    parser_classes = [JSONParser]
+
+    @extend_schema(
+        summary="Text many numbers at once",
+        description="Creates a campaign without lists and queues one message per "
+        "valid, unique number. Invalid numbers and numbers that opted out are "
+        "reported, not sent to.",
+        request=BulkInputSerializer,
+        responses={202: BulkOutputSerializer, **errors(400)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(BulkInputSerializer, request)
+        try:
+            result = campaign_create_adhoc(
+                recipients=data["recipients"],
+                message=data["message"],
+                provider=data.get("provider", ""),
+                created_by=_created_by(request),
+            )
+        except NoRecipients as error:
+            raise exceptions.ValidationError({"recipients": [str(error)]}) from error
+        except BodyError as error:
+            raise exceptions.ValidationError({"message": error.problems}) from error
+        return Response(
+            BulkOutputSerializer(result).data, status=status.HTTP_202_ACCEPTED
+        )

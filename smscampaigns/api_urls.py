@@ -1,0 +1,30 @@
+"""The REST API under /api/v1/."""
+
+from rest_framework.routers import DefaultRouter
+
+from django.urls import include, path
+
+from campaigns import api as campaigns_api
+from contacts import api as contacts_api
+
+router = DefaultRouter()
+router.register("contacts", contacts_api.ContactViewSet, basename="contact")
+router.register("lists", contacts_api.ContactListViewSet, basename="list")
+router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
+router.register("messages", campaigns_api.MessageViewSet, basename="message")
+
+urlpatterns = [
+    # Before the router, so "import" and "bulk" are not read as object ids.
+    path(
+        "contacts/import/",
+        contacts_api.ContactImportApi.as_view(),
+        name="contact-import",
+    ),
+    path(
+        "contacts/import/<str:job_id>/",
+        contacts_api.ContactImportJobApi.as_view(),
+        name="contact-import-job",
+    ),
+    path("messages/bulk/", campaigns_api.BulkMessageApi.as_view(), name="message-bulk"),
+    path("", include(router.urls)),
+]

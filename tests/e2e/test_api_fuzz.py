@@ -1,0 +1,82 @@
+"""Schema-driven fuzzing of the REST API: no 5xx, and every response matches the
+OpenAPI schema it publishes (status codes, content types, bodies)."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings as hypothesis_settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+
+from smscampaigns.models import ApiKey
+from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
+
+pytestmark = pytest.mark.django_db
+
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    content_type_conformance,
+]
+
+
+@pytest.fixture
+def api_key():
+    # Something for the fuzzer to find: lists, contacts and a campaign exist.
+    contact_list = ContactListFactory()
+    for contact in ContactFactory.create_batch(3):
+        contact.lists.add(contact_list)
+    CampaignFactory(lists=[contact_list], provider="locmem")
+    return ApiKey.generate(name="fuzz")[1]
+
+
+@pytest.fixture
+def keep_test_connection():
+    """Like Django's test client: requests must not close the test's connection
+    (that would end its transaction)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def test_every_operation_answers_within_its_schema(
+    api_key, settings, keep_test_connection
+):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_CLASSES": [],
+    }
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
+    headers = {"Authorization": f"Token {api_key}"}
+    failures = []
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) > 20
+
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(
+            max_examples=30,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case):
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            fuzz()
+        except Exception as exc:  # collect every operation's failure, then report
+            failures.append(f"{operation.label}: {exc}")
+    assert not failures, "\n\n".join(failures)

@@ -85,6 +85,7 @@ def tick() -> dict[str, int]:
         else:
             start_campaign(campaign.pk)
         started += 1
+    retried = retry_direct_messages()
     recovered = recover_stale()
     restarted = 0
     if broker_configured():
@@ -94,4 +95,27 @@ def tick() -> dict[str, int]:
             if stalled(campaign_id):
                 enqueue_dispatch(campaign_id, parallel=1)
                 restarted += 1
-    return {"started": started, "recovered": recovered, "restarted": restarted}
+    return {
+        "started": started,
+        "recovered": recovered,
+        "restarted": restarted,
+        "retried": retried,
+    }
+
+
+def retry_direct_messages(limit: int = 500) -> int:
+    """Send again keyword replies and test sends whose retry time has come (their
+    first attempt happened right after they were created)."""
+    from .models import Message
+    from .services import dispatch_direct
+
+    due = Message.objects.filter(
+        kind__in=[Message.Kind.REPLY, Message.Kind.TEST],
+        status=Message.Status.QUEUED,
+        next_attempt_at__lte=timezone.now(),
+    ).values_list("pk", flat=True)[:limit]
+    count = 0
+    for message_id in due:
+        dispatch_direct(message_id)
+        count += 1
+    return count

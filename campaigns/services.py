@@ -43,11 +43,12 @@ def message_create_direct(
         encoding=info.encoding,
         segments=info.segments,
     )
-    transaction.on_commit(partial(_dispatch_direct, message.pk))
+    transaction.on_commit(partial(dispatch_direct, message.pk))
     return message
 
 
-def _dispatch_direct(message_id: int) -> None:
+def dispatch_direct(message_id: int) -> None:
+    """Send one direct message now: in a Celery task with a broker, else inline."""
     if settings.CELERY_BROKER_URL:
         from .tasks import deliver_message
 

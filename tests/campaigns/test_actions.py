@@ -102,3 +102,25 @@ def test_retry_leaves_unknown_unless_asked(campaign):
     Message.objects.update(status=Message.Status.UNKNOWN)
     assert campaign_retry_failed(campaign=campaign) == 0
     assert campaign_retry_failed(campaign=campaign, include_unknown=True) == 3
+
+
+def test_a_reply_that_hit_a_provider_error_is_retried_by_the_worker(
+    sms_outbox, settings
+):
+    from campaigns.services import message_create_direct
+
+    settings.SMS_RETRY_BASE_DELAY = 0.0
+    locmem.fail_next(SendError(code="503", reason="down", retryable=True))
+    message = message_create_direct(
+        to="+14155550123",
+        body="You are unsubscribed.",
+        provider="locmem",
+        kind=Message.Kind.REPLY,
+    )
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.next_attempt_at is not None
+    work_once()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SUBMITTED
+    assert [m.text for m in sms_outbox] == ["You are unsubscribed."]

@@ -45,6 +45,17 @@ def create_provider(alias: str):
     return backend_class(alias=alias, **config.get("OPTIONS", {}))
 
 
+def deliver_due_reports() -> int:
+    """Hand over the delivery reports in-process providers (the simulator) have
+    due. A worker loop calls this between batches and while idle."""
+    delivered = 0
+    for backend in list(_instances.values()):
+        deliver = getattr(backend, "deliver_due", None)
+        if deliver is not None:
+            delivered += deliver()
+    return delivered
+
+
 def _reset_on_settings_change(*, setting: str, **kwargs) -> None:
     if setting in {"SMS_PROVIDERS", "SMS_DEFAULT_PROVIDER", "PUBLIC_BASE_URL"}:
         with _lock:

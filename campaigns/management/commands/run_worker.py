@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from campaigns import scheduling
 from campaigns.dispatch import Dispatcher
 from campaigns.models import Campaign
-from providers import get_provider
+from providers import deliver_due_reports, get_provider
 
 
 class Command(BaseCommand):
@@ -70,4 +70,6 @@ class Command(BaseCommand):
                     f"Campaign #{campaign.pk}: sent {dispatcher.stats.submitted:,}, "
                     f"failed {dispatcher.stats.failed:,} ({step.state})"
                 )
+        if deliver_due_reports():
+            busy = True
         return busy

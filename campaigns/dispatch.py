@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 
 from providers import get_provider
@@ -36,6 +37,9 @@ from .throttle import CircuitBreaker, RateLimiter
 from .windows import SendWindow, WindowError, earliest_opening, open_zones
 
 logger = logging.getLogger(__name__)
+
+# Seconds of sending one claim may hold at the provider's rate.
+CLAIM_SECONDS = 5
 
 
 @dataclass
@@ -161,7 +165,7 @@ class Dispatcher:
                 _set_waiting(campaign, reason)
                 return Step("waiting", opening, reason)
 
-        rows = self._claim(campaign, alias, zones, now)
+        rows = self._claim(campaign, alias, zones, now, self._claim_size(alias))
         if not rows:
             if self._nothing_left(campaign):
                 return self._finish(campaign)
@@ -204,8 +208,20 @@ class Dispatcher:
 
     # --- Claim ---------------------------------------------------------------------------
 
+    def _claim_size(self, alias: str) -> int:
+        """How many messages to claim: a whole number of the provider's requests, and
+        no more than a few seconds of sending, so a claim never outlives its lease and
+        a crash strands as little as possible."""
+        backend = get_provider(alias)
+        rate = self._limiter(alias, backend).effective_rate()
+        per_request = min(
+            backend.max_recipients_per_request, max(1, int(rate)), self.batch_size
+        )
+        size = min(self.batch_size, max(per_request, int(rate * CLAIM_SECONDS)))
+        return max(per_request, size // per_request * per_request)
+
     def _claim(
-        self, campaign: Campaign, alias: str, zones, now: datetime
+        self, campaign: Campaign, alias: str, zones, now: datetime, size: int
     ) -> list[Claimed]:
         for _attempt in range(2):
             claim = claim_batch(
@@ -213,7 +229,7 @@ class Dispatcher:
                 provider=alias,
                 after_id=self._cursor,
                 now=now,
-                limit=self.batch_size,
+                limit=size,
                 zones=zones,
             )
             if claim.last_id is not None:
@@ -281,23 +297,46 @@ class Dispatcher:
 
         # Book the rate limiter once per slice of about 50 ms of sending, not once per
         # request: at 1,000 one-recipient requests a second, per-request booking is
-        # what would limit us.
+        # what would limit us. Each slice is recorded as soon as it returns, so a crash
+        # leaves at most one slice's messages "unknown".
         budget = max(1.0, limiter.effective_rate() / 20)
-        results = []
-        for slice_requests, cost in _slices(requests, rendered, budget):
+        pending = list(_slices(requests, rendered, budget))
+        while pending:
+            slice_requests, cost = pending.pop(0)
+            if len(slice_requests) == 1 and cost > budget:
+                # A short request still opens a second at the vendor: book a full
+                # one, so the next request cannot land in the same calendar second.
+                cost = max(cost, float(largest))
             limiter.acquire(cost)
             if len(slice_requests) > 1 and self.concurrency > 1:
-                batches = self._pool().map(backend.send_batch, slice_requests)
+                batches = list(self._pool().map(backend.send_batch, slice_requests))
             else:
-                batches = map(backend.send_batch, slice_requests)
-            results.extend(r for batch in batches for r in batch)
-
-        outcome = record_batch(rendered=list(rendered.values()), results=results)
+                batches = [backend.send_batch(request) for request in slice_requests]
+            sent = [
+                rendered[m.reference] for request in slice_requests for m in request
+            ]
+            outcome = record_batch(
+                rendered=sent, results=[r for batch in batches for r in batch]
+            )
+            if not self._after(campaign, alias, limiter, outcome, sent) and pending:
+                # Credentials refused or the circuit opened: the rest of the claim
+                # goes back to the queue unsent.
+                self._release(
+                    [
+                        rendered[m.reference].id
+                        for reqs, _ in pending
+                        for r in reqs
+                        for m in r
+                    ]
+                )
+                break
         self.stats.batches += 1
+
+    def _after(self, campaign, alias, limiter, outcome, sent: list[Rendered]) -> bool:
+        """Account for one slice's outcome; False when sending should stop."""
         self.stats.submitted += outcome.submitted
         self.stats.failed += outcome.failed
         self.stats.retried += outcome.retried
-
         circuit = circuit_for(alias)
         if outcome.throttled:
             limiter.slow_down()
@@ -305,12 +344,6 @@ class Dispatcher:
             circuit.record_failure()
         elif outcome.submitted:
             circuit.record_success()
-        if outcome.misconfigured:
-            reason = f"Provider {alias} refused our credentials (401/403): fix its settings, then resume."
-            Campaign.objects.filter(
-                pk=campaign.pk, status=Campaign.Status.SENDING
-            ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
-            logger.error("campaign %s paused: %s", campaign.pk, reason)
         if (
             outcome.submitted
             and DeliveryEvent.objects.filter(
@@ -318,10 +351,23 @@ class Dispatcher:
             ).exists()
         ):
             accepted = Message.objects.filter(
-                pk__in=[r.id for r in rendered.values()],
-                status__in=[Message.Status.SUBMITTED],
+                pk__in=[r.id for r in sent], status=Message.Status.SUBMITTED
             )
             delivery_events_apply_pending(messages=accepted)
+        if outcome.misconfigured:
+            reason = f"Provider {alias} refused our credentials (401/403): fix its settings, then resume."
+            Campaign.objects.filter(
+                pk=campaign.pk, status=Campaign.Status.SENDING
+            ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
+            logger.error("campaign %s paused: %s", campaign.pk, reason)
+            return False
+        return circuit.state() == "closed" or not outcome.transient
+
+    def _release(self, ids: list[int]) -> None:
+        """Put claimed messages that were never sent back in the queue."""
+        Message.objects.filter(pk__in=ids, status=Message.Status.SENDING).update(
+            status=Message.Status.QUEUED, attempts=F("attempts") - 1
+        )
 
     # --- Completion -----------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 """Delivery receipts: recording what providers report and moving messages forward."""
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -27,43 +29,129 @@ def delivery_events_record(
     """
     stored = []
     for event in events:
+        record = _new_record(provider, event)
         with transaction.atomic():
-            record = DeliveryEvent.objects.create(
-                provider=provider,
-                provider_message_id=event.provider_message_id[:64],
-                recipient=event.recipient[:16],
-                client_reference=event.reference[:100],
-                status=""
-                if event.status == DeliveryStatus.UNKNOWN
-                else event.status.value,
-                raw_status=event.raw_status[:64],
-                error_code=event.error_code[:32],
-                error_reason=event.error_reason[:255],
-                price=event.price,
-                currency=event.currency[:3],
-                segments=event.segments,
-                occurred_at=event.occurred_at,
-                payload=dict(event.payload),
-            )
-            message = _find_message(provider, event)
-            if message is not None:
-                _apply(record, message)
-            else:
-                logger.info(
-                    "%s receipt %s (%s) matches no message yet; kept for later",
-                    provider,
-                    record.pk,
-                    event.raw_status,
-                )
-            if event.opt_out_signal and (event.recipient or message is not None):
+            message = None
+            if not (
+                connection.vendor == "postgresql" and _record_in_one_statement(record)
+            ):
+                message = _find_message(provider, event)
+                if message is not None:
+                    _apply_to_message(record, message)
+                    record.message = message
+                    record.applied_at = timezone.now()
+                else:
+                    logger.info(
+                        "%s receipt (%s) matches no message yet; kept for later",
+                        provider,
+                        event.raw_status,
+                    )
+                record.save(force_insert=True)
+            if event.opt_out_signal and (event.recipient or record.message_id):
                 contact_opt_out(
-                    phone=event.recipient or message.to,
+                    phone=event.recipient
+                    or Message.objects.get(pk=record.message_id).to,
                     source=Source.PROVIDER,
                     text=f"{event.raw_status} {event.error_code}".strip(),
                     provider=provider,
                 )
         stored.append(record)
     return stored
+
+
+def _new_record(provider: str, event: StatusEvent) -> DeliveryEvent:
+    return DeliveryEvent(
+        provider=provider,
+        provider_message_id=event.provider_message_id[:64],
+        recipient=event.recipient[:16],
+        client_reference=event.reference[:100],
+        status="" if event.status == DeliveryStatus.UNKNOWN else event.status.value,
+        raw_status=event.raw_status[:64],
+        error_code=event.error_code[:32],
+        error_reason=event.error_reason[:255],
+        price=event.price,
+        currency=event.currency[:3],
+        segments=event.segments,
+        occurred_at=event.occurred_at,
+        received_at=timezone.now(),
+        payload=dict(event.payload),
+    )
+
+
+def _record_in_one_statement(record: DeliveryEvent) -> bool:
+    """PostgreSQL: find the message by the vendor's id, move it forward and store the
+    linked receipt in one statement (the hot path of a busy campaign: one round trip
+    instead of four). Returns False, storing nothing, when no message has that id,
+    so the caller can look further (by our reference) and store the receipt itself."""
+    if not record.provider_message_id:
+        return False
+    now = timezone.now()
+    recipient_filter = 'AND "to" = %(recipient)s' if record.recipient else ""
+    params = {
+        "provider": record.provider,
+        "pid": record.provider_message_id,
+        "recipient": record.recipient,
+        "below": Message.statuses_below(record.status) if record.status else [],
+        "status": record.status,
+        "changed_at": record.occurred_at or now,
+        "has_error": bool(record.error_code or record.error_reason),
+        "error_code": record.error_code,
+        "error_reason": record.error_reason,
+        "segments": record.segments,
+        "price": record.price,
+        "currency": record.currency,
+        "raw_status": record.raw_status,
+        "client_reference": record.client_reference,
+        "occurred_at": record.occurred_at,
+        "received_at": record.received_at,
+        "now": now,
+        "payload": json.dumps(record.payload, cls=DjangoJSONEncoder),
+    }
+    sql = f"""
+        WITH m AS (
+            SELECT id FROM campaigns_message
+            WHERE provider = %(provider)s AND provider_message_id = %(pid)s {recipient_filter}
+            ORDER BY id LIMIT 1
+            FOR UPDATE
+        ), moved AS (
+            UPDATE campaigns_message t SET
+                status = CASE WHEN t.status = ANY(%(below)s::text[])
+                              THEN %(status)s ELSE t.status END,
+                status_changed_at = CASE WHEN t.status = ANY(%(below)s::text[])
+                              THEN %(changed_at)s ELSE t.status_changed_at END,
+                error_code = CASE WHEN t.status = ANY(%(below)s::text[]) AND %(has_error)s
+                              THEN %(error_code)s ELSE t.error_code END,
+                error_reason = CASE WHEN t.status = ANY(%(below)s::text[]) AND %(has_error)s
+                              THEN %(error_reason)s ELSE t.error_reason END,
+                segments = CASE WHEN t.status = ANY(%(below)s::text[])
+                                 AND %(segments)s::int IS NOT NULL
+                              THEN %(segments)s::int ELSE t.segments END,
+                price = COALESCE(t.price, %(price)s::numeric),
+                currency = CASE WHEN t.price IS NULL AND %(price)s::numeric IS NOT NULL
+                              THEN %(currency)s ELSE t.currency END
+            FROM m WHERE t.id = m.id
+            RETURNING t.id
+        )
+        INSERT INTO campaigns_deliveryevent (
+            message_id, provider, provider_message_id, recipient, client_reference,
+            status, raw_status, error_code, error_reason, price, currency, segments,
+            occurred_at, received_at, applied_at, payload
+        )
+        SELECT moved.id, %(provider)s, %(pid)s, %(recipient)s, %(client_reference)s,
+               %(status)s, %(raw_status)s, %(error_code)s, %(error_reason)s,
+               %(price)s::numeric, %(currency)s, %(segments)s::int,
+               %(occurred_at)s, %(received_at)s, %(now)s, %(payload)s::jsonb
+        FROM moved
+        RETURNING id, message_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    record.pk, record.message_id, record.applied_at = row[0], row[1], now
+    record._state.adding = False
+    return True
 
 
 def delivery_events_apply_pending(*, messages: Iterable[Message]) -> int:
@@ -79,13 +167,18 @@ def delivery_events_apply_pending(*, messages: Iterable[Message]) -> int:
         ).filter(Q(recipient="") | Q(recipient=message.to))
         for record in pending.order_by("id"):
             with transaction.atomic():
-                _apply(record, message)
+                _apply_to_message(record, message)
+                record.message = message
+                record.applied_at = timezone.now()
+                record.save(update_fields=["message", "applied_at"])
             applied += 1
     return applied
 
 
 def _find_message(provider: str, event: StatusEvent) -> Message | None:
-    messages = Message.objects.filter(provider=provider)
+    messages = Message.objects.filter(provider=provider).only(
+        "id", "to", "provider", "provider_message_id", "price", "campaign_id"
+    )
     if event.provider_message_id:
         by_id = messages.filter(provider_message_id=event.provider_message_id)
         if event.recipient:
@@ -107,9 +200,12 @@ def _find_message(provider: str, event: StatusEvent) -> Message | None:
     ).first()
 
 
-def _apply(record: DeliveryEvent, message: Message) -> None:
-    """Move the message forward to the receipt's status; never backwards, never twice."""
+def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
+    """Move the message forward to the receipt's status, never backwards, never
+    twice; store price, error and segments; fill in the vendor's id if missing."""
     now = timezone.now()
+    needs_price = record.price is not None and message.price is None
+    moved = 0
     if record.status:
         updates = {
             "status": record.status,
@@ -120,9 +216,16 @@ def _apply(record: DeliveryEvent, message: Message) -> None:
             updates["error_reason"] = record.error_reason
         if record.segments:
             updates["segments"] = record.segments
-        Message.objects.filter(
+        if needs_price:
+            updates["price"] = record.price
+            updates["currency"] = record.currency
+        moved = Message.objects.filter(
             pk=message.pk, status__in=Message.statuses_below(record.status)
         ).update(**updates)
+    if needs_price and not moved:
+        Message.objects.filter(pk=message.pk, price__isnull=True).update(
+            price=record.price, currency=record.currency
+        )
     if (
         record.provider_message_id
         and message.provider_message_id
@@ -141,13 +244,6 @@ def _apply(record: DeliveryEvent, message: Message) -> None:
         Message.objects.filter(pk=message.pk, provider_message_id="").update(
             provider_message_id=record.provider_message_id
         )
-    if record.price is not None:
-        Message.objects.filter(pk=message.pk, price__isnull=True).update(
-            price=record.price, currency=record.currency
-        )
-    record.message = message
-    record.applied_at = now
-    record.save(update_fields=["message", "applied_at"])
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

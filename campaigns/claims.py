@@ -89,7 +89,8 @@ def claim_batch(
             {qn("error_reason")} = CASE WHEN picked.opted_out THEN %s ELSE t.{qn("error_reason")} END,
             {qn("provider")} = CASE WHEN picked.opted_out THEN t.{qn("provider")} ELSE %s END,
             {qn("attempts")} = t.{qn("attempts")} + CASE WHEN picked.opted_out THEN 0 ELSE 1 END,
-            {qn("status_changed_at")} = %s
+            {qn("status_changed_at")} = %s,
+            {qn("handed_at")} = NULL
         FROM picked
         WHERE t.{qn("id")} = picked.picked_id
         RETURNING {qn("id")}, {qn("status")}, {qn("to")}, {qn("sender")},

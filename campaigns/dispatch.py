@@ -308,6 +308,11 @@ class Dispatcher:
                 # one, so the next request cannot land in the same calendar second.
                 cost = max(cost, float(largest))
             limiter.acquire(cost)
+            # From here on the vendor may have these messages: a crash now leaves them
+            # "unknown", while claimed messages not yet handed over go back to the queue.
+            Message.objects.filter(
+                pk__in=[rendered[m.reference].id for r in slice_requests for m in r]
+            ).update(handed_at=timezone.now())
             if len(slice_requests) > 1 and self.concurrency > 1:
                 batches = list(self._pool().map(backend.send_batch, slice_requests))
             else:
@@ -420,28 +425,37 @@ def campaign_finish(*, campaign_id: int) -> str:
 
 
 def recover_stale(*, campaign_id: int | None = None) -> int:
-    """Mark messages stuck in "sending" past the lease as "unknown".
+    """Settle messages stuck in "sending" past the lease: their dispatcher died.
 
-    They were claimed by a dispatcher that died before recording a result: the
-    vendor may or may not have them, so they are never sent again automatically.
-    A later delivery receipt moves them on; an operator may retry the rest.
+    Those it had not yet handed to the provider go back to the queue. Those it had
+    are marked "unknown": the vendor may or may not have them, so they are never sent
+    again automatically; a later delivery receipt moves them on, and an operator may
+    retry the rest. Returns how many were marked unknown.
     """
-    cutoff = timezone.now() - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS)
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS)
     stale = Message.objects.filter(
         status=Message.Status.SENDING, status_changed_at__lt=cutoff
     )
     if campaign_id is not None:
         stale = stale.filter(campaign_id=campaign_id)
-    count = stale.update(
+    requeued = stale.filter(handed_at__isnull=True).update(
+        status=Message.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        status_changed_at=now,
+    )
+    unknown = stale.filter(handed_at__isnull=False).update(
         status=Message.Status.UNKNOWN,
         error_reason="In flight when its sender stopped; a delivery receipt will settle it",
-        status_changed_at=timezone.now(),
+        status_changed_at=now,
     )
-    if count:
+    if requeued or unknown:
         logger.warning(
-            "%d messages were in flight when a sender stopped; marked unknown", count
+            "a sender stopped: %d claimed messages queued again, %d in flight marked unknown",
+            requeued,
+            unknown,
         )
-    return count
+    return unknown
 
 
 def circuit_for(alias: str) -> CircuitBreaker:

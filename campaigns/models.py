@@ -174,6 +174,11 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(default=timezone.now)
+    handed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this attempt was handed to the provider (empty: claimed, not yet sent).",
+    )
     submitted_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     time_zone = models.CharField(

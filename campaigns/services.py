@@ -67,7 +67,10 @@ def message_deliver(*, message_id: int) -> Message | None:
     claimed = Message.objects.filter(
         pk=message_id, status=Message.Status.QUEUED
     ).update(
-        status=Message.Status.SENDING, status_changed_at=now, attempts=F("attempts") + 1
+        status=Message.Status.SENDING,
+        status_changed_at=now,
+        handed_at=now,
+        attempts=F("attempts") + 1,
     )
     if not claimed:
         return None

@@ -183,6 +183,7 @@ def test_messages_left_sending_by_a_dead_worker_become_unknown_not_resent(
     stuck = Message.objects.filter(campaign=campaign).order_by("pk").first()
     Message.objects.filter(pk=stuck.pk).update(
         status=Message.Status.SENDING,
+        handed_at=timezone.now(),
         status_changed_at=timezone.now()
         - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS + 1),
     )
@@ -267,3 +268,19 @@ def test_with_circuit_open_and_no_fallback_messages_wait_queued(campaign, settin
     campaign.refresh_from_db()
     assert "Waiting for provider locmem" in campaign.waiting_reason
     assert Message.objects.filter(campaign=campaign, status="queued").count() == 4
+
+
+def test_claimed_but_never_handed_over_messages_go_back_to_the_queue(
+    campaign, sms_outbox, settings
+):
+    # A dispatcher claimed these, then died waiting for its turn at the rate limiter.
+    Message.objects.filter(campaign=campaign).update(
+        status=Message.Status.SENDING,
+        attempts=1,
+        status_changed_at=timezone.now()
+        - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS + 1),
+    )
+    assert recover_stale(campaign_id=campaign.pk) == 0
+    assert set(Message.objects.values_list("status", "attempts")) == {("queued", 0)}
+    run(campaign)
+    assert len(sms_outbox) == 4

@@ -160,3 +160,21 @@ def _contacts(ids: list[int]) -> dict[int, tuple[str, str, dict]]:
                 attributes if isinstance(attributes, dict) else {},
             )
         return result
+
+
+def mark_handed(ids: list[int], now: datetime) -> None:
+    """Record that these claimed messages are being handed to the provider."""
+    if not ids:
+        return
+    qn = connection.ops.quote_name
+    table = qn(Message._meta.db_table)
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    if connection.vendor == "postgresql":
+        # One array parameter: nothing for the driver to parse per id.
+        where, params = f"{qn('id')} = ANY(%s)", [ids]
+    else:
+        where, params = f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {qn('handed_at')} = %s WHERE {where}", [stamp, *params]
+        )

@@ -28,7 +28,7 @@ from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms
 
-from .claims import OPTED_OUT_CODE as OPTED_OUT_CODE, Claimed, claim_batch
+from .claims import OPTED_OUT_CODE as OPTED_OUT_CODE, Claimed, claim_batch, mark_handed
 from .models import Campaign, DeliveryEvent, Message
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
@@ -310,9 +310,10 @@ class Dispatcher:
             limiter.acquire(cost)
             # From here on the vendor may have these messages: a crash now leaves them
             # "unknown", while claimed messages not yet handed over go back to the queue.
-            Message.objects.filter(
-                pk__in=[rendered[m.reference].id for r in slice_requests for m in r]
-            ).update(handed_at=timezone.now())
+            mark_handed(
+                [rendered[m.reference].id for r in slice_requests for m in r],
+                timezone.now(),
+            )
             if len(slice_requests) > 1 and self.concurrency > 1:
                 batches = list(self._pool().map(backend.send_batch, slice_requests))
             else:

@@ -8,12 +8,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .claims import OPTED_OUT_CODE
+from .dispatch import CANCELLED_CODE, cancel_queued
 from .launch import CampaignError
 from .models import Campaign, Message
 from .scheduling import enqueue_dispatch, enqueue_start
-
-CANCELLED_CODE = "cancelled"
-FINAL = {Campaign.Status.COMPLETED, Campaign.Status.CANCELLED, Campaign.Status.FAILED}
 
 
 def _move(campaign: Campaign, allowed: set[str], verb: str, **fields) -> Campaign:
@@ -97,12 +95,7 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
         completed_at=timezone.now(),
         waiting_reason="",
     )
-    Message.objects.filter(campaign=campaign, status=Message.Status.QUEUED).update(
-        status=Message.Status.FAILED,
-        error_code=CANCELLED_CODE,
-        error_reason="Campaign cancelled before this message was sent",
-        status_changed_at=timezone.now(),
-    )
+    cancel_queued(campaign_id=campaign.pk)
     return campaign
 
 
@@ -125,7 +118,13 @@ def campaign_retry_failed(*, campaign: Campaign, include_unknown: bool = False) 
         error_reason="",
         status_changed_at=timezone.now(),
     )
-    if count and campaign.status in FINAL | {Campaign.Status.SENDING}:
+    # A cancelled campaign stays cancelled: retrying never revives it.
+    revivable = {
+        Campaign.Status.COMPLETED,
+        Campaign.Status.FAILED,
+        Campaign.Status.SENDING,
+    }
+    if count and campaign.status in revivable:
         Campaign.objects.filter(pk=campaign.pk).update(
             status=Campaign.Status.SENDING, completed_at=None
         )

@@ -162,19 +162,34 @@ def _contacts(ids: list[int]) -> dict[int, tuple[str, str, dict]]:
         return result
 
 
-def mark_handed(ids: list[int], now: datetime) -> None:
-    """Record that these claimed messages are being handed to the provider."""
+def mark_handed(ids: list[int], *, claimed_at: datetime, now: datetime) -> set[int]:
+    """Record that these claimed messages are being handed to the provider, and
+    return those still ours to send: a claim that outlived its lease may have been
+    given back to the queue (and to another dispatcher) meanwhile."""
     if not ids:
-        return
+        return set()
     qn = connection.ops.quote_name
     table = qn(Message._meta.db_table)
-    stamp = connection.ops.adapt_datetimefield_value(now)
+    ops = connection.ops
     if connection.vendor == "postgresql":
         # One array parameter: nothing for the driver to parse per id.
         where, params = f"{qn('id')} = ANY(%s)", [ids]
     else:
         where, params = f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+    sql = f"""
+        UPDATE {table} SET {qn("handed_at")} = %s
+        WHERE {where} AND {qn("status")} = %s AND {qn("handed_at")} IS NULL
+          AND {qn("status_changed_at")} = %s
+        RETURNING {qn("id")}
+    """
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET {qn('handed_at')} = %s WHERE {where}", [stamp, *params]
+            sql,
+            [
+                ops.adapt_datetimefield_value(now),
+                *params,
+                Message.Status.SENDING,
+                ops.adapt_datetimefield_value(claimed_at),
+            ],
         )
+        return {row[0] for row in cursor.fetchall()}

@@ -38,6 +38,8 @@ from .windows import SendWindow, WindowError, earliest_opening, open_zones
 
 logger = logging.getLogger(__name__)
 
+CANCELLED_CODE = "cancelled"
+
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
 
@@ -93,6 +95,7 @@ class Dispatcher:
         self._zones: list[str] | None = None
         self._limiters: dict[str, RateLimiter] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self._claimed_at = timezone.now()
 
     # --- Loop ----------------------------------------------------------------------
 
@@ -130,6 +133,9 @@ class Dispatcher:
     def step(self) -> Step:
         campaign = Campaign.objects.get(pk=self.campaign_id)
         if campaign.status != Campaign.Status.SENDING:
+            if campaign.status == Campaign.Status.CANCELLED:
+                # Messages a batch in flight put back after the cancel stay unsent.
+                cancel_queued(campaign_id=campaign.pk)
             return Step("stopped", reason=campaign.get_status_display())
         now = timezone.now()
 
@@ -165,10 +171,12 @@ class Dispatcher:
                 _set_waiting(campaign, reason)
                 return Step("waiting", opening, reason)
 
+        self._claimed_at = now
         rows = self._claim(campaign, alias, zones, now, self._claim_size(alias))
         if not rows:
             if self._nothing_left(campaign):
                 return self._finish(campaign)
+            self._zones = None  # a relaunch may have added recipients in other zones
             retry_at = (
                 Message.objects.filter(
                     campaign_id=campaign.pk,
@@ -310,10 +318,18 @@ class Dispatcher:
             limiter.acquire(cost)
             # From here on the vendor may have these messages: a crash now leaves them
             # "unknown", while claimed messages not yet handed over go back to the queue.
-            mark_handed(
+            ours = mark_handed(
                 [rendered[m.reference].id for r in slice_requests for m in r],
-                timezone.now(),
+                claimed_at=self._claimed_at,
+                now=timezone.now(),
             )
+            slice_requests = [
+                kept
+                for r in slice_requests
+                if (kept := [m for m in r if rendered[m.reference].id in ours])
+            ]
+            if not slice_requests:
+                continue
             if len(slice_requests) > 1 and self.concurrency > 1:
                 batches = list(self._pool().map(backend.send_batch, slice_requests))
             else:
@@ -423,6 +439,18 @@ def campaign_finish(*, campaign_id: int) -> str:
             status=status, completed_at=now, waiting_reason=""
         )
     return status
+
+
+def cancel_queued(*, campaign_id: int) -> int:
+    """Mark a cancelled campaign's unsent messages as cancelled."""
+    return Message.objects.filter(
+        campaign_id=campaign_id, status=Message.Status.QUEUED
+    ).update(
+        status=Message.Status.FAILED,
+        error_code=CANCELLED_CODE,
+        error_reason="Campaign cancelled before this message was sent",
+        status_changed_at=timezone.now(),
+    )
 
 
 def recover_stale(*, campaign_id: int | None = None) -> int:

@@ -4,6 +4,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -251,3 +252,26 @@ def _as_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def delivery_events_sweep(*, limit: int = 1000) -> int:
+    """Apply unmatched receipts whose message has since become known.
+
+    The send path applies waiting receipts right after recording its results, but a
+    receipt committed in the same instant can miss that look; this sweep (run by the
+    scheduler) catches it.
+    """
+    since = timezone.now() - timedelta(days=3)
+    waiting = (
+        DeliveryEvent.objects.filter(message__isnull=True, received_at__gte=since)
+        .exclude(provider_message_id="")
+        .values_list("provider", "provider_message_id")
+        .distinct()[:limit]
+    )
+    applied = 0
+    for provider, provider_message_id in waiting:
+        messages = Message.objects.filter(
+            provider=provider, provider_message_id=provider_message_id
+        )
+        applied += delivery_events_apply_pending(messages=messages)
+    return applied

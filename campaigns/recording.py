@@ -19,6 +19,9 @@ from providers.messages import SendResult
 from .models import Message
 from .services import retry_delay
 
+# Errors after which the vendor may have the message (a read timeout, a lost answer).
+MAYBE_SENT = {"timeout", "no_result"}
+
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
@@ -38,6 +41,7 @@ class BatchOutcome:
     retried: int = 0
     failed: int = 0
     throttled: bool = False
+    unknown: int = 0
     transient: int = 0
     """Retryable failures that are not throttling (5xx, timeouts): they feed the circuit."""
     misconfigured: bool = False
@@ -61,17 +65,32 @@ def record_batch(
     provider_ids: dict[int, str] = {}
     retry: dict[tuple[str, str, float | None], list[int]] = defaultdict(list)
     failed: dict[tuple[str, str], list[int]] = defaultdict(list)
+    unknown: dict[tuple[str, str], list[int]] = defaultdict(list)
     attempts_of = {row.id: row.attempts for row in rendered}
     for row in rendered:
         result = by_reference.get(row.reference)
         if result is None:
-            # A backend that returned no result for a message: treat it as not sent.
-            retry[("no_result", "provider returned no result", None)].append(row.id)
+            # A backend that returned no result: the message may have left.
+            unknown[
+                ("no_result", "The provider returned no result for this message")
+            ].append(row.id)
             continue
         if result.accepted:
             provider_ids[row.id] = result.provider_message_id
             continue
         error = result.error
+        if error.code in MAYBE_SENT:
+            # The vendor may have accepted it before the answer was lost: sending it
+            # again could text the recipient twice, so a receipt (or an operator)
+            # settles it instead.
+            outcome.transient += 1
+            unknown[
+                (
+                    error.code[:32],
+                    f"No answer in time, it may have been sent: {error.reason}"[:255],
+                )
+            ].append(row.id)
+            continue
         if error.misconfigured:
             outcome.misconfigured = True
         if error.retryable or error.misconfigured:
@@ -105,6 +124,13 @@ def record_batch(
             outcome.failed += in_flight.filter(pk__in=spent).update(
                 status=Message.Status.FAILED, **fields
             )
+    for (code, reason), ids in unknown.items():
+        outcome.unknown += in_flight.filter(pk__in=ids).update(
+            status=Message.Status.UNKNOWN,
+            error_code=code,
+            error_reason=reason,
+            status_changed_at=now,
+        )
     for (code, reason), ids in failed.items():
         outcome.failed += in_flight.filter(pk__in=ids).update(
             status=Message.Status.FAILED,

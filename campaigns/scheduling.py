@@ -2,14 +2,17 @@
 ``run_worker`` command (or ``send_campaign``) on this machine."""
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 
 from .dispatch import recover_stale
 from .launch import CampaignError, campaign_launch
 from .models import Campaign
+from .receipts import delivery_events_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +89,7 @@ def tick() -> dict[str, int]:
             start_campaign(campaign.pk)
         started += 1
     retried = retry_direct_messages()
+    delivery_events_sweep()
     recovered = recover_stale()
     restarted = 0
     if broker_configured():
@@ -109,11 +113,20 @@ def retry_direct_messages(limit: int = 500) -> int:
     from .models import Message
     from .services import dispatch_direct
 
-    due = Message.objects.filter(
-        kind__in=[Message.Kind.REPLY, Message.Kind.TEST],
-        status=Message.Status.QUEUED,
-        next_attempt_at__lte=timezone.now(),
-    ).values_list("pk", flat=True)[:limit]
+    now = timezone.now()
+    # Also those whose first send never ran (the process died after the commit, or
+    # the broker refused the task): a STOP confirmation must not wait forever.
+    due = (
+        Message.objects.filter(
+            kind__in=[Message.Kind.REPLY, Message.Kind.TEST],
+            status=Message.Status.QUEUED,
+        )
+        .filter(
+            Q(next_attempt_at__lte=now)
+            | Q(next_attempt_at__isnull=True, queued_at__lt=now - timedelta(minutes=1))
+        )
+        .values_list("pk", flat=True)[:limit]
+    )
     count = 0
     for message_id in due:
         dispatch_direct(message_id)

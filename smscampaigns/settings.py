@@ -218,6 +218,13 @@ SPECTACULAR_SETTINGS = {
 
 # --- Celery (optional) ----------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+if CELERY_BROKER_URL and not CACHE_URL:
+    # Workers share heartbeats, the rate limiter and API limits through the cache;
+    # a per-process memory cache would let every process believe it is alone.
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL is set but CACHE_URL is not: set CACHE_URL to a shared cache "
+        "such as redis://127.0.0.1:6379/1"
+    )
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

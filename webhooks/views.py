@@ -5,7 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from providers.messages import Callback
 
-from .handlers import handle_callback, keep_rejected
+from .handlers import handle_callback
 
 
 @csrf_exempt
@@ -30,7 +30,7 @@ def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonRespon
         content_type=request.content_type or "",
     )
     if request.method == "POST" and not body:
-        keep_rejected(alias=alias, kind=kind, callback=callback, reason="empty body")
+        # Nothing to verify or keep: storing it would let anyone write rows.
         return JsonResponse({"error": "empty body"}, status=400)
     outcome = handle_callback(alias=alias, kind=kind, callback=callback)
     if outcome.status_code >= 300:

@@ -516,7 +516,11 @@ def _send_error(exc: Exception) -> SendError:
     """Classify a failed request; the whole request's recipients share the result."""
     if isinstance(exc, requests.Timeout):
         return SendError(
-            code="timeout", reason=f"Plivo timed out: {exc}", retryable=True
+            code="connect_timeout"
+            if isinstance(exc, requests.ConnectTimeout)
+            else "timeout",
+            reason=f"Plivo timed out: {exc}",
+            retryable=True,
         )
     if isinstance(exc, requests.ConnectionError):
         return SendError(

@@ -277,7 +277,7 @@ class SmsBackend(BaseSmsBackend):
         except requests.Timeout as exc:
             # A read timeout may come after Sinch queued the batch; the
             # client_reference lets a duplicate be recognised.
-            error = SendError(code="timeout", reason=str(exc), retryable=True)
+            error = SendError(code=_timeout_code(exc), reason=str(exc), retryable=True)
         except requests.ConnectionError as exc:
             error = SendError(code="connection_error", reason=str(exc), retryable=True)
         except requests.RequestException as exc:
@@ -640,3 +640,9 @@ def _batch_report_events(data: dict[str, Any]) -> list[StatusEvent]:
                 )
             )
     return events
+
+
+def _timeout_code(exc: Exception) -> str:
+    # A connect timeout means nothing reached the vendor: safe to send again. A read
+    # timeout may come after the vendor accepted the request: the caller must not.
+    return "connect_timeout" if isinstance(exc, requests.ConnectTimeout) else "timeout"

@@ -160,7 +160,8 @@ class SmsBackend(BaseSmsBackend):
         except requests.Timeout as exc:
             # Checked before ConnectionError: ConnectTimeout is both.
             return self._failed(
-                message, SendError(code="timeout", reason=str(exc), retryable=True)
+                message,
+                SendError(code=_timeout_code(exc), reason=str(exc), retryable=True),
             )
         except requests.ConnectionError as exc:
             return self._failed(
@@ -541,3 +542,9 @@ def _datetime(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _timeout_code(exc: Exception) -> str:
+    # A connect timeout means nothing reached the vendor: safe to send again. A read
+    # timeout may come after the vendor accepted the request: the caller must not.
+    return "connect_timeout" if isinstance(exc, requests.ConnectTimeout) else "timeout"

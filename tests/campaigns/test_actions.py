@@ -124,3 +124,31 @@ def test_a_reply_that_hit_a_provider_error_is_retried_by_the_worker(
     message.refresh_from_db()
     assert message.status == Message.Status.SUBMITTED
     assert [m.text for m in sms_outbox] == ["You are unsubscribed."]
+
+
+def test_a_reply_whose_first_send_never_ran_is_sent_by_the_worker(sms_outbox):
+    from datetime import timedelta as _timedelta
+
+    from django.utils import timezone as _timezone
+
+    message = Message.objects.create(
+        kind=Message.Kind.REPLY,
+        to="+14155550123",
+        body="You are unsubscribed.",
+        provider="locmem",
+        queued_at=_timezone.now() - _timedelta(minutes=2),
+    )
+    work_once()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SUBMITTED
+    assert len(sms_outbox) == 1
+
+
+def test_retrying_a_cancelled_campaign_does_not_revive_it(campaign, sms_outbox):
+    campaign_launch(campaign=campaign)
+    campaign_cancel(campaign=campaign)
+    campaign_retry_failed(campaign=campaign)
+    work_once()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.CANCELLED
+    assert sms_outbox == []

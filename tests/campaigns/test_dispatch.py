@@ -284,3 +284,34 @@ def test_claimed_but_never_handed_over_messages_go_back_to_the_queue(
     assert set(Message.objects.values_list("status", "attempts")) == {("queued", 0)}
     run(campaign)
     assert len(sms_outbox) == 4
+
+
+def test_a_read_timeout_leaves_the_message_unknown_instead_of_sending_it_twice(
+    campaign, settings, sms_outbox
+):
+    settings.SMS_RETRY_BASE_DELAY = 0.0
+    locmem.fail_next(SendError(code="timeout", reason="Read timed out", retryable=True))
+    run(campaign)
+    unknown = Message.objects.get(campaign=campaign, status="unknown")
+    assert unknown.attempts == 1
+    assert "may have been sent" in unknown.error_reason
+    assert len(sms_outbox) == 3
+
+
+def test_a_claim_that_lost_its_messages_to_recovery_does_not_send_them(campaign):
+    from campaigns.claims import claim_batch, mark_handed
+
+    claimed_at = timezone.now()
+    claim = claim_batch(
+        campaign_id=campaign.pk, provider="locmem", after_id=0, now=claimed_at, limit=10
+    )
+    ids = [m.id for m in claim.messages]
+    # Meanwhile the lease ran out, recovery re-queued one, and another dispatcher took it.
+    taken = ids[0]
+    Message.objects.filter(pk=taken).update(
+        status_changed_at=claimed_at + timedelta(minutes=6)
+    )
+    ours = mark_handed(ids, claimed_at=claimed_at, now=timezone.now())
+    assert ours == set(ids) - {taken}
+    # Handing over twice is refused too.
+    assert mark_handed(ids, claimed_at=claimed_at, now=timezone.now()) == set()

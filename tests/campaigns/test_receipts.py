@@ -226,3 +226,19 @@ def test_opt_in_keeps_a_manual_suppression():
     Suppression.objects.create(phone="+14155550124", reason=Suppression.Reason.MANUAL)
     contact_opt_in(phone="+14155550124", source=Source.KEYWORD)
     assert Suppression.objects.filter(phone="+14155550124").exists()
+
+
+def test_the_scheduler_sweep_applies_a_receipt_that_missed_its_message():
+    from campaigns.receipts import delivery_events_sweep
+
+    message = MessageFactory(provider="vonage", status=Message.Status.SENDING)
+    delivery_events_record(
+        provider="vonage",
+        events=[receipt(DeliveryStatus.DELIVERED, provider_message_id="late-1")],
+    )
+    Message.objects.filter(pk=message.pk).update(
+        provider_message_id="late-1", status=Message.Status.SUBMITTED
+    )
+    assert delivery_events_sweep() == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED

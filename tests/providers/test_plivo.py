@@ -429,7 +429,7 @@ def test_vendor_error_text_is_kept(backend, plivo_api):
     ("exception", "code"),
     [
         (requests.exceptions.ReadTimeout("slow"), "timeout"),
-        (requests.exceptions.ConnectTimeout("slow"), "timeout"),
+        (requests.exceptions.ConnectTimeout("slow"), "connect_timeout"),
         (requests.exceptions.ConnectionError("refused"), "connection_error"),
     ],
 )

@@ -86,3 +86,9 @@ def test_every_variable_the_settings_read_is_in_env_example():
     declared = set(re.findall(r"^#?\s*([A-Z_0-9]+)=", example, flags=re.M))
     missing = sorted(read - declared - {"ENV_FILE"})
     assert not missing, f"add to .env.example: {missing}"
+
+
+def test_a_broker_without_a_shared_cache_is_refused():
+    result = run_check(DEBUG="true", CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    assert result.returncode != 0
+    assert "CACHE_URL is not" in result.stderr

@@ -49,11 +49,16 @@ def _insert_audience(campaign: Campaign, now) -> int:
     membership, suppression = ListMembership._meta, Suppression._meta
     qn = connection.ops.quote_name
     # Our own references: 32 hex characters is how Django stores a UUIDField on SQLite.
-    new_reference = (
-        "gen_random_uuid()"
-        if connection.vendor == "postgresql"
-        else "lower(hex(randomblob(16)))"
-    )
+    if connection.vendor == "postgresql":
+        # Random after a prefix that grows with the contact id, so a launch's
+        # references land next to each other in the unique index instead of on a
+        # million random pages (that write amplification dominated launch time).
+        new_reference = (
+            f"overlay(gen_random_uuid()::text placing lpad(to_hex(c.{qn('id')}), 8, '0') "
+            "from 1 for 8)::uuid"
+        )
+    else:
+        new_reference = "lower(hex(randomblob(16)))"
     columns = [
         "kind", "campaign_id", "contact_id", "to", "body", "provider", "sender",
         "provider_message_id", "client_reference", "status", "error_code", "error_reason",

@@ -1,8 +1,6 @@
 """The send path shared by every entry point (admin, API, commands, tasks, webhooks)."""
 
 import logging
-import random
-from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -16,6 +14,7 @@ from providers.messages import OutboundSms, SendResult
 
 from .models import Message
 from .receipts import delivery_events_apply_pending
+from .recording import Rendered, record_batch
 
 logger = logging.getLogger(__name__)
 
@@ -99,37 +98,18 @@ def message_deliver(*, message_id: int) -> Message | None:
 
 
 def message_record_result(*, message: Message, result: SendResult) -> None:
-    """Record a send result: submitted with the vendor's id, queued again for a retryable
-    error (with backoff), or failed for a permanent one."""
-    now = timezone.now()
-    in_flight = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING)
-    if result.accepted:
-        Message.objects.filter(pk=message.pk).update(
-            provider_message_id=result.provider_message_id, submitted_at=now
-        )
-        # A receipt may already have moved the message further; never move it back.
-        in_flight.update(status=Message.Status.SUBMITTED, status_changed_at=now)
+    """Record a send result exactly as the dispatcher does for a batch: submitted with
+    the vendor's id, queued again with backoff, unknown when it may have left, or
+    failed."""
+    rendered = Rendered(
+        id=message.pk,
+        reference=str(message.client_reference),
+        body=message.body,
+        encoding=message.encoding,
+        segments=message.segments,
+        attempts=message.attempts,
+    )
+    outcome = record_batch(rendered=[rendered], results=[result])
+    if outcome.submitted:
         message.provider_message_id = result.provider_message_id
         delivery_events_apply_pending(messages=[message])
-        return
-    error = result.error
-    fields = {
-        "error_code": error.code[:32],
-        "error_reason": error.reason[:255],
-        "status_changed_at": now,
-    }
-    if error.retryable and message.attempts < settings.SMS_SEND_MAX_ATTEMPTS:
-        in_flight.update(
-            status=Message.Status.QUEUED,
-            next_attempt_at=now + retry_delay(message.attempts, error.retry_after),
-            **fields,
-        )
-    else:
-        in_flight.update(status=Message.Status.FAILED, **fields)
-
-
-def retry_delay(attempts: int, retry_after: float | None = None) -> timedelta:
-    """Exponential backoff with full jitter, at least what the vendor asked for."""
-    base = settings.SMS_RETRY_BASE_DELAY * (2 ** max(attempts - 1, 0))
-    delay = random.uniform(base / 2, base)
-    return timedelta(seconds=max(delay, retry_after or 0))

@@ -40,13 +40,19 @@ def list_add_contacts(
     source: str = Source.ADMIN,
 ) -> int:
     """Add contacts to a list, skipping those already in it. Return how many were added."""
+    ids = {c.pk for c in contacts}
+    # Count only the given contacts already in the list, not the whole list.
+    present = set(
+        ListMembership.objects.filter(
+            contact_list=contact_list, contact_id__in=ids
+        ).values_list("contact_id", flat=True)
+    )
     rows = [
-        ListMembership(contact_list=contact_list, contact=c, source=source)
-        for c in contacts
+        ListMembership(contact_list=contact_list, contact_id=pk, source=source)
+        for pk in ids - present
     ]
-    before = ListMembership.objects.filter(contact_list=contact_list).count()
     ListMembership.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-    return ListMembership.objects.filter(contact_list=contact_list).count() - before
+    return len(rows)
 
 
 @transaction.atomic

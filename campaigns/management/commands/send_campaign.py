@@ -4,7 +4,6 @@ import signal
 import sys
 import threading
 import time
-from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -12,6 +11,7 @@ from campaigns.dispatch import Dispatcher
 from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
+from campaigns.stats import campaign_stats
 from providers import get_provider
 
 
@@ -181,26 +181,21 @@ class Command(BaseCommand):
         _deliver_reports(backend)
 
     def _summary(self, campaign: Campaign) -> None:
-        counts = {k: v for k, v in campaign.status_counts().items() if v}
+        # The same figures the API's stats action gives, in one GROUP BY and a sum.
+        stats = campaign_stats(campaign=campaign)
+        counts = {k: v for k, v in stats.counts.items() if v}
         total = sum(counts.values())
         parts = ", ".join(f"{status} {count:,}" for status, count in counts.items())
         self.stdout.write(
             f"Campaign #{campaign.pk} {campaign.get_status_display().lower()}: {total:,} messages — {parts}"
         )
-        cost = sum(
-            (m.price or Decimal(0))
-            for m in Message.objects.filter(
-                campaign=campaign, price__isnull=False
-            ).only("price")
-        )
-        if cost:
-            self.stdout.write(f"Cost so far: {cost:.4f}")
-        opted_out = Message.objects.filter(
-            campaign=campaign, error_code="opted_out"
-        ).count()
-        if opted_out:
+        if stats.cost:
             self.stdout.write(
-                f"Skipped {opted_out:,} recipients who opted out during the campaign."
+                f"Cost so far: {stats.cost:.4f} {stats.currency}".rstrip()
+            )
+        if stats.skipped_opted_out:
+            self.stdout.write(
+                f"Skipped {stats.skipped_opted_out:,} recipients who opted out during the campaign."
             )
 
 

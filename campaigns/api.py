@@ -24,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from contacts.models import ContactList
+from smscampaigns.api_errors import ErrorResponseSerializer
 
 from .actions import (
     campaign_cancel,
@@ -51,7 +52,6 @@ from .serializers import (
     BulkInputSerializer,
     BulkOutputSerializer,
     CampaignSerializer,
-    ErrorSerializer,
     MessageSerializer,
     PreviewSerializer,
     RetryInputSerializer,
@@ -78,7 +78,9 @@ _ERROR_DESCRIPTIONS = {
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """Schema entries for the error answers a view gives, plus those every view may."""
     return {
-        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+        code: OpenApiResponse(
+            ErrorResponseSerializer, description=_ERROR_DESCRIPTIONS[code]
+        )
         for code in sorted({*codes, 401, 403, 429})
     }
 

@@ -340,23 +340,3 @@ class BulkOutputSerializer(serializers.Serializer):
         child=serializers.CharField(),
         help_text="Valid numbers left out: opted out or suppressed.",
     )
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    status = serializers.IntegerField()
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.JSONField(),
-        required=False,
-        help_text="Per-field messages, for validation errors.",
-    )
-    retry_after = serializers.IntegerField(
-        required=False, help_text="Seconds to wait, for 429 answers."
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    """The API's one error format (see smscampaigns.api_errors)."""
-
-    error = ErrorDetailSerializer()

@@ -23,6 +23,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
 
+from smscampaigns.api_errors import ErrorResponseSerializer
 from smscampaigns.models import ApiKey
 
 from . import services
@@ -32,7 +33,6 @@ from .models import Contact, ContactList, ImportJob, ListMembership, Source
 from .serializers import (
     ContactListSerializer,
     ContactSerializer,
-    ErrorResponseSerializer,
     ImportCsvInputSerializer,
     ImportJobAcceptedSerializer,
     ImportJobSerializer,

@@ -8,7 +8,7 @@ services.
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field
 from phonenumbers import SUPPORTED_REGIONS
 from rest_framework import serializers
 
@@ -340,24 +340,3 @@ class ImportJobSerializer(serializers.Serializer):
     error = serializers.CharField(
         required=False, help_text="Why the import failed (status failed)."
     )
-
-
-# --- Errors (documentation only) ------------------------------------------------
-
-
-class _ErrorBodySerializer(serializers.Serializer):
-    status = serializers.IntegerField()
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField(
-        child=serializers.JSONField(),
-        required=False,
-        help_text="Per-field messages, for validation errors.",
-    )
-
-
-@extend_schema_serializer(component_name="ErrorResponse")
-class ErrorResponseSerializer(serializers.Serializer):
-    """The API's one error format (``smscampaigns.api_errors``)."""
-
-    error = _ErrorBodySerializer()

@@ -3,7 +3,8 @@
 ``{"error": {"status": 400, "code": "invalid", "message": "…", "fields": {"phone": ["…"]}}}``
 """
 
-from rest_framework import exceptions, status
+from drf_spectacular.utils import extend_schema_serializer
+from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -40,3 +41,24 @@ def _code(exc) -> str:
     if isinstance(codes, str):
         return codes
     return getattr(exc, "default_code", "error")
+
+
+class _ErrorBodySerializer(serializers.Serializer):
+    status = serializers.IntegerField()
+    code = serializers.CharField()
+    message = serializers.CharField()
+    fields = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="Per-field messages, for validation errors.",
+    )
+    retry_after = serializers.IntegerField(
+        required=False, help_text="Seconds to wait, for 429 answers."
+    )
+
+
+@extend_schema_serializer(component_name="ErrorResponse")
+class ErrorResponseSerializer(serializers.Serializer):
+    """The error format above, for the OpenAPI schema."""
+
+    error = _ErrorBodySerializer()

@@ -26,7 +26,7 @@ from .services import message_create_direct
 from .templating import TemplateError, audience_attribute_keys, parse, validate
 
 #: Campaign fields that decide what recipients get; frozen once sending started.
-CONTENT_FIELDS = ("body", "lists", "provider", "sender")
+CONTENT_FIELDS = ("body", "opt_out_footer", "lists", "provider", "sender")
 #: States in which the content may still change and the campaign may be deleted.
 EDITABLE = frozenset({Campaign.Status.DRAFT, Campaign.Status.SCHEDULED})
 #: Most numbers one bulk request may name.
@@ -287,7 +287,7 @@ def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Me
     that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
     """
     try:
-        template = parse(campaign.body)
+        template = parse(campaign.template_source)
     except TemplateError as error:
         raise BodyError([str(error)]) from error
     blocked = _blocked_numbers(numbers)

@@ -264,7 +264,7 @@ class Dispatcher:
 
     def _send(self, campaign: Campaign, alias: str, rows: list[Claimed]) -> None:
         backend = get_provider(alias)
-        template = _template(campaign.body)
+        template = _template(campaign.template_source)
         sender = campaign.sender
         rendered: dict[str, Rendered] = {}
         outbound: list[OutboundSms] = []

@@ -12,6 +12,10 @@ def default_provider() -> str:
     return settings.SMS_DEFAULT_PROVIDER
 
 
+def default_opt_out_footer() -> str:
+    return settings.SMS_OPT_OUT_FOOTER
+
+
 def validate_provider_alias(alias: str) -> None:
     if alias and alias not in settings.SMS_PROVIDERS:
         raise ValidationError(
@@ -34,6 +38,13 @@ class Campaign(models.Model):
     name = models.CharField(max_length=200)
     body = models.TextField(
         help_text="The message. Placeholders such as {first_name} or {first_name|there} are filled in per contact."
+    )
+    opt_out_footer = models.CharField(
+        max_length=160,
+        blank=True,
+        default=default_opt_out_footer,
+        help_text="Added on a new line at the end of every message and counted in its "
+        "length. Marketing needs one; clear it only for messages people asked for.",
     )
     lists = models.ManyToManyField(
         "contacts.ContactList", related_name="campaigns", blank=True
@@ -82,6 +93,17 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def template_source(self) -> str:
+        """The body with its opt-out footer: what is rendered for each recipient.
+
+        The footer's braces are escaped: it is fixed text, never placeholders.
+        """
+        if not self.opt_out_footer:
+            return self.body
+        footer = self.opt_out_footer.replace("{", "{{").replace("}", "}}")
+        return f"{self.body}\n{footer}"
 
     def status_counts(self) -> dict[str, int]:
         """Messages per status, in one GROUP BY answered from the (campaign, status) index."""
@@ -269,6 +291,43 @@ class DeliveryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.provider_message_id} {self.raw_status}"
+
+
+class CampaignSnapshot(models.Model):
+    """A campaign's progress at one moment (see campaigns.stats.campaign_snapshot_take).
+
+    The campaign page and changelist read the latest snapshot instead of counting a
+    million messages on every view, and the series of snapshots is the chart of the
+    campaign's delivery over time.
+    """
+
+    campaign = models.ForeignKey(
+        Campaign, models.CASCADE, related_name="snapshots", db_index=False
+    )
+    taken_at = models.DateTimeField(default=timezone.now)
+    counts = models.JSONField(default=dict, help_text="Messages per status.")
+    delivery_rate = models.FloatField(null=True, blank=True)
+    opt_outs = models.PositiveIntegerField(default=0)
+    skipped_opted_out = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=5, default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    failure_reasons = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='The most frequent failures: [{"code": …, "reason": …, "count": …}].',
+    )
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["campaign", "-taken_at"], name="campaignsnapshot_latest"
+            )
+        ]
+        ordering = ["-taken_at", "-id"]
+        get_latest_by = "taken_at"
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
 
 
 class ThrottleState(models.Model):

@@ -52,7 +52,7 @@ def campaign_preview(*, campaign: Campaign, samples: int = 3) -> Preview:
         campaign.body, known_attributes=audience_attribute_keys(audience)
     )
     try:
-        template = parse(campaign.body)
+        template = parse(campaign.template_source)
     except TemplateError:
         return preview
     seen: dict[str, tuple[str, int]] = {}

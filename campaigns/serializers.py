@@ -149,6 +149,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "body",
+            "opt_out_footer",
             "lists",
             "provider",
             "sender",

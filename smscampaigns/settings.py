@@ -249,6 +249,10 @@ SINCH_RATE = env.float("SINCH_RATE", default=10.0)
 
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
 
+# Added on a new line to every new campaign's messages (and counted in its segments).
+# Each campaign keeps its own copy, which a marketer may change or clear.
+SMS_OPT_OUT_FOOTER = env.str("SMS_OPT_OUT_FOOTER", default="Reply STOP to opt out")
+
 # Price per segment for cost estimates (prices vary by destination: set what your
 # contract says for your main market).
 SMS_PRICE_CURRENCY = env.str("SMS_PRICE_CURRENCY", default="USD")

@@ -27,10 +27,14 @@ from tests.factories import (
 URLCONF = "smscampaigns.urls"
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLCONF)]
 
+# New campaigns end every message with the opt-out footer on its own line.
+FOOTER = "\nReply STOP to opt out"
+
 CAMPAIGN_FIELDS = {
     "id",
     "name",
     "body",
+    "opt_out_footer",
     "lists",
     "provider",
     "sender",
@@ -841,8 +845,8 @@ def test_bulk_messages_are_dispatched_and_rendered(api, sms_outbox, monkeypatch)
     assert dispatched == [response.json()["campaign"]]
     call_command("run_worker", "--once", stdout=StringIO())
     assert sorted((sms.to, sms.text) for sms in sms_outbox) == [
-        ("+12065550100", "Hi Ann"),
-        ("+12065550101", "Hi you"),
+        ("+12065550100", "Hi Ann" + FOOTER),
+        ("+12065550101", "Hi you" + FOOTER),
     ]
 
 

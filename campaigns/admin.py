@@ -1,10 +1,20 @@
 from django.contrib import admin
 
+from .admin_actions import CampaignActionsMixin
+from .admin_composer import ComposerMixin
+from .admin_dashboard import DashboardMixin
 from .models import Campaign, DeliveryEvent, Message
 
 
+# Each mixin owns one part of the campaign page: composing (form, live counter),
+# acting (test, send, schedule, pause, resume, cancel, retry with confirmation
+# pages) and watching (progress, chart, failures). They add their own URLs through
+# get_urls() and their own context through render_change_form().
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(
+    ComposerMixin, CampaignActionsMixin, DashboardMixin, admin.ModelAdmin
+):
+    change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "status", "provider", "scheduled_at", "created_at"]
     list_filter = ["status", "provider"]
     search_fields = ["name", "body"]

@@ -1,0 +1,7 @@
+"""The campaign composer in the admin: form, live counter, placeholders."""
+
+from django.contrib import admin
+
+
+class ComposerMixin(admin.ModelAdmin):
+    pass

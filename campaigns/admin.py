@@ -15,23 +15,6 @@ class CampaignAdmin(
     ComposerMixin, CampaignActionsMixin, DashboardMixin, admin.ModelAdmin
 ):
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    list_display = ["name", "status", "provider", "scheduled_at", "created_at"]
-    list_filter = ["status", "provider"]
-    search_fields = ["name", "body"]
-    filter_horizontal = ["lists"]
-    readonly_fields = [
-        "status",
-        "created_by",
-        "created_at",
-        "updated_at",
-        "started_at",
-        "completed_at",
-    ]
-
-    def save_model(self, request, obj, form, change) -> None:
-        if not change and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
 
 
 @admin.register(Message)

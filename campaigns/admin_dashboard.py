@@ -4,4 +4,5 @@ from django.contrib import admin
 
 
 class DashboardMixin(admin.ModelAdmin):
-    pass
+    list_display = ["name", "status", "provider", "scheduled_at", "created_at"]
+    list_filter = ["status", "provider"]

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 
 class SmscampaignsConfig(AppConfig):
@@ -6,3 +7,9 @@ class SmscampaignsConfig(AppConfig):
 
     name = "smscampaigns"
     verbose_name = "API access"
+
+
+class SmsAdminConfig(AdminConfig):
+    """django.contrib.admin with our site (ordering and the start-here panel)."""
+
+    default_site = "smscampaigns.admin_site.SmsAdminSite"

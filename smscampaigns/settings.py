@@ -49,7 +49,7 @@ if PUBLIC_BASE_URL:
 PHONE_DEFAULT_REGION = env.str("PHONE_DEFAULT_REGION", default="US").upper()
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "smscampaigns.apps.SmsAdminConfig",  # django.contrib.admin, our site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -5,9 +5,6 @@ from django.urls import include, path
 
 from .health import health
 
-admin.site.site_header = "smscampaigns"
-admin.site.site_title = "smscampaigns"
-admin.site.index_title = "SMS campaigns"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from django.contrib.auth import get_user_model
+from django.core.servers.basehttp import WSGIServer
+from django.db import connections
 from django.test import Client
+from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts")) / "screenshots"
@@ -122,8 +125,52 @@ class Browser:
         return path
 
 
+class _SingleThreadedServer(LiveServerThread):
+    """Django's live server, answering one request at a time.
+
+    The test database is SQLite in memory, shared with the server through one
+    connection; a threaded server closes that connection from its request threads
+    when the browser drops a keep-alive socket. A single-threaded server answers with
+    "Connection: close" and only ever touches the connection from its own thread
+    (Django's own Selenium tests do the same).
+    """
+
+    def _create_server(self, connections_override=None):
+        return WSGIServer(
+            (self.host, self.port), QuietWSGIRequestHandler, allow_reuse_address=False
+        )
+
+
 @pytest.fixture
-def browser(driver_session, live_server, transactional_db, request) -> Browser:
+def site_server(transactional_db, settings):
+    """The site on a free local port, for one test; ``.url`` is its origin."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
+    shared = {
+        conn.alias: conn
+        for conn in connections.all()
+        if conn.vendor == "sqlite" and conn.is_in_memory_db()
+    }
+    for conn in shared.values():
+        conn.inc_thread_sharing()
+    thread = _SingleThreadedServer(
+        "127.0.0.1", StaticFilesHandler, connections_override=shared, port=0
+    )
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    thread.url = f"http://127.0.0.1:{thread.port}"
+    yield thread
+    thread.terminate()
+    for conn in shared.values():
+        conn.dec_thread_sharing()
+
+
+@pytest.fixture
+def browser(driver_session, site_server, request) -> Browser:
     """A browser logged in to the admin as a superuser."""
     user = get_user_model().objects.create_superuser(
         "marketer", "marketer@example.com", "a long test password"
@@ -133,6 +180,6 @@ def browser(driver_session, live_server, transactional_db, request) -> Browser:
     session = client.cookies["sessionid"].value
     driver_session.delete_all_cookies()
     # A cookie can only be set for the page's own origin: open it first.
-    driver_session.get(live_server.url + "/admin/login/")
+    driver_session.get(site_server.url + "/admin/login/")
     driver_session.add_cookie({"name": "sessionid", "value": session, "path": "/"})
-    return Browser(driver_session, live_server, request.node.name)
+    return Browser(driver_session, site_server, request.node.name)

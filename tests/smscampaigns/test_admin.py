@@ -80,3 +80,15 @@ def test_campaign_page_opens(admin_client):
         reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     )
     assert response.status_code == 200
+
+
+def test_the_index_puts_the_marketers_work_first(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="start-here"' in html
+    assert reverse("admin:campaigns_campaign_add") in html
+    # Campaigns and contacts come before the plumbing (API keys, users).
+    assert html.index("app-campaigns") < html.index("app-contacts")
+    assert html.index("app-contacts") < html.index("app-smscampaigns")
+    assert html.index("app-smscampaigns") < html.index("app-auth")

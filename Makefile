@@ -23,7 +23,10 @@ demo: install ## migrate, seed sample data and show what is there
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --send
 
-run: install ## development server on http://127.0.0.1:8000/admin/
+run: install ## development server on http://127.0.0.1:8000/admin/, plus a worker that sends
+	@# Campaigns sent or scheduled from the admin go out through run_worker; Ctrl-C stops both.
+	@$(BIN)/python manage.py run_worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(BIN)/python manage.py runserver
 
 test: install ## the whole suite on SQLite

@@ -204,6 +204,48 @@ def contact_import_csv(
     )
 
 
+def csv_preview(
+    *,
+    file: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
+    rows: int = 5,
+    encoding: str = "utf-8",
+) -> tuple[list[str], list[list[str]]]:
+    """The header and up to ``rows`` first data rows of a CSV file, to show before importing.
+
+    Reads the file as :func:`contact_import_csv` does (same decoding, blank rows left
+    out) and raises ContactImportError for the same whole-file problems it would: an
+    empty file or a header that does not decode. A data row that does not decode is
+    shown with replacement characters; the import reports it as an error.
+    """
+    if isinstance(file, str | bytes):
+        raise TypeError(
+            "file must be a file object or an iterable of lines, not a path"
+        )
+    lines = _DecodedLines(file, encoding)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError as exc:
+        raise ContactImportError(_not_text_message(encoding)) from exc
+    if header is None:
+        raise ContactImportError("The file is empty: expected a header row.")
+    if lines.undecodable:
+        raise ContactImportError(_not_text_message(encoding))
+    sample: list[list[str]] = []
+    while len(sample) < rows:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except (UnicodeDecodeError, csv.Error):
+            # The preview is a glimpse: the import itself reports the bad rows.
+            break
+        lines.undecodable = False
+        if any(cell.strip() for cell in cells):
+            sample.append(cells)
+    return [cell.strip() for cell in header], sample
+
+
 def contact_import_records(
     *,
     records: Records,

@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -215,11 +216,31 @@ class ImportJob(models.Model):
         blank=True,
         related_name="+",
     )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The admin user who uploaded the file.",
+    )
+    columns = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='What each column fills, e.g. {"Mobile": "phone", "Notes": null}; '
+        "empty until the columns are matched (imports from the admin).",
+    )
+    new_list_name = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="A list to create when the import runs, if no list was chosen.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = "contact import"
 
     def __str__(self) -> str:
         return f"Import {self.file_name or self.pk} ({self.get_status_display()})"

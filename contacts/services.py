@@ -1,8 +1,10 @@
 """Operations on people and lists that touch more than one row or model."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .models import (
@@ -39,7 +41,13 @@ def list_add_contacts(
     contacts: Iterable[Contact],
     source: str = Source.ADMIN,
 ) -> int:
-    """Add contacts to a list, skipping those already in it. Return how many were added."""
+    """Add contacts to a list, skipping those already in it. Return how many were added.
+
+    A QuerySet is added in one INSERT … SELECT, whatever its size (the admin's "select
+    all" can mean a million contacts).
+    """
+    if isinstance(contacts, QuerySet):
+        return _list_add_queryset(contact_list, contacts, source)
     ids = {c.pk for c in contacts}
     # Count only the given contacts already in the list, not the whole list.
     present = set(
@@ -53,6 +61,148 @@ def list_add_contacts(
     ]
     ListMembership.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
     return len(rows)
+
+
+def _list_add_queryset(
+    contact_list: ContactList, contacts: QuerySet[Contact], source: str
+) -> int:
+    selected_sql, selected_params = _pk_subquery(contacts)
+    membership, contact = ListMembership._meta, Contact._meta
+    qn = connection.ops.quote_name
+    sql = f"""
+        INSERT INTO {qn(membership.db_table)}
+            ({qn("contact_list_id")}, {qn("contact_id")}, {qn("added_at")}, {qn("source")})
+        SELECT %s, c.{qn("id")}, %s, %s
+        FROM {qn(contact.db_table)} c
+        WHERE c.{qn("id")} IN ({selected_sql})
+        ON CONFLICT DO NOTHING
+    """
+    params = [
+        contact_list.pk,
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        source,
+        *selected_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return max(cursor.rowcount, 0)
+
+
+def list_remove_contacts(
+    *, contact_list: ContactList, contacts: Iterable[Contact]
+) -> int:
+    """Take contacts out of a list (the contacts are kept). Return how many were in it.
+
+    A QuerySet is removed in one DELETE, whatever its size.
+    """
+    if isinstance(contacts, QuerySet):
+        selected = contacts.order_by().values("pk")
+    else:
+        selected = [c.pk for c in contacts]
+    removed, _ = ListMembership.objects.filter(
+        contact_list=contact_list, contact_id__in=selected
+    ).delete()
+    return removed
+
+
+def contacts_opt_out(*, contacts: QuerySet[Contact], source: str) -> int:
+    """Opt out every subscribed contact in ``contacts``: :func:`contact_opt_out` for many.
+
+    Each contact whose state changes gets its ConsentEvent; contacts already opted
+    out are left alone (an admin re-selecting them is not a new request from the
+    person). Works in chunks of set-based statements. Returns how many changed.
+    """
+    changed = 0
+    for ids in _pk_chunks(contacts):
+        with transaction.atomic():
+            now = timezone.now()
+            targets = Contact.objects.filter(pk__in=ids, opted_out_at__isnull=True)
+            changed += _record_consent(targets, ConsentEvent.Kind.OPT_OUT, source, now)
+            targets.update(opted_out_at=now, opt_out_source=source, updated_at=now)
+    return changed
+
+
+def contacts_opt_in(*, contacts: QuerySet[Contact], source: str) -> int:
+    """Opt back in every contact in ``contacts`` that opted out: :func:`contact_opt_in`
+    for many.
+
+    Like the single form it also lifts opt-out suppressions of their numbers (other
+    suppressions stay), and records a ConsentEvent for each contact whose state
+    changes. Returns how many changed.
+    """
+    changed = 0
+    opt_out_suppressions = Suppression.objects.filter(reason=Suppression.Reason.OPT_OUT)
+    for ids in _pk_chunks(contacts):
+        with transaction.atomic():
+            now = timezone.now()
+            selected = Contact.objects.filter(pk__in=ids)
+            targets = selected.filter(
+                Q(opted_out_at__isnull=False)
+                | Q(phone__in=opt_out_suppressions.values("phone"))
+            )
+            changed += _record_consent(targets, ConsentEvent.Kind.OPT_IN, source, now)
+            opt_out_suppressions.filter(phone__in=selected.values("phone")).delete()
+            selected.filter(opted_out_at__isnull=False).update(
+                opted_out_at=None, opt_out_source="", updated_at=now
+            )
+    return changed
+
+
+def _record_consent(
+    contacts: QuerySet[Contact], kind: str, source: str, now: datetime
+) -> int:
+    """One ConsentEvent per contact in ``contacts``, in one INSERT … SELECT."""
+    selected_sql, selected_params = _pk_subquery(contacts)
+    event, contact = ConsentEvent._meta, Contact._meta
+    qn = connection.ops.quote_name
+    columns = [
+        "phone",
+        "contact_id",
+        "kind",
+        "source",
+        "text",
+        "provider",
+        "created_at",
+    ]
+    sql = f"""
+        INSERT INTO {qn(event.db_table)} ({", ".join(qn(c) for c in columns)})
+        SELECT c.{qn("phone")}, c.{qn("id")}, %s, %s, '', '', %s
+        FROM {qn(contact.db_table)} c
+        WHERE c.{qn("id")} IN ({selected_sql})
+        ORDER BY c.{qn("id")}
+    """
+    params = [kind, source, connection.ops.adapt_datetimefield_value(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *selected_params])
+        return max(cursor.rowcount, 0)
+
+
+_CHUNK_SIZE = 2000
+
+
+def _pk_chunks(contacts: QuerySet[Contact]) -> Iterator[list[int]]:
+    """The ids of ``contacts`` in ascending chunks.
+
+    Each chunk is a fixed list, so changing those contacts cannot change which ones a
+    later statement (or chunk) finds, even when ``contacts`` filters on the state
+    being changed.
+    """
+    last = 0
+    while True:
+        ids = list(
+            contacts.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:_CHUNK_SIZE]
+        )
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def _pk_subquery(contacts: QuerySet[Contact]) -> tuple[str, tuple]:
+    query = contacts.order_by().values("pk").query
+    return query.get_compiler(using=contacts.db).as_sql()
 
 
 @transaction.atomic

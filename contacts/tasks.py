@@ -1,9 +1,13 @@
-"""Background contact imports: a large CSV uploaded through the API, run by a worker.
+"""Stored contact imports: a large CSV uploaded through the API, run by a worker, and
+every CSV imported through the admin's import wizard.
 
 The upload is stored (default storage, under ``imports/``) and an ``ImportJob`` row
 records its progress, so a client can follow it and a worker that dies mid-import
 leaves a job the broker hands to another worker (the task is acknowledged late, and
-importing a file again is safe: rows already stored are skipped).
+importing a file again is safe: rows already stored are skipped). The wizard stores
+the file first (:func:`import_job_store`), lets the user match its columns, then
+starts it (:func:`import_job_start`) in the request or, for a large file, in a worker;
+either way the job keeps the result and its row errors for the report.
 """
 
 import logging
@@ -11,6 +15,7 @@ from functools import partial
 
 from celery import shared_task
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
@@ -31,18 +36,80 @@ def import_job_create(
     created_by_key: ApiKey | None = None,
 ) -> ImportJob:
     """Store ``file`` and queue its import; return the pending job."""
+    job = import_job_store(
+        file=file,
+        contact_list=contact_list,
+        region=region,
+        created_by_key=created_by_key,
+    )
+    import_job_enqueue(job_id=job.pk)
+    return job
+
+
+def import_job_store(
+    *,
+    file: UploadedFile,
+    contact_list: ContactList | None = None,
+    new_list_name: str = "",
+    region: str = "",
+    created_by_key: ApiKey | None = None,
+    created_by: AbstractBaseUser | None = None,
+) -> ImportJob:
+    """Store ``file`` as a pending job without starting it.
+
+    The admin's import wizard keeps the upload here while the user matches its
+    columns, then starts it with :func:`import_job_start`.
+    """
     job = ImportJob(
         contact_list=contact_list,
+        new_list_name=new_list_name,
         region=region,
         # Control characters (NUL above all) cannot be stored in PostgreSQL text.
         file_name="".join(c for c in file.name or "" if c.isprintable())[:255],
         created_by_key=created_by_key,
+        created_by=created_by,
     )
     # Named after the job, not the upload: unique, and no user text in the path.
     job.file.save(f"{job.pk}.csv", file, save=False)
     job.save()
-    transaction.on_commit(partial(_enqueue, job.pk))
     return job
+
+
+def import_job_enqueue(*, job_id) -> None:
+    """Hand the job to a worker once the current transaction commits."""
+    transaction.on_commit(partial(_enqueue, job_id))
+
+
+def import_job_start(
+    *, job_id, columns: dict[str, str | None], background: bool
+) -> ImportJob | None:
+    """Fix the column mapping of a job stored by :func:`import_job_store` and run it.
+
+    ``background`` queues it for a worker; otherwise it runs here and the finished
+    job is returned. A list named ``new_list_name`` is created (or found) first.
+    Returns None when the job was already started, e.g. by a form submitted twice.
+    """
+    # Setting the mapping is the claim: a second submission finds it set.
+    claimed = ImportJob.objects.filter(
+        pk=job_id, status=ImportJob.Status.PENDING, columns__isnull=True
+    ).update(columns=columns)
+    if not claimed:
+        return None
+    job = ImportJob.objects.get(pk=job_id)
+    if job.contact_list_id is None and job.new_list_name:
+        job.contact_list, _ = ContactList.objects.get_or_create(name=job.new_list_name)
+        job.save(update_fields=["contact_list"])
+    if background:
+        import_job_enqueue(job_id=job.pk)
+        return job
+    return import_job_run(job_id=job.pk)
+
+
+def import_job_discard(*, job: ImportJob) -> None:
+    """Delete a job and its stored file (a wizard left before the import started)."""
+    if job.file:
+        job.file.delete(save=False)
+    job.delete()
 
 
 def _enqueue(job_id) -> None:
@@ -79,7 +146,10 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
     try:
         with job.file.open("rb") as file:
             result = contact_import_csv(
-                file=file, contact_list=job.contact_list, region=job.region or None
+                file=file,
+                columns=job.columns,
+                contact_list=job.contact_list,
+                region=job.region or None,
             )
     except ContactImportError as exc:
         _finish(job.pk, status=ImportJob.Status.FAILED, error=str(exc))

@@ -1,0 +1,621 @@
+"""The campaign actions in the admin: buttons, confirmation pages and what they do."""
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from campaigns.claims import OPTED_OUT_CODE
+from campaigns.launch import CampaignError
+from campaigns.models import Campaign, Message
+from contacts.models import Suppression
+from tests.factories import (
+    CampaignFactory,
+    ContactFactory,
+    ContactListFactory,
+    MessageFactory,
+)
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("prices"),
+]
+
+Status = Campaign.Status
+ALL_ACTIONS = ["test", "send", "schedule", "pause", "resume", "cancel", "retry"]
+NEXT_YEAR = timezone.now().year + 1
+
+
+@pytest.fixture
+def prices(settings):
+    settings.SMS_PRICE_PER_SEGMENT = {"locmem": Decimal("0.05")}
+    settings.SMS_PRICE_CURRENCY = "USD"
+
+
+@pytest.fixture
+def campaign():
+    """Three recipients, after one opted-out, one suppressed contact and one
+    contact in both lists."""
+    first, second = ContactListFactory(), ContactListFactory()
+    ada = ContactFactory(first_name="Ada")
+    ada.lists.add(first, second)
+    for _ in range(2):
+        ContactFactory().lists.add(first)
+    ContactFactory(opted_out_at=timezone.now()).lists.add(first)
+    suppressed = ContactFactory()
+    suppressed.lists.add(second)
+    Suppression.objects.create(phone=suppressed.phone)
+    return CampaignFactory(
+        lists=[first, second], provider="locmem", body="Hi {first_name|there}!"
+    )
+
+
+def action_url(campaign: Campaign, action: str) -> str:
+    return reverse(f"admin:campaigns_campaign_{action}", args=[campaign.pk])
+
+
+def change_url(campaign: Campaign) -> str:
+    return reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+
+
+def flashed(response) -> list[tuple[str, str]]:
+    return [(m.level_tag, str(m)) for m in get_messages(response.wsgi_request)]
+
+
+def figure(html: str, html_id: str) -> str:
+    match = re.search(rf'id="{html_id}"><strong>([^<]*)</strong>', html)
+    assert match, f"#{html_id} not on the page"
+    return match[1]
+
+
+def launched(status: str = Status.SENDING, **messages: int) -> Campaign:
+    """A started campaign with ``messages`` of each status (failed_opted_out:
+    failed because the recipient opted out)."""
+    campaign = CampaignFactory(
+        provider="locmem", status=status, started_at=timezone.now()
+    )
+    for status_name, count in messages.items():
+        fields = {"status": status_name}
+        if status_name == "failed_opted_out":
+            fields = {"status": Message.Status.FAILED, "error_code": OPTED_OUT_CODE}
+        MessageFactory.create_batch(count, campaign=campaign, **fields)
+    return campaign
+
+
+# --- Buttons -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        (Status.DRAFT, {"test", "send", "schedule", "cancel"}),
+        (Status.SCHEDULED, {"test", "send", "schedule", "pause", "cancel"}),
+        (Status.SENDING, {"test", "pause", "cancel", "retry"}),
+        (Status.PAUSED, {"test", "resume", "cancel", "retry"}),
+        (Status.COMPLETED, {"test", "retry"}),
+        (Status.CANCELLED, {"test"}),
+        (Status.FAILED, {"test", "retry"}),
+    ],
+)
+def test_the_campaign_page_shows_the_buttons_its_status_allows(
+    admin_client, status, shown
+):
+    campaign = CampaignFactory(status=status)
+    html = admin_client.get(change_url(campaign)).content.decode()
+    for action in ALL_ACTIONS:
+        assert (f'id="action-{action}"' in html) == (action in shown), action
+    for action in shown:
+        assert f'href="{action_url(campaign, action)}"' in html
+
+
+def test_the_add_page_has_no_action_buttons(admin_client):
+    response = admin_client.get(reverse("admin:campaigns_campaign_add"))
+    assert response.status_code == 200
+    assert 'id="action-' not in response.content.decode()
+
+
+# --- Send now ------------------------------------------------------------------------
+
+
+def test_send_page_restates_audience_cost_and_text(admin_client, campaign):
+    response = admin_client.get(action_url(campaign, "send"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert figure(html, "confirm-recipients") == "3"
+    assert (
+        figure(html, "confirm-cost") == "0.15 USD"
+    )  # 3 recipients, 1 segment each, 0.05 a segment
+    assert "1 opted out, 1 on the suppression list; 1 duplicates across lists" in html
+    assert "GSM-7" in html
+    assert ">Hi Ada!</textarea>" in html
+    assert "locmem" in html
+    assert 'id="confirm-action"' in html
+    assert 'value="Yes, send it now">' in html  # not disabled
+    # Breadcrumbs lead back to the campaign.
+    assert f'<a href="{change_url(campaign)}">{campaign.name}</a>' in html
+
+
+def test_send_now_queues_the_campaign(admin_client, campaign):
+    response = admin_client.post(action_url(campaign, "send"))
+    assert response.status_code == 302
+    assert response.url == change_url(campaign)
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SCHEDULED
+    assert campaign.scheduled_at <= timezone.now()
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert "queued to send now" in text
+    assert "run_worker" in text  # no broker in the tests: the worker command sends
+
+
+def test_send_is_refused_for_a_completed_campaign(admin_client):
+    campaign = CampaignFactory(status=Status.COMPLETED)
+    for method in (admin_client.get, admin_client.post):
+        response = method(action_url(campaign, "send"))
+        assert response.status_code == 302
+        assert response.url == change_url(campaign)
+        level, text = flashed(response)[-1]
+        assert level == "error"
+        assert "completed: it cannot be sent" in text
+    campaign.refresh_from_db()
+    assert campaign.status == Status.COMPLETED
+
+
+def test_send_is_disabled_and_refused_when_the_text_has_problems(
+    admin_client, campaign
+):
+    Campaign.objects.filter(pk=campaign.pk).update(body="Your size: {shoe_size}")
+    html = admin_client.get(action_url(campaign, "send")).content.decode()
+    assert 'id="confirm-problems"' in html
+    assert "Unknown placeholder {shoe_size}" in html
+    assert 'value="Yes, send it now" disabled>' in html
+
+    response = admin_client.post(action_url(campaign, "send"))
+    [(level, text)] = flashed(response)
+    assert level == "error"
+    assert "Unknown placeholder" in text
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+
+
+def test_send_page_warns_when_nobody_would_get_it(admin_client):
+    campaign = CampaignFactory(provider="locmem")
+    html = admin_client.get(action_url(campaign, "send")).content.decode()
+    assert 'id="confirm-empty"' in html
+    assert figure(html, "confirm-recipients") == "0"
+
+
+# --- Test sends -----------------------------------------------------------------------
+
+
+def test_test_page_previews_the_text_as_it_goes_out(admin_client, campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(
+        opt_out_footer="Reply STOP to opt out"
+    )
+    response = admin_client.get(action_url(campaign, "test"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert ">Hi Ada!\nReply STOP to opt out</textarea>" in html
+    assert "29 characters, 1 segment, GSM-7" in html
+    assert 'id="id_numbers"' in html
+
+
+def test_test_send_texts_the_numbers(
+    admin_client, campaign, sms_outbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            action_url(campaign, "test"),
+            {"numbers": "(415) 555-0199\n+1 212 555 0198, +14155550199"},
+        )
+    assert response.status_code == 302
+    assert response.url == change_url(campaign)
+    assert sorted(sms.to for sms in sms_outbox) == ["+12125550198", "+14155550199"]
+    assert {sms.text for sms in sms_outbox} == {"Hi Ada!"}
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert "+14*******99" in text
+    assert "+12*******98" in text
+    assert "4155550199" not in text  # numbers are masked
+    for message in Message.objects.filter(kind=Message.Kind.TEST):
+        assert reverse("admin:campaigns_message_change", args=[message.pk]) in text
+
+
+def test_test_send_refuses_opted_out_numbers(
+    admin_client, campaign, sms_outbox, django_capture_on_commit_callbacks
+):
+    opted_out = ContactFactory(phone="+14155550177", opted_out_at=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            action_url(campaign, "test"),
+            {"numbers": f"+14155550100\n{opted_out.phone}"},
+        )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "+14*******77 opted out or is on the suppression list" in html
+    assert sms_outbox == []
+    assert not Message.objects.exists()
+
+
+def test_test_send_names_invalid_numbers(admin_client, campaign, sms_outbox):
+    response = admin_client.post(
+        action_url(campaign, "test"), {"numbers": "+14155550100, 12345"}
+    )
+    assert response.status_code == 200
+    assert "Not a valid phone number: “12345”" in response.content.decode()
+    assert sms_outbox == []
+
+
+# --- Schedule ------------------------------------------------------------------------
+
+
+def schedule(client, campaign, **fields):
+    data = {
+        "date": f"{NEXT_YEAR}-12-01",
+        "time": "09:00",
+        "time_zone": "America/New_York",
+        "window_start": "",
+        "window_end": "",
+        **fields,
+    }
+    return client.post(action_url(campaign, "schedule"), data)
+
+
+def test_schedule_page_offers_the_fields_and_restates_the_audience(
+    admin_client, campaign
+):
+    html = admin_client.get(action_url(campaign, "schedule")).content.decode()
+    for html_id in (
+        "id_date",
+        "id_time",
+        "id_time_zone",
+        "id_window_start",
+        "id_window_end",
+        "id_weekdays_0",
+        "id_weekdays_6",
+    ):
+        assert f'id="{html_id}"' in html
+    assert '<option value="UTC" selected>' in html  # settings.TIME_ZONE
+    assert 'data-browser-default="true"' in html
+    assert "campaigns/action_schedule.js" in html
+    assert figure(html, "confirm-recipients") == "3"
+    assert figure(html, "confirm-cost") == "0.15 USD"
+
+
+def test_schedule_reads_the_time_in_the_chosen_zone_and_stores_the_window(
+    admin_client, campaign
+):
+    response = schedule(
+        admin_client,
+        campaign,
+        window_start="09:00",
+        window_end="20:00",
+        weekdays=["0", "1", "2", "3", "4"],
+    )
+    assert response.status_code == 302, response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SCHEDULED
+    assert campaign.scheduled_at == datetime(NEXT_YEAR, 12, 1, 14, 0, tzinfo=UTC)
+    assert campaign.send_window == {
+        "start": "09:00",
+        "end": "20:00",
+        "weekdays": [0, 1, 2, 3, 4],
+        "time_zone": "America/New_York",
+    }
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert f"1 Dec {NEXT_YEAR}, 09:00 EST (America/New_York)" in text
+    assert "09:00\u201320:00 Mon\u2013Fri" in text
+
+
+def test_rescheduling_moves_the_time_and_clears_the_window(admin_client, campaign):
+    schedule(
+        admin_client, campaign, window_start="09:00", window_end="20:00", weekdays=["0"]
+    )
+    page = admin_client.get(action_url(campaign, "schedule")).content.decode()
+    assert "is scheduled for" in page
+    assert 'value="09:00"' in page  # the current window is filled in
+
+    response = schedule(admin_client, campaign, time="18:30", time_zone="UTC")
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SCHEDULED
+    assert campaign.scheduled_at == datetime(NEXT_YEAR, 12, 1, 18, 30, tzinfo=UTC)
+    assert not campaign.send_window
+
+
+def test_schedule_refuses_a_past_time(admin_client, campaign):
+    yesterday = timezone.now() - timedelta(days=1)
+    response = schedule(
+        admin_client, campaign, date=f"{yesterday:%Y-%m-%d}", time_zone="UTC"
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "has already passed" in html
+    assert "Send now" in html
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+    assert campaign.scheduled_at is None
+
+
+def test_schedule_refuses_a_time_the_clocks_skip(admin_client, campaign):
+    # Clocks in New York jump from 02:00 to 03:00 on the second Sunday of March.
+    march = datetime(NEXT_YEAR, 3, 8)
+    second_sunday = march + timedelta(days=(6 - march.weekday()) % 7)
+    response = schedule(
+        admin_client, campaign, date=f"{second_sunday:%Y-%m-%d}", time="02:30"
+    )
+    assert response.status_code == 200
+    assert "02:30 does not exist" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+
+
+def test_quiet_hours_need_a_start_and_an_end(admin_client, campaign):
+    response = schedule(admin_client, campaign, window_start="09:00", weekdays=["0"])
+    assert response.status_code == 200
+    assert "Give both a start and an end time" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+    assert not campaign.send_window
+
+
+def test_schedule_is_refused_once_sending(admin_client):
+    campaign = launched(queued=1)
+    response = schedule(admin_client, campaign)
+    assert response.status_code == 302
+    [(level, text)] = flashed(response)
+    assert level == "error"
+    assert "sending: it cannot be scheduled" in text
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SENDING
+
+
+# --- Pause, resume, cancel -------------------------------------------------------------
+
+
+def test_pause_page_restates_progress_and_remaining_cost(admin_client):
+    campaign = launched(queued=4, delivered=2, failed=1)
+    Message.objects.filter(campaign=campaign, status="delivered").update(
+        submitted_at=timezone.now(), segments=2, price=Decimal("0.10"), currency="USD"
+    )
+    response = admin_client.get(action_url(campaign, "pause"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert figure(html, "confirm-recipients") == "7"
+    # 4 waiting, 2 segments each (the average of those sent), 0.05 a segment
+    assert figure(html, "confirm-cost") == "0.40 USD"
+    assert "0.20 USD" in html  # cost so far
+
+
+def test_pause_stops_a_sending_campaign(admin_client):
+    campaign = launched(queued=2)
+    response = admin_client.post(action_url(campaign, "pause"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Status.PAUSED
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert "is paused" in text
+
+
+def test_pausing_a_draft_is_refused(admin_client, campaign):
+    for method in (admin_client.get, admin_client.post):
+        response = method(action_url(campaign, "pause"))
+        assert response.status_code == 302
+        level, text = flashed(response)[-1]
+        assert level == "error"
+        assert "draft: it cannot be paused" in text
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+
+
+def test_pause_page_of_a_scheduled_campaign_uses_the_estimate(admin_client, campaign):
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=Status.SCHEDULED, scheduled_at=timezone.now() + timedelta(days=1)
+    )
+    html = admin_client.get(action_url(campaign, "pause")).content.decode()
+    assert figure(html, "confirm-recipients") == "3"
+    assert figure(html, "confirm-cost") == "0.15 USD"
+
+
+def test_resume_carries_on(admin_client):
+    campaign = launched(Status.PAUSED, queued=3)
+    html = admin_client.get(action_url(campaign, "resume")).content.decode()
+    assert figure(html, "confirm-recipients") == "3"
+    response = admin_client.post(action_url(campaign, "resume"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SENDING
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert "sending again" in text
+
+
+def test_cancel_explains_and_stops_for_good(admin_client):
+    campaign = launched(queued=3, delivered=1)
+    html = admin_client.get(action_url(campaign, "cancel")).content.decode()
+    assert "The 3 messages not yet sent will not be sent" in html
+    assert "This cannot be undone" in html
+    assert figure(html, "confirm-recipients") == "4"
+
+    response = admin_client.post(action_url(campaign, "cancel"))
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == Status.CANCELLED
+    assert not Message.objects.filter(campaign=campaign, status="queued").exists()
+    [(level, _text)] = flashed(response)
+    assert level == "success"
+
+
+def test_cancelling_a_completed_campaign_changes_nothing(admin_client):
+    campaign = launched(Status.COMPLETED, delivered=1)
+    response = admin_client.post(action_url(campaign, "cancel"))
+    assert response.status_code == 302
+    [(level, _text)] = flashed(response)
+    assert level == "error"
+    campaign.refresh_from_db()
+    assert campaign.status == Status.COMPLETED
+
+
+# --- Retry -------------------------------------------------------------------------------
+
+
+def test_retry_page_counts_only_retryable_failures(admin_client):
+    campaign = launched(
+        Status.COMPLETED, delivered=2, failed=2, failed_opted_out=1, unknown=1
+    )
+    response = admin_client.get(action_url(campaign, "retry"))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert figure(html, "confirm-recipients") == "2"
+    assert figure(html, "confirm-cost") == "0.10 USD"
+    assert 'id="id_include_unknown"' in html
+    assert "they may have gone out once" in html
+
+
+def test_retry_requeues_failed_but_not_opted_out_messages(admin_client):
+    campaign = launched(
+        Status.COMPLETED, delivered=2, failed=2, failed_opted_out=1, unknown=1
+    )
+    response = admin_client.post(action_url(campaign, "retry"))
+    assert response.status_code == 302
+    [(level, text)] = flashed(response)
+    assert level == "success"
+    assert text.startswith("2 messages queued again.")
+    messages = Message.objects.filter(campaign=campaign)
+    assert messages.filter(status="queued").count() == 2
+    assert messages.filter(status="failed", error_code=OPTED_OUT_CODE).count() == 1
+    assert messages.filter(status="unknown").count() == 1
+    campaign.refresh_from_db()
+    assert campaign.status == Status.SENDING
+
+
+def test_retry_can_include_messages_of_unknown_fate(admin_client):
+    campaign = launched(Status.FAILED, failed=1, unknown=2)
+    response = admin_client.post(
+        action_url(campaign, "retry"), {"include_unknown": "on"}
+    )
+    [(_level, text)] = flashed(response)
+    assert text.startswith("3 messages queued again.")
+    assert not Message.objects.filter(campaign=campaign, status="unknown").exists()
+
+
+def test_retry_is_refused_for_a_cancelled_campaign(admin_client):
+    campaign = launched(Status.CANCELLED, failed=1)
+    response = admin_client.post(action_url(campaign, "retry"))
+    [(level, text)] = flashed(response)
+    assert level == "error"
+    assert "cancelled: it cannot be retried" in text
+    assert Message.objects.get(campaign=campaign).status == Message.Status.FAILED
+
+
+def test_retry_with_nothing_to_retry_is_disabled(admin_client):
+    campaign = launched(Status.COMPLETED, delivered=1)
+    html = admin_client.get(action_url(campaign, "retry")).content.decode()
+    assert "has no failed messages to retry" in html
+    assert 'value="Retry" disabled>' in html
+
+
+# --- Access and speed --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ALL_ACTIONS)
+def test_non_staff_users_are_sent_to_the_login_page(client, campaign, action):
+    client.force_login(User.objects.create_user("someone", password="x"))
+    response = client.post(action_url(campaign, action))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("admin:login"))
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+
+
+@pytest.mark.parametrize("action", ALL_ACTIONS)
+def test_staff_without_change_permission_are_refused(client, campaign, action):
+    user = User.objects.create_user("viewer", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    client.force_login(user)
+    assert client.get(action_url(campaign, action)).status_code == 403
+    assert client.post(action_url(campaign, action)).status_code == 403
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT
+
+
+@pytest.mark.parametrize("action", ALL_ACTIONS)
+def test_an_unknown_campaign_is_not_found(admin_client, action):
+    response = admin_client.get(
+        reverse(f"admin:campaigns_campaign_{action}", args=[999_999])
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        ("test", Status.DRAFT),
+        ("send", Status.DRAFT),
+        ("schedule", Status.SCHEDULED),
+        ("pause", Status.SENDING),
+        ("resume", Status.PAUSED),
+        ("cancel", Status.SENDING),
+        ("cancel", Status.DRAFT),
+        ("retry", Status.COMPLETED),
+    ],
+)
+def test_confirmation_pages_take_few_queries(
+    admin_client, django_assert_max_num_queries, action, status
+):
+    contact_list = ContactListFactory()
+    contacts = ContactFactory.create_batch(30, attributes={"city": "Oslo"})
+    for contact in contacts:
+        contact.lists.add(contact_list)
+    campaign = CampaignFactory(
+        lists=[contact_list],
+        provider="locmem",
+        status=status,
+        body="Hi {first_name|there} from {city}",
+        scheduled_at=timezone.now() + timedelta(days=1),
+    )
+    if status in (Status.SENDING, Status.PAUSED, Status.COMPLETED):
+        Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
+        for index, contact in enumerate(contacts):
+            MessageFactory(
+                campaign=campaign,
+                contact=contact,
+                status=["queued", "delivered", "failed"][index % 3],
+            )
+    with django_assert_max_num_queries(15):
+        response = admin_client.get(action_url(campaign, action))
+    assert response.status_code == 200
+
+
+def test_a_refusal_by_the_service_becomes_an_error_message(
+    admin_client, campaign, monkeypatch
+):
+    # The campaign may change between the page and the click (a worker started it).
+    def started_meanwhile(*, campaign):
+        raise CampaignError(
+            f"Campaign {campaign.pk} is sending: it cannot be scheduled"
+        )
+
+    monkeypatch.setattr("campaigns.admin_actions.campaign_send_now", started_meanwhile)
+    response = admin_client.post(action_url(campaign, "send"))
+    assert response.status_code == 302
+    [(level, text)] = flashed(response)
+    assert level == "error"
+    assert "it cannot be scheduled" in text
+
+
+def test_actions_need_the_csrf_token(admin_user, campaign):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    assert client.post(action_url(campaign, "send")).status_code == 403
+    campaign.refresh_from_db()
+    assert campaign.status == Status.DRAFT

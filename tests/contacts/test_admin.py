@@ -1,0 +1,662 @@
+"""The marketer-facing contacts admin: import wizard, list and consent actions, pages."""
+
+import csv
+import io
+
+import pytest
+
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from contacts import admin_views, tasks
+from contacts.models import (
+    ConsentEvent,
+    Contact,
+    ContactList,
+    ImportJob,
+    ListMembership,
+    Source,
+    Suppression,
+)
+from tests.factories import ContactFactory, ContactListFactory, ListMembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:contacts_contact_changelist")
+IMPORT = reverse("admin:contacts_contact_import")
+
+SPRING_CSV = (
+    "Mobile,First Name,Last Name,Shoe size\n"
+    "(415) 555-0101,Ada,Lovelace,38\n"
+    "not a number,Bad,Row,40\n"
+    "+44 7911 123456,Alan,Turing,44\n"
+)
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
+
+
+def csv_file(text: str | bytes, name: str = "spring.csv") -> SimpleUploadedFile:
+    data = text.encode() if isinstance(text, str) else text
+    return SimpleUploadedFile(name, data, content_type="text/csv")
+
+
+def upload(client, text: str | bytes = SPRING_CSV, **fields):
+    data = {"file": csv_file(text), "region": "US", **fields}
+    return client.post(IMPORT, data)
+
+
+def mapping(**choices: str) -> dict[str, str]:
+    return {f"column_{index}": choice for index, choice in choices.items()}
+
+
+def columns_url(job: ImportJob) -> str:
+    return reverse("admin:contacts_contact_import_columns", args=[job.pk])
+
+
+def result_url(job: ImportJob) -> str:
+    return reverse("admin:contacts_contact_import_result", args=[job.pk])
+
+
+# --- Import wizard --------------------------------------------------------------
+
+
+def test_the_contact_list_offers_an_import_button(admin_client):
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert f'href="{IMPORT}"' in page
+    assert "Import contacts" in page
+
+
+def test_step_one_offers_countries_by_name_and_the_default_country(
+    admin_client, settings
+):
+    settings.PHONE_DEFAULT_REGION = "GB"
+    page = admin_client.get(IMPORT).content.decode()
+    assert '<option value="DE">Germany (+49)</option>' in page
+    assert '<option value="GB" selected>United Kingdom (+44)</option>' in page
+
+
+def test_the_wizard_imports_good_rows_and_reports_the_bad_one(
+    admin_client, admin_user, media_root
+):
+    response = upload(admin_client, new_list_name="Spring leads")
+    job = ImportJob.objects.get()
+    assert response.status_code == 302
+    assert response.url == columns_url(job)
+    assert job.created_by == admin_user
+    assert job.file_name == "spring.csv"
+    assert not ContactList.objects.exists(), "the new list waits for the import"
+
+    page = admin_client.get(columns_url(job)).content.decode()
+    assert "(415) 555-0101" in page  # the preview
+    assert "Spring leads" in page
+    # The guesses: Mobile → Phone, names → names, the rest → Attribute.
+    assert '<option value="phone" selected>Phone</option>' in page
+    assert '<option value="first_name" selected>First name</option>' in page
+    assert '<option value="last_name" selected>Last name</option>' in page
+    assert '<option value="attribute" selected>Attribute “shoe_size”</option>' in page
+
+    response = admin_client.post(
+        columns_url(job),
+        mapping(
+            **{"0": "phone", "1": "first_name", "2": "last_name", "3": "attribute"}
+        ),
+    )
+    assert response.status_code == 302
+    assert response.url == result_url(job)
+
+    ada = Contact.objects.get(phone="+14155550101")
+    assert (ada.first_name, ada.attributes) == ("Ada", {"shoe_size": "38"})
+    assert Contact.objects.filter(phone="+447911123456").exists()
+    spring = ContactList.objects.get(name="Spring leads")
+    assert spring.memberships.count() == 2
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE
+    assert job.contact_list == spring
+    assert job.columns["Shoe size"] == "shoe_size"
+    assert not list((media_root / "imports").iterdir()), "the file is deleted"
+
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "2</strong> new contacts" in page
+    assert "1</strong> row not imported" in page
+    assert "<td>3</td><td>not a number</td><td>Invalid phone number" in page
+    report_url = reverse("admin:contacts_contact_import_errors", args=[job.pk])
+    assert report_url in page
+
+    report = admin_client.get(report_url)
+    assert report["Content-Type"].startswith("text/csv")
+    assert 'filename="spring-errors.csv"' in report["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
+    assert rows[0] == ["\ufeffrow", "phone", "error"]
+    assert rows[1][:2] == ["3", "not a number"]
+    assert rows[1][2].startswith("Invalid phone number")
+
+
+def test_the_default_country_reads_national_numbers(admin_client):
+    upload(admin_client, "phone\n07911 123456\n", region="GB")
+    job = ImportJob.objects.get()
+    admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    assert Contact.objects.get().phone == "+447911123456"
+
+
+def test_an_existing_list_can_be_chosen(admin_client):
+    vip = ContactListFactory(name="VIP")
+    upload(admin_client, "phone\n+14155550102\n", contact_list=vip.pk)
+    job = ImportJob.objects.get()
+    admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    assert list(vip.contacts.values_list("phone", flat=True)) == ["+14155550102"]
+
+
+def test_a_new_list_name_that_exists_means_that_list(admin_client):
+    vip = ContactListFactory(name="VIP")
+    upload(admin_client, "phone\n+14155550102\n", new_list_name="vip")
+    job = ImportJob.objects.get()
+    admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    assert ContactList.objects.get() == vip
+    assert vip.contacts.count() == 1
+
+
+def test_a_list_and_a_new_list_name_together_are_refused(admin_client):
+    vip = ContactListFactory()
+    response = upload(admin_client, contact_list=vip.pk, new_list_name="Other")
+    assert response.status_code == 200
+    assert "not both" in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
+def test_a_file_that_is_not_text_is_a_form_error(admin_client, media_root):
+    response = upload(admin_client, b"phone\xff\xfe,\x00name\n\x81\x82\n")
+    assert response.status_code == 200
+    assert "The file is not utf-8 text" in response.content.decode()
+    assert not ImportJob.objects.exists()
+    assert not (media_root / "imports").exists()
+
+
+def test_an_excel_workbook_is_a_form_error(admin_client):
+    response = upload(admin_client, b"PK\x03\x04\x14\x00\x06\x00binary")
+    assert response.status_code == 200
+    assert "This is an Excel workbook, not a CSV file" in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
+def test_an_empty_file_is_a_form_error(admin_client):
+    response = upload(admin_client, "")
+    assert response.status_code == 200
+    assert "The submitted file is empty" in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        ({"0": "attribute", "1": "first_name"}, "Choose which column holds the phone"),
+        ({"0": "phone", "1": "phone"}, "Choose exactly one column as Phone"),
+        ({"0": "phone", "1": "attribute", "2": "attribute"}, "would both fill"),
+    ],
+)
+def test_the_column_mapping_is_checked(admin_client, choices, message):
+    upload(admin_client, "Mobile,Name,name\n+14155550103,Ada,Lovelace\n")
+    job = ImportJob.objects.get()
+    response = admin_client.post(
+        columns_url(job), {"column_2": "ignore", **mapping(**choices)}
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Contact.objects.exists()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.PENDING
+    assert job.columns is None
+
+
+def test_a_file_without_a_phone_like_column_asks_for_one(admin_client):
+    upload(admin_client, "Name,City\nAda,London\n")
+    job = ImportJob.objects.get()
+    page = admin_client.get(columns_url(job)).content.decode()
+    assert '<option value="phone" selected>' not in page
+    response = admin_client.post(
+        columns_url(job), mapping(**{"0": "first_name", "1": "attribute"})
+    )
+    assert "Choose which column holds the phone number" in response.content.decode()
+
+
+def test_a_file_without_a_header_row_is_pointed_out(admin_client):
+    upload(admin_client, "+14155550104,Ada\n+14155550105,Alan\n")
+    job = ImportJob.objects.get()
+    page = admin_client.get(columns_url(job)).content.decode()
+    assert "looks like a phone number" in page
+
+
+def test_submitting_the_columns_twice_imports_once(admin_client):
+    upload(admin_client, "phone\n+14155550106\n")
+    job = ImportJob.objects.get()
+    admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    response = admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    assert response.status_code == 302
+    assert response.url == result_url(job)
+    job.refresh_from_db()
+    assert job.result["created"] == 1
+
+
+def test_cancelling_deletes_the_upload(admin_client, media_root):
+    upload(admin_client)
+    job = ImportJob.objects.get()
+    response = admin_client.post(
+        reverse("admin:contacts_contact_import_cancel", args=[job.pk])
+    )
+    assert response.status_code == 302
+    assert not ImportJob.objects.exists()
+    assert not list((media_root / "imports").iterdir())
+
+
+def test_a_large_file_is_queued_when_a_broker_is_configured(
+    admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.CONTACT_IMPORT_BACKGROUND_BYTES = 10
+    monkeypatch.setattr(admin_views, "broker_configured", lambda: True)
+    queued = []
+    monkeypatch.setattr(tasks.run_import, "delay", queued.append)
+    upload(admin_client, new_list_name="Big")
+    job = ImportJob.objects.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            columns_url(job),
+            mapping(
+                **{"0": "phone", "1": "first_name", "2": "last_name", "3": "ignore"}
+            ),
+        )
+
+    assert response.url == result_url(job)
+    assert queued == [str(job.pk)]
+    assert not Contact.objects.exists()
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.PENDING
+    assert job.contact_list.name == "Big"
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "being imported in the background" in page
+    assert '<meta http-equiv="refresh"' in page
+
+    # The worker's run stores the result where the page reads it.
+    tasks.import_job_run(job_id=str(job.pk))
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "2</strong> new contacts" in page
+    assert '<meta http-equiv="refresh"' not in page
+    assert Contact.objects.get(phone="+14155550101").attributes == {}
+
+
+def test_a_small_file_runs_at_once_even_with_a_broker(admin_client, monkeypatch):
+    monkeypatch.setattr(admin_views, "broker_configured", lambda: True)
+    monkeypatch.setattr(tasks.run_import, "delay", pytest.fail)
+    upload(admin_client, "phone\n+14155550107\n")
+    job = ImportJob.objects.get()
+    admin_client.post(columns_url(job), mapping(**{"0": "phone"}))
+    assert Contact.objects.filter(phone="+14155550107").exists()
+
+
+def test_the_result_says_plainly_when_errors_were_not_all_kept(admin_client):
+    job = ImportJob.objects.create(
+        status=ImportJob.Status.DONE,
+        file_name="huge.csv",
+        columns={"phone": "phone"},
+        result={
+            "created": 10,
+            "updated": 0,
+            "skipped": 0,
+            "error_count": 1500,
+            "errors": [{"row": 2, "phone": "x", "error": "Invalid"}] * 1000,
+        },
+    )
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "1500 rows had errors, but only the first 1000 are kept" in page
+    assert "The other 500 are not listed anywhere" in page
+    assert "The first 100 of 1000 are shown here" in page
+
+
+def test_a_failed_import_says_why(admin_client):
+    job = ImportJob.objects.create(
+        status=ImportJob.Status.FAILED,
+        file_name="broken.csv",
+        columns={},
+        error="The file has no phone column.",
+    )
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "The import failed: The file has no phone column." in page
+
+
+def test_the_error_report_cannot_run_spreadsheet_formulas(admin_client):
+    job = ImportJob.objects.create(
+        status=ImportJob.Status.DONE,
+        columns={},
+        result={
+            "error_count": 2,
+            "errors": [
+                {"row": 2, "phone": "=HYPERLINK(1)", "error": "Invalid"},
+                {"row": 3, "phone": "+1 (415) 555", "error": "Invalid"},
+            ],
+        },
+    )
+    report = admin_client.get(
+        reverse("admin:contacts_contact_import_errors", args=[job.pk])
+    )
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
+    assert [row[1] for row in rows[1:]] == ["'=HYPERLINK(1)", "+1 (415) 555"]
+
+
+def test_imports_are_listed_with_their_results(
+    admin_client, django_assert_max_num_queries
+):
+    upload(admin_client, new_list_name="Spring leads")
+    job = ImportJob.objects.get()
+    admin_client.post(
+        columns_url(job),
+        mapping(**{"0": "phone", "1": "ignore", "2": "ignore", "3": "ignore"}),
+    )
+    for _ in range(60):
+        ImportJob.objects.create(status=ImportJob.Status.DONE, result={"created": 1})
+
+    url = reverse("admin:contacts_importjob_changelist")
+    with django_assert_max_num_queries(12):
+        page = admin_client.get(url).content.decode()
+    assert "spring.csv" in page
+    assert "Spring leads" in page
+    assert result_url(job) in page
+    assert reverse("admin:contacts_contact_import_errors", args=[job.pk]) in page
+    assert reverse("admin:contacts_importjob_add") not in page
+
+    response = admin_client.get(
+        reverse("admin:contacts_importjob_change", args=[job.pk])
+    )
+    assert response.status_code == 302
+    assert response.url == result_url(job)
+
+
+def test_importing_needs_permission_to_add_and_change_contacts(client):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_contact"))
+    client.force_login(user)
+    assert client.get(IMPORT).status_code == 403
+    assert f'href="{IMPORT}"' not in client.get(CHANGELIST).content.decode()
+
+
+# --- List and consent actions ---------------------------------------------------
+
+
+def action(client, name: str, contacts, url: str = CHANGELIST, **data):
+    return client.post(
+        url,
+        {
+            "action": name,
+            ACTION_CHECKBOX_NAME: [contact.pk for contact in contacts],
+            **data,
+        },
+    )
+
+
+def test_add_to_list_asks_for_the_list_first(admin_client):
+    contacts = ContactFactory.create_batch(2)
+    ContactListFactory(name="VIP")
+    response = action(admin_client, "add_to_list", contacts)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "2 contacts selected" in page
+    assert ">VIP</option>" in page
+    assert not ListMembership.objects.exists()
+
+
+def test_add_to_a_new_list(admin_client):
+    chosen = ContactFactory.create_batch(2)
+    ContactFactory()
+    response = action(
+        admin_client, "add_to_list", chosen, post="yes", new_list_name="Newsletter"
+    )
+    assert response.status_code == 302
+    newsletter = ContactList.objects.get(name="Newsletter")
+    assert set(newsletter.contacts.all()) == set(chosen)
+    assert set(newsletter.memberships.values_list("source", flat=True)) == {
+        Source.ADMIN
+    }
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert messages == ["Added 2 contacts to “Newsletter”."]
+
+
+def test_add_to_an_existing_list_counts_only_new_members(admin_client):
+    vip = ContactListFactory()
+    member, newcomer = ContactFactory.create_batch(2)
+    ListMembershipFactory(contact_list=vip, contact=member)
+    response = action(
+        admin_client, "add_to_list", [member, newcomer], post="yes", contact_list=vip.pk
+    )
+    assert vip.memberships.count() == 2
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert messages == [f"Added 1 contact to “{vip}”."]
+
+
+def test_add_to_list_without_a_list_is_refused(admin_client):
+    contacts = ContactFactory.create_batch(1)
+    response = action(admin_client, "add_to_list", contacts, post="yes")
+    assert response.status_code == 200
+    assert "Choose a list or type a new list name" in response.content.decode()
+
+
+def test_select_all_adds_every_matching_contact(admin_client):
+    vip = ContactListFactory()
+    contacts = ContactFactory.create_batch(3)
+    response = action(
+        admin_client,
+        "add_to_list",
+        contacts[:1],
+        post="yes",
+        select_across="1",
+        contact_list=vip.pk,
+    )
+    assert response.status_code == 302
+    assert vip.memberships.count() == 3
+
+
+def test_remove_from_list(admin_client):
+    vip = ContactListFactory()
+    leaving, staying = ContactFactory.create_batch(2)
+    for contact in (leaving, staying):
+        ListMembershipFactory(contact_list=vip, contact=contact)
+    page = action(admin_client, "remove_from_list", [leaving]).content.decode()
+    assert "new list" not in page
+    response = action(
+        admin_client, "remove_from_list", [leaving], post="yes", contact_list=vip.pk
+    )
+    assert response.status_code == 302
+    assert list(vip.contacts.all()) == [staying]
+    assert Contact.objects.filter(pk=leaving.pk).exists()
+
+
+def test_opt_out_asks_then_records_consent_events(admin_client):
+    subscribed = ContactFactory()
+    already = ContactFactory(opted_out_at="2026-01-01T00:00:00Z", opt_out_source="api")
+    page = action(admin_client, "opt_out", [subscribed, already]).content.decode()
+    assert "1 of them is subscribed and will be" in page
+    assert not ConsentEvent.objects.exists()
+
+    response = action(admin_client, "opt_out", [subscribed, already], post="yes")
+    assert response.status_code == 302
+    subscribed.refresh_from_db()
+    assert subscribed.opted_out
+    assert subscribed.opt_out_source == Source.ADMIN
+    event = ConsentEvent.objects.get()
+    assert (event.contact, event.phone, event.kind, event.source) == (
+        subscribed,
+        subscribed.phone,
+        ConsentEvent.Kind.OPT_OUT,
+        Source.ADMIN,
+    )
+    already.refresh_from_db()
+    assert already.opt_out_source == "api"
+
+
+def test_opt_in_records_consent_events_and_lifts_opt_out_suppressions(admin_client):
+    opted_out = ContactFactory(
+        opted_out_at="2026-01-01T00:00:00Z", opt_out_source="api"
+    )
+    suppressed = ContactFactory()
+    Suppression.objects.create(
+        phone=suppressed.phone, reason=Suppression.Reason.OPT_OUT
+    )
+    by_hand = ContactFactory()
+    Suppression.objects.create(phone=by_hand.phone, reason=Suppression.Reason.MANUAL)
+    chosen = [opted_out, suppressed, by_hand]
+    page = action(admin_client, "opt_in", chosen).content.decode()
+    assert "Only opt people back in when they" in page
+
+    response = action(admin_client, "opt_in", chosen, post="yes")
+    assert response.status_code == 302
+    opted_out.refresh_from_db()
+    assert not opted_out.opted_out
+    assert set(
+        ConsentEvent.objects.filter(kind=ConsentEvent.Kind.OPT_IN).values_list(
+            "contact", "source"
+        )
+    ) == {(opted_out.pk, Source.ADMIN), (suppressed.pk, Source.ADMIN)}
+    assert list(Suppression.objects.values_list("phone", flat=True)) == [by_hand.phone]
+
+
+def test_opt_out_of_everyone_matching_a_filter(admin_client):
+    ContactFactory.create_batch(3)
+    response = action(
+        admin_client,
+        "opt_out",
+        Contact.objects.all()[:1],
+        url=f"{CHANGELIST}?subscription=subscribed",
+        post="yes",
+        select_across="1",
+    )
+    assert response.status_code == 302
+    assert Contact.objects.opted_out().count() == 3
+    assert ConsentEvent.objects.count() == 3
+
+
+# --- Pages ----------------------------------------------------------------------
+
+
+def test_the_contact_page_shows_the_opt_out_state(admin_client):
+    contact = ContactFactory(
+        opted_out_at="2026-03-04T05:06:00Z", opt_out_source=Source.KEYWORD
+    )
+    vip = ContactListFactory(name="VIP")
+    ListMembershipFactory(contact_list=vip, contact=contact)
+    page = admin_client.get(
+        reverse("admin:contacts_contact_change", args=[contact.pk])
+    ).content.decode()
+    assert "Opted out</span>" in page
+    assert "Opted out since March 4, 2026" in page
+    assert "via keyword reply" in page
+    assert f"memberships__contact_list__id__exact={vip.pk}" in page
+    assert "Consent history" in page
+    consent_url = reverse("admin:contacts_contact_consent", args=[contact.pk, "opt-in"])
+    assert consent_url in page
+
+
+def test_the_contact_page_shows_a_subscribed_contact(
+    admin_client, django_assert_max_num_queries
+):
+    contact = ContactFactory()
+    with django_assert_max_num_queries(20):
+        page = admin_client.get(
+            reverse("admin:contacts_contact_change", args=[contact.pk])
+        ).content.decode()
+    assert "Subscribed</span>" in page
+    assert "Gets your campaigns." in page
+    assert "Lists: none" in page
+
+
+def test_the_contact_page_says_when_the_number_is_suppressed(admin_client):
+    contact = ContactFactory()
+    Suppression.objects.create(phone=contact.phone, reason=Suppression.Reason.INVALID)
+    page = admin_client.get(
+        reverse("admin:contacts_contact_change", args=[contact.pk])
+    ).content.decode()
+    assert "Suppressed</span>" in page
+    assert "number invalid or deactivated" in page
+
+
+def test_one_contact_can_be_opted_out_and_back_in_from_its_page(admin_client):
+    contact = ContactFactory()
+    url = reverse("admin:contacts_contact_consent", args=[contact.pk, "opt-out"])
+    assert "Yes, opt out" in admin_client.get(url).content.decode()
+    response = admin_client.post(url)
+    assert response.url == reverse("admin:contacts_contact_change", args=[contact.pk])
+    contact.refresh_from_db()
+    assert contact.opt_out_source == Source.ADMIN
+
+    admin_client.post(
+        reverse("admin:contacts_contact_consent", args=[contact.pk, "opt-in"])
+    )
+    contact.refresh_from_db()
+    assert not contact.opted_out
+    assert list(ConsentEvent.objects.order_by("id").values_list("kind", "source")) == [
+        (ConsentEvent.Kind.OPT_OUT, Source.ADMIN),
+        (ConsentEvent.Kind.OPT_IN, Source.ADMIN),
+    ]
+
+
+def test_an_unknown_consent_change_is_not_found(admin_client):
+    contact = ContactFactory(opted_out_at="2026-01-01T00:00:00Z")
+    url = reverse("admin:contacts_contact_consent", args=[contact.pk, "whatever"])
+    assert admin_client.post(url).status_code == 404
+    contact.refresh_from_db()
+    assert contact.opted_out
+
+
+def test_the_opt_out_fields_are_not_edited_by_hand(admin_client):
+    contact = ContactFactory()
+    page = admin_client.get(
+        reverse("admin:contacts_contact_change", args=[contact.pk])
+    ).content.decode()
+    assert 'name="opted_out_at"' not in page
+
+
+def test_the_contact_list_shows_subscription_in_bounded_queries(
+    admin_client, django_assert_max_num_queries
+):
+    ContactFactory.create_batch(55)
+    out = ContactFactory(opted_out_at="2026-01-01T00:00:00Z")
+    suppressed = ContactFactory()
+    Suppression.objects.create(phone=suppressed.phone)
+    with django_assert_max_num_queries(12):
+        page = admin_client.get(CHANGELIST).content.decode()
+    assert page.count("Subscribed</span>") == 55
+    assert page.count("Opted out</span>") == 1
+    assert page.count("Suppressed</span>") == 1
+
+    page = admin_client.get(CHANGELIST, {"subscription": "opted_out"}).content.decode()
+    assert out.phone in page
+    assert suppressed.phone not in page
+    page = admin_client.get(CHANGELIST, {"subscription": "subscribed"}).content.decode()
+    assert out.phone not in page
+    assert suppressed.phone not in page
+
+
+def test_lists_show_member_counts_and_link_to_their_contacts(
+    admin_client, django_assert_max_num_queries
+):
+    vip = ContactListFactory(name="VIP")
+    for contact in ContactFactory.create_batch(3):
+        ListMembershipFactory(contact_list=vip, contact=contact)
+    ContactListFactory.create_batch(55)
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(
+            reverse("admin:contacts_contactlist_changelist")
+        ).content.decode()
+    assert (
+        f'{CHANGELIST}?memberships__contact_list__id__exact={vip.pk}">3 contacts'
+        in page
+    )
+    assert page.count(">0 contacts</a>") == 55
+
+    page = admin_client.get(
+        reverse("admin:contacts_contactlist_changelist"), {"q": "VIP"}
+    ).content.decode()
+    assert "3 contacts" in page
+    assert "0 contacts" not in page

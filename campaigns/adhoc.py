@@ -279,27 +279,21 @@ class RecipientsOptedOut(ValueError):
         self.numbers = numbers
 
 
-def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Message]:
-    """Send the campaign's text to ``numbers`` (E.164) now, outside its audience.
-
-    Placeholders are filled with the first audience contact's data, or left to
-    their defaults when the audience is empty. Raises :class:`BodyError` for a body
-    that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
-    """
+def campaign_test_text(campaign: Campaign) -> str:
+    """The text a test send sends: the campaign's message, footer included, filled
+    in with the first audience contact's data (or the placeholders' defaults when
+    the audience is empty). Raises :class:`BodyError` for a body that does not parse."""
     try:
         template = parse(campaign.template_source)
     except TemplateError as error:
         raise BodyError([str(error)]) from error
-    blocked = _blocked_numbers(numbers)
-    if blocked:
-        raise RecipientsOptedOut([n for n in numbers if n in blocked])
     example = (
         campaign_audience(campaign)
         .order_by("pk")
         .only("phone", "first_name", "last_name", "attributes")
         .first()
     )
-    text = template.render(
+    return template.render(
         first_name=example.first_name if example else "",
         last_name=example.last_name if example else "",
         phone=example.phone if example else "",
@@ -307,6 +301,19 @@ def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Me
         if example and isinstance(example.attributes, dict)
         else {},
     )
+
+
+def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Message]:
+    """Send the campaign's text to ``numbers`` (E.164) now, outside its audience.
+
+    Placeholders are filled with the first audience contact's data, or left to
+    their defaults when the audience is empty. Raises :class:`BodyError` for a body
+    that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
+    """
+    text = campaign_test_text(campaign)
+    blocked = _blocked_numbers(numbers)
+    if blocked:
+        raise RecipientsOptedOut([n for n in numbers if n in blocked])
     # Every row first, then the sends (on commit): a failure creates none of them.
     with transaction.atomic():
         return [

@@ -39,6 +39,7 @@ from .adhoc import (
     body_problems,
     campaign_schedule_with_window,
     campaign_send_test,
+    campaign_test_text,
 )
 from .claims import OPTED_OUT_CODE
 from .dispatch import CANCELLED_CODE
@@ -46,7 +47,6 @@ from .launch import CampaignError
 from .models import Campaign, Message
 from .preview import Estimate, campaign_audience, campaign_estimate, price_for
 from .scheduling import broker_configured
-from .templating import TemplateError, parse
 
 Status = Campaign.Status
 # The multiplication sign between the factors of a cost, as an escape because ruff
@@ -173,23 +173,9 @@ def campaign_sample(campaign: Campaign) -> tuple[Sample | None, str]:
     """(sample, problem): the text a test send would send (see
     campaigns.adhoc.campaign_send_test), or why it cannot be rendered."""
     try:
-        template = parse(campaign.template_source)
-    except TemplateError as error:
-        return None, str(error)
-    example = (
-        campaign_audience(campaign)
-        .order_by("pk")
-        .only("phone", "first_name", "last_name", "attributes")
-        .first()
-    )
-    text = template.render(
-        first_name=example.first_name if example else "",
-        last_name=example.last_name if example else "",
-        phone=example.phone if example else "",
-        attributes=example.attributes
-        if example and isinstance(example.attributes, dict)
-        else {},
-    )
+        text = campaign_test_text(campaign)
+    except BodyError as error:
+        return None, " ".join(error.problems)
     return Sample(text=text, info=analyze(text)), ""
 
 

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class WebhooksConfig(AppConfig):
     name = "webhooks"
-    verbose_name = "Provider callbacks"
+    verbose_name = "Replies and callbacks"
 
     def ready(self) -> None:
         from providers.signals import callback_received

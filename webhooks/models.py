@@ -43,6 +43,9 @@ class InboundMessage(models.Model):
                 fields=["from_number", "received_at"], name="inbound_by_sender"
             ),
         ]
+        # Marketers read these as their inbox.
+        verbose_name = "inbound reply"
+        verbose_name_plural = "inbox"
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:

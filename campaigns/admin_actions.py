@@ -45,7 +45,13 @@ from .claims import OPTED_OUT_CODE
 from .dispatch import CANCELLED_CODE
 from .launch import CampaignError
 from .models import Campaign, Message
-from .preview import Estimate, campaign_audience, campaign_estimate, price_for
+from .preview import (
+    Estimate,
+    campaign_audience,
+    campaign_estimate,
+    format_money as money,
+    price_for,
+)
 from .scheduling import broker_configured
 
 Status = Campaign.Status
@@ -151,13 +157,6 @@ class Progress:
     @property
     def remaining(self) -> int:
         return self.queued + self.in_flight
-
-
-def money(amount: Decimal | float, currency: str) -> str:
-    """E.g. "1,234.50 USD"; up to four decimals, as texts cost fractions of a cent."""
-    text = f"{Decimal(str(amount)).quantize(Decimal('0.0001')):,f}"
-    whole, _, cents = text.partition(".")
-    return f"{whole}.{cents.rstrip('0').ljust(2, '0')} {currency}".strip()
 
 
 def plain(value: Decimal) -> str:

@@ -1,13 +1,398 @@
 """The campaign composer in the admin: form, live counter, placeholders."""
 
+import hashlib
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+from typing import Any
+
+from django.conf import settings
 from django.contrib import admin
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.urls import path, reverse
+
+from contacts.models import Contact, ContactList, ListMembership, Suppression
+from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
+from providers.messages import mask_phone
+
+from .adhoc import CONTENT_FIELDS, EDITABLE, BodyError, campaign_create, campaign_update
+from .forms import CampaignComposerForm, ComposeForm
+from .launch import CampaignError
+from .models import Campaign
+from .preview import (
+    ESTIMATE_SAMPLE,
+    Estimate,
+    campaign_estimate,
+    format_money as money,
+    price_for,
+)
+from .templating import (
+    CONTACT_FIELD_NAMES,
+    Template,
+    TemplateError,
+    audience_attribute_keys,
+    parse,
+    validate,
+)
+from .windows import SendWindow, WindowError
+
+#: Contacts offered as preview samples.
+SAMPLE_CONTACTS = 10
+#: Audiences (list memberships) counted while the campaign page renders; a larger
+#: one is counted by the panel's first request instead, so the page stays fast.
+INLINE_AUDIENCE_LIMIT = 50_000
+#: How long an audience's counts are reused while the marketer types.
+AUDIENCE_CACHE_SECONDS = 120
+#: What composition() does about the audience (see there).
+COUNT, COUNT_IF_SMALL, SKIP = "count", "count if small", "skip"
+#: The contact fields offered as placeholders, in the order a marketer wants them.
+FIELD_PLACEHOLDERS = ("first_name", "last_name", "full_name", "phone")
+ENCODING_LABELS = {Encoding.GSM7: "GSM-7", Encoding.UCS2: "UCS-2"}
+
+
+def _audience(list_ids: Sequence[int]) -> QuerySet[Contact]:
+    """Who would get the message: reachable contacts in any of the lists.
+
+    A semi-join rather than DISTINCT over the memberships, so "the first contacts by
+    id" walks the primary key instead of de-duplicating the whole audience.
+    """
+    member = ListMembership.objects.filter(
+        contact=OuterRef("pk"), contact_list__in=list_ids
+    )
+    return Contact.objects.filter(Exists(member)).reachable()
+
+
+@dataclass(frozen=True)
+class AudienceFacts:
+    """What the composer needs to know about an audience, whatever the text."""
+
+    in_lists: int
+    contacts: int
+    opted_out: int
+    suppressed: int
+    recipients: int
+    keys: frozenset[str]
+    """The attribute keys its contacts have (placeholders beyond the fields)."""
+
+
+def audience_facts(
+    contact_lists: Sequence[ContactList], *, small_only: bool = False
+) -> AudienceFacts | None:
+    """The audience of ``contact_lists`` counted by campaign_estimate, and its
+    attribute keys; kept in the cache while the marketer types.
+
+    Counting a million contacts takes seconds and does not change with the text.
+    The cache key names the lists (with their creation times: a reused id is
+    another list) and the newest membership and suppression, so adding contacts
+    or suppressing numbers counts again at once; an opt-out shows within
+    :data:`AUDIENCE_CACHE_SECONDS`. With ``small_only``, an audience that is not
+    cached and has more than :data:`INLINE_AUDIENCE_LIMIT` memberships is not
+    counted (None): the page then leaves it to the panel's first request.
+    """
+    ids = sorted(item.pk for item in contact_lists)
+    newest_membership = ListMembership.objects.aggregate(newest=Max("pk"))["newest"]
+    newest_suppression = Suppression.objects.aggregate(newest=Max("pk"))["newest"]
+    names = ";".join(
+        f"{item.pk}@{item.created_at.isoformat()}"
+        for item in sorted(contact_lists, key=lambda item: item.pk)
+    )
+    digest = hashlib.sha256(
+        f"{names}|{newest_membership}|{newest_suppression}".encode()
+    ).hexdigest()
+    key = f"campaigns:composer:audience:{digest}"
+    facts = cache.get(key)
+    if facts is not None:
+        return facts
+    if (
+        small_only
+        and ListMembership.objects.filter(contact_list__in=ids).count()
+        > INLINE_AUDIENCE_LIMIT
+    ):
+        return None
+    estimate = campaign_estimate(
+        body="", lists=ids, provider=settings.SMS_DEFAULT_PROVIDER
+    )
+    facts = AudienceFacts(
+        in_lists=estimate.in_lists,
+        contacts=estimate.contacts,
+        opted_out=estimate.opted_out,
+        suppressed=estimate.suppressed,
+        recipients=estimate.recipients,
+        keys=frozenset(audience_attribute_keys(_audience(ids))),
+    )
+    cache.set(key, facts, AUDIENCE_CACHE_SECONDS)
+    return facts
+
+
+def _sample_label(first_name: str, last_name: str, phone: str, *, full: bool) -> str:
+    name = f"{first_name} {last_name}".strip() or "No name"
+    return f"{name} · {phone if full else mask_phone(phone)}"
+
+
+def _character_row(char: str, count: int, *, in_contact: bool = False) -> dict:
+    stand_in = to_gsm(char)
+    return {
+        "character": char,
+        "code": f"U+{ord(char):04X}",
+        "name": unicodedata.name(char, "").lower() or "unnamed character",
+        "count": count,
+        # None: no GSM equivalent; "": removed (zero-width characters).
+        "replacement": None if stand_in == char else stand_in,
+        "in_contact": in_contact,
+    }
+
+
+def _render(template: Template, row: tuple | None) -> str:
+    # Without a contact every placeholder shows its default.
+    _, first_name, last_name, phone, attributes = row or (None, "", "", "", {})
+    return template.render(
+        first_name=first_name,
+        last_name=last_name,
+        phone=phone,
+        attributes=attributes if isinstance(attributes, dict) else {},
+    )
+
+
+def _estimate(
+    template: Template | None, rows: list[tuple], facts: AudienceFacts, provider: str
+) -> Estimate:
+    """campaign_estimate's figures from the cached counts: segments per message
+    are averaged over the same first :data:`ESTIMATE_SAMPLE` contacts it renders."""
+    price, currency = price_for(provider)
+    estimate = Estimate(
+        in_lists=facts.in_lists,
+        contacts=facts.contacts,
+        opted_out=facts.opted_out,
+        suppressed=facts.suppressed,
+        recipients=facts.recipients,
+        price_per_segment=price,
+        currency=currency,
+    )
+    if template is None:
+        return estimate  # a syntax error: nothing can be sent yet
+    if not template.placeholders or not rows:
+        info = analyze(_render(template, None))
+        estimate.segments_per_message = float(info.segments)
+        estimate.encoding = info.encoding
+        return estimate
+    infos = [analyze(_render(template, row)) for row in rows]
+    estimate.segments_per_message = sum(info.segments for info in infos) / len(infos)
+    estimate.encoding = Counter(info.encoding for info in infos).most_common(1)[0][0]
+    estimate.exact = len(infos) >= facts.recipients
+    return estimate
+
+
+def composition(
+    *,
+    body: str,
+    opt_out_footer: str,
+    lists: Sequence[ContactList],
+    provider: str,
+    sample: int | None = None,
+    show_numbers: bool = False,
+    audience: str = COUNT,
+) -> dict[str, Any]:
+    """What the composer's live panel shows for the fields as typed (JSON-ready).
+
+    The message is rendered for one sample contact (the first of the audience
+    unless ``sample`` names another) and measured as it would be sent, footer
+    included. ``audience`` is :data:`COUNT` (count it if not cached),
+    :data:`COUNT_IF_SMALL` (a page view: see :func:`audience_facts`) or
+    :data:`SKIP` (a locked campaign: no audience figures, no placeholder check).
+    A fixed number of queries whatever the audience's size; with its counts
+    cached, a handful of index lookups and one read of up to
+    :data:`ESTIMATE_SAMPLE` contacts.
+    """
+    list_ids = [item.pk for item in lists]
+    facts = None
+    if list_ids and audience != SKIP:
+        facts = audience_facts(lists, small_only=audience == COUNT_IF_SMALL)
+    pending = bool(list_ids) and audience != SKIP and facts is None
+    keys = facts.keys if facts else frozenset()
+
+    columns = ("pk", "first_name", "last_name", "phone", "attributes")
+    rows = (
+        list(_audience(list_ids).order_by("pk").values_list(*columns)[:ESTIMATE_SAMPLE])
+        if list_ids
+        else []
+    )
+    chosen = next((row for row in rows if row[0] == sample), None)
+    if chosen is None and rows:
+        chosen = rows[0]
+
+    try:
+        template = parse(
+            Campaign(body=body, opt_out_footer=opt_out_footer).template_source
+        )
+    except TemplateError:
+        template = None
+    if template is None:
+        # The syntax error is reported below; measure the text as written meanwhile.
+        text = f"{body}\n{opt_out_footer}" if opt_out_footer else body
+    else:
+        text = _render(template, chosen)
+    info = analyze(text)
+
+    written = Counter(c for c in body + opt_out_footer if c not in GSM_SEPTETS)
+    characters = [_character_row(char, count) for char, count in written.items()]
+    # A name like "Łukasz" forces UCS-2 for that contact only: say where it comes from.
+    characters += [
+        _character_row(char, text.count(char), in_contact=True)
+        for char in info.non_gsm_characters
+        if char not in written
+    ]
+    gsm_body, gsm_footer = to_gsm(body), to_gsm(opt_out_footer)
+    judged = audience != SKIP and not pending
+
+    result: dict[str, Any] = {
+        "message": {
+            "text": text,
+            "characters": info.length,
+            "encoding": str(info.encoding),
+            "encoding_label": ENCODING_LABELS[info.encoding],
+            "segments": info.segments,
+            "per_segment": info.per_segment,
+            "remaining": info.remaining,
+        },
+        "ucs2_characters": characters,
+        "gsm": {
+            "body": gsm_body,
+            "opt_out_footer": gsm_footer,
+            "changes": gsm_body != body or gsm_footer != opt_out_footer,
+        },
+        # Placeholders are judged against the audience's keys, so not before
+        # they are known.
+        "problems": validate(body, known_attributes=keys) if judged else [],
+        "placeholders": [*FIELD_PLACEHOLDERS, *sorted(keys - CONTACT_FIELD_NAMES)],
+        "samples": [
+            {"id": pk, "label": _sample_label(first, last, number, full=show_numbers)}
+            for pk, first, last, number, _ in rows[:SAMPLE_CONTACTS]
+        ],
+        "sample": chosen[0] if chosen else None,
+        "lists_chosen": bool(list_ids),
+        "audience_pending": pending,
+        "audience": None,
+        "cost": None,
+    }
+    if audience == SKIP or pending:
+        return result
+    empty = AudienceFacts(0, 0, 0, 0, 0, frozenset())
+    estimate = _estimate(template, rows, facts or empty, provider)
+    result["audience"] = {
+        "in_lists": estimate.in_lists,
+        "contacts": estimate.contacts,
+        "duplicates": estimate.duplicates,
+        "opted_out": estimate.opted_out,
+        "suppressed": estimate.suppressed,
+        "excluded": estimate.excluded,
+        "recipients": estimate.recipients,
+    }
+    about = "" if estimate.exact else "about "
+    result["cost"] = {
+        "amount": str(estimate.cost),
+        "currency": estimate.currency,
+        "exact": estimate.exact,
+        "price_per_segment": str(estimate.price_per_segment),
+        "price_text": money(estimate.price_per_segment, estimate.currency),
+        "segments": estimate.segments,
+        "segments_per_message": round(estimate.segments_per_message, 2),
+        "text": about + money(estimate.cost, estimate.currency),
+    }
+    return result
+
+
+def text_runs(text: str, marked: set[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is made of ``marked`` characters), for highlighting."""
+    return [
+        ("".join(piece), flag)
+        for flag, piece in groupby(text, key=lambda char: char in marked)
+    ]
+
+
+#: The audience table: (element id, label, key in the panel's audience, is an
+#: exclusion). composer.js writes the same rows.
+AUDIENCE_ROWS = [
+    ("composer-in-lists", "In the lists", "in_lists", False),
+    ("composer-duplicates", "Duplicates across lists", "duplicates", True),
+    ("composer-opted-out", "Opted out", "opted_out", True),
+    ("composer-suppressed", "Suppressed", "suppressed", True),
+    ("composer-recipients", "Recipients", "recipients", False),
+]
+
+
+def audience_rows(panel: dict) -> list[dict[str, Any]]:
+    """The audience table's rows, "…" while it is being counted."""
+    audience = panel.get("audience")
+    rows = []
+    for element_id, label, key, exclusion in AUDIENCE_ROWS:
+        if audience is None:
+            text = "…"
+        elif exclusion and audience[key]:
+            text = f"\N{MINUS SIGN}{audience[key]:,}"
+        else:
+            text = f"{audience[key]:,}"
+        rows.append(
+            {
+                "id": element_id,
+                "label": label,
+                "text": text,
+                "total": key == "recipients",
+            }
+        )
+    cost = panel.get("cost")
+    rows.append(
+        {
+            "id": "composer-cost",
+            "label": "Estimated cost",
+            "text": cost["text"] if cost else "…",
+            "total": True,
+        }
+    )
+    return rows
+
+
+TIMES = "\N{MULTIPLICATION SIGN}"
+
+
+def cost_basis(panel: dict) -> str:
+    """How the cost was worked out: "$0.0075 per segment, times 2 segments per
+    message, times 1,200 recipients" (with multiplication signs)."""
+    cost, audience = panel.get("cost"), panel.get("audience")
+    if not cost or not audience:
+        return "Counting the audience…" if panel.get("audience_pending") else ""
+    per_message = f"{cost['segments_per_message']:g}"
+    text = (
+        f"{cost['price_text']} per segment {TIMES} {per_message} "
+        f"segment{'' if per_message == '1' else 's'} per message {TIMES} "
+        f"{audience['recipients']:,} recipients"
+    )
+    if not cost["exact"]:
+        text += ", segments averaged over a sample of the audience"
+    return text + "."
+
+
+class _Refused(Exception):
+    """The services turned a valid form down (e.g. the campaign started sending
+    between the page load and the save)."""
+
+    def __init__(self, errors: list[tuple[str | None, str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
 
 
 class ComposerMixin(admin.ModelAdmin):
+    form = CampaignComposerForm
     search_fields = ["name", "body"]
     filter_horizontal = ["lists"]
     readonly_fields = [
         "status",
+        "scheduled_at",
+        "sending_hours",
         "created_by",
         "created_at",
         "updated_at",
@@ -15,7 +400,204 @@ class ComposerMixin(admin.ModelAdmin):
         "completed_at",
     ]
 
-    def save_model(self, request, obj, form, change) -> None:
-        if not change and obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list:
+        # The message comes last: the live preview follows it.
+        main = ["name"]
+        if obj is not None:
+            main += [("status", "scheduled_at"), "sending_hours"]
+        fieldsets: list = [
+            (None, {"fields": main}),
+            (
+                "Delivery",
+                {"fields": [("provider", "fallback_provider"), "sender"]},
+            ),
+        ]
+        if obj is not None:
+            fieldsets.append(
+                (
+                    "History",
+                    {
+                        "classes": ["collapse"],
+                        "fields": [
+                            ("created_by", "created_at", "updated_at"),
+                            ("started_at", "completed_at"),
+                        ],
+                    },
+                )
+            )
+        fieldsets += [
+            ("Audience", {"fields": ["lists"]}),
+            ("Message", {"fields": ["body", "opt_out_footer"]}),
+        ]
+        return fieldsets
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Campaign | None = None
+    ) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.status not in EDITABLE:
+            fields += [name for name in CONTENT_FIELDS if name not in fields]
+        return fields
+
+    @admin.display(description="Sending hours")
+    def sending_hours(self, campaign: Campaign) -> str:
+        if not campaign.send_window:
+            return "Any time (set quiet hours when scheduling)"
+        try:
+            return SendWindow.from_dict(campaign.send_window).describe()
+        except WindowError as error:
+            return f"Invalid: {error}"
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: Campaign | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refusals = getattr(request, "_composer_refusals", None)
+        if refusals:
+            form = type(form.__name__, (form,), {"refusals": refusals})
+        return form
+
+    # --- Saving through the services ---------------------------------------------
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:
+            # The save was rolled back with the view's transaction. Show the form
+            # again as typed, with the service's reason as its errors.
+            request._composer_refusals = refused.errors
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def save_model(
+        self, request: HttpRequest, obj: Campaign, form, change: bool
+    ) -> None:
+        fields = {
+            name: form.cleaned_data[name]
+            for name in form.fields
+            if name in form.cleaned_data
+        }
+        try:
+            if change:
+                campaign_update(campaign=obj, **fields)
+                return
+            created = campaign_create(
+                lists=fields.pop("lists", ()), created_by=request.user, **fields
+            )
+        except BodyError as error:
+            raise _Refused([("body", problem) for problem in error.problems]) from error
+        except CampaignError as error:
+            raise _Refused([(None, str(error))]) from error
+        # The admin goes on with the object it passed in (history, redirect).
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        # The lists were saved by the service, under its content lock.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    # --- The live panel ---------------------------------------------------------
+
+    def get_urls(self) -> list:
+        my_urls = [
+            path(
+                "compose/",
+                self.admin_site.admin_view(self.compose_view),
+                name="campaigns_campaign_compose",
+            )
+        ]
+        return my_urls + super().get_urls()
+
+    def compose_view(self, request: HttpRequest) -> HttpResponse:
+        """The live panel's numbers for the composer's fields as typed (JSON)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not (
+            self.has_change_permission(request) or self.has_add_permission(request)
+        ):
+            raise PermissionDenied
+        form = ComposeForm(request.POST)
+        if not form.is_valid():
+            return JsonResponse({"error": form.error_text()}, status=400)
+        return JsonResponse(
+            composition(**form.cleaned_data, show_numbers=self._shows_numbers(request))
+        )
+
+    def _shows_numbers(self, request: HttpRequest) -> bool:
+        # Whoever may see contacts in the admin sees their numbers here too.
+        return request.user.has_perm("contacts.view_contact")
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict,
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Campaign | None = None,
+    ) -> HttpResponse:
+        context.update(self._composer_context(request, context["adminform"].form, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _composer_context(
+        self, request: HttpRequest, form, obj: Campaign | None
+    ) -> dict[str, Any]:
+        locked = obj is not None and obj.status not in EDITABLE
+        live = "body" in form.fields and not locked
+        typed = ComposeForm(data=_typed_values(form))
+        if typed.is_valid():
+            # A locked campaign's page is about its progress: no audience counts.
+            panel = composition(
+                **typed.cleaned_data,
+                show_numbers=self._shows_numbers(request),
+                audience=SKIP if locked else COUNT_IF_SMALL,
+            )
+            marked = {row["character"] for row in panel["ucs2_characters"]}
+            runs = text_runs(panel["message"]["text"], marked)
+        else:
+            panel, runs = {"error": typed.error_text(), "audience_pending": True}, []
+        lock_message = ""
+        if locked:
+            lock_message = (
+                "Sending has started: the text can no longer change."
+                if obj.started_at or obj.status != Campaign.Status.CANCELLED
+                else "This campaign was cancelled: the text can no longer change."
+            )
+        return {
+            "composer": panel,
+            "composer_live": live,
+            "composer_locked": locked,
+            "composer_lock_message": lock_message,
+            "composer_text_runs": runs,
+            "composer_audience_rows": audience_rows(panel),
+            "composer_cost_basis": cost_basis(panel),
+            "composer_url": reverse("admin:campaigns_campaign_compose"),
+        }
+
+
+def _typed_values(form) -> dict[str, Any]:
+    """The composer's fields as the page shows them: typed (a form sent back with
+    errors), initial, or the campaign's own for fields that are read-only."""
+    instance = form.instance
+    values: dict[str, Any] = {}
+    for name in ("body", "opt_out_footer", "provider", "lists"):
+        if name in form.fields:
+            values[name] = form[name].value()
+        elif name == "lists":
+            values[name] = (
+                list(instance.lists.values_list("pk", flat=True)) if instance.pk else []
+            )
+        else:
+            values[name] = getattr(instance, name)
+    return values

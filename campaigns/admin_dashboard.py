@@ -1,8 +1,864 @@
-"""The campaign page's progress panel and the changelist's progress column."""
+"""Watching campaigns in the admin.
 
+- The campaign page's progress panel (``_dashboard.html``): counts, cost, delivery
+  rate, a chart of delivery over time, failure reasons and links to the messages,
+  refreshed in place every few seconds while the campaign can still change.
+- The campaign changelist's status badge and progress bar, from each campaign's latest
+  snapshot (one query for the whole page).
+- The message changelist's campaign filter, exact-match search and capped count, so
+  it stays fast with millions of messages.
+
+Pages read snapshots (campaigns.stats) instead of counting messages: the scheduler
+and the dispatcher take them while a campaign sends. When the latest is stale and the
+campaign can still change (receipts still arriving after the end, nobody sending),
+the page shows it at once and its script asks the progress view, which counts.
+"""
+
+import contextlib
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import ClassVar
+from urllib.parse import urlencode
+
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as format_date
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from contacts.models import Contact
+from contacts.phones import InvalidPhoneNumber, parse_phone
+
+from . import scheduling
+from .claims import OPTED_OUT_CODE
+from .dispatch import CANCELLED_CODE
+from .models import Campaign, CampaignSnapshot, Message
+from .preview import format_money
+from .stats import (
+    FAILURE_STATUSES,
+    SNAPSHOT_MAX_AGE,
+    campaign_can_change,
+    campaign_latest_snapshot,
+    campaign_progress,
+)
+
+#: The "refresh" link may ask for figures this fresh (a new count at most this often).
+FRESH_MAX_AGE = timedelta(seconds=5)
+
+_DASHBOARD_TEMPLATE = "admin/campaigns/campaign/_dashboard.html"
+
+
+# --- Figures ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A snapshot's counts as the panel groups them."""
+
+    total: int
+    queued: int
+    """Not yet sent (queued, or being handed to the provider)."""
+    sent: int
+    """Accepted by the provider or the carrier, waiting for a delivery receipt."""
+    delivered: int
+    failed: int
+    """Sent but not delivered (failed, undelivered, rejected, expired); skipped
+    messages are not in it."""
+    skipped_opted_out: int
+    opt_outs: int
+    """Recipients who replied STOP after this campaign's message."""
+    cancelled: int
+    unknown: int
+
+    @property
+    def opted_out(self) -> int:
+        return self.skipped_opted_out + self.opt_outs
+
+    @property
+    def not_sent(self) -> int:
+        return self.skipped_opted_out + self.cancelled
+
+    @property
+    def done_percent(self) -> float:
+        """Share of the messages that have left the queue."""
+        return 100 * (self.total - self.queued) / self.total if self.total else 0.0
+
+    @classmethod
+    def from_snapshot(cls, snapshot: CampaignSnapshot) -> "Figures":
+        return cls.from_values(
+            counts=snapshot.counts,
+            skipped_opted_out=snapshot.skipped_opted_out,
+            opt_outs=snapshot.opt_outs,
+            failure_reasons=snapshot.failure_reasons,
+        )
+
+    @classmethod
+    def from_values(
+        cls,
+        *,
+        counts: dict,
+        skipped_opted_out: int,
+        opt_outs: int,
+        failure_reasons: list,
+    ) -> "Figures":
+        def count(*statuses: str) -> int:
+            return sum(counts.get(status, 0) for status in statuses)
+
+        cancelled = sum(
+            reason["count"]
+            for reason in failure_reasons
+            if reason.get("skipped") and reason.get("code") == CANCELLED_CODE
+        )
+        return cls(
+            total=sum(counts.values()),
+            queued=count(Message.Status.QUEUED, Message.Status.SENDING),
+            sent=count(Message.Status.SUBMITTED, Message.Status.SENT),
+            delivered=count(Message.Status.DELIVERED),
+            failed=max(count(*FAILURE_STATUSES) - skipped_opted_out - cancelled, 0),
+            skipped_opted_out=skipped_opted_out,
+            opt_outs=opt_outs,
+            cancelled=cancelled,
+            unknown=count(Message.Status.UNKNOWN),
+        )
+
+
+@dataclass(frozen=True)
+class BarSegment:
+    key: str
+    label: str
+    count: int
+    x: float
+    width: float
+
+
+def progress_bar(figures: Figures, *, width: float = 100.0) -> list[BarSegment]:
+    """Stacked segments, settled first; what is left of ``width`` is still queued."""
+    parts = [
+        ("delivered", "Delivered", figures.delivered),
+        ("failed", "Failed", figures.failed),
+        ("skipped", "Not sent (opted out or cancelled)", figures.not_sent),
+        ("unknown", "Unknown", figures.unknown),
+        ("sent", "Sent, awaiting receipt", figures.sent),
+    ]
+    segments, x = [], 0.0
+    for key, label, count in parts:
+        if not count or not figures.total:
+            continue
+        part = width * count / figures.total
+        segments.append(BarSegment(key, label, count, round(x, 2), round(part, 2)))
+        x += part
+    return segments
+
+
+def format_rate(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.1%}"
+
+
+# --- Chart --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChartLine:
+    key: str
+    label: str
+    points: str
+    last: int
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Delivery over time as SVG geometry; the template draws it (no JavaScript)."""
+
+    lines: list[ChartLine]
+    rate_lines: list[str]
+    """Delivery rate polylines, broken where no rate was known yet."""
+    y_ticks: list[tuple[float, str]]
+    rate_ticks: list[tuple[float, str]]
+    x_ticks: list[tuple[float, str]]
+    points: int
+    description: str
+
+    # The drawing's coordinates (the SVG scales to the panel's width).
+    width: ClassVar[int] = 720
+    height: ClassVar[int] = 250
+    left: ClassVar[int] = 64
+    plot_right: ClassVar[int] = 720 - 56
+    top: ClassVar[int] = 14
+    plot_bottom: ClassVar[int] = 250 - 40
+
+    # Where the axis labels go.
+    left_label_x: ClassVar[int] = 64 - 6
+    right_label_x: ClassVar[int] = 720 - 56 + 6
+    tick_end_y: ClassVar[int] = 250 - 40 + 4
+    time_label_y: ClassVar[int] = 250 - 40 + 17
+    axis_title_y: ClassVar[int] = 250 - 4
+    # The vertical axis titles are rotated by 90 degrees around the origin.
+    left_title: ClassVar[tuple[int, int]] = (-(14 + 250 - 40) // 2, 14)
+    right_title: ClassVar[tuple[int, int]] = ((14 + 250 - 40) // 2, -(720 - 12))
+    middle_x: ClassVar[int] = (64 + 720 - 56) // 2
+
+
+_TIME_STEPS = (60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+def _nice_step(value: float, intervals: int = 4) -> int:
+    """A round step (1, 2, 2.5 or 5 times a power of ten, at least 1) that covers ``value`` in about
+    ``intervals`` steps."""
+    raw = max(value / intervals, 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for multiple in (1, 2, 2.5, 5, 10):
+        step = multiple * magnitude
+        if step >= raw and step == int(step):
+            return int(step)
+    return int(10 * magnitude)
+
+
+def _time_ticks(start: datetime, end: datetime) -> tuple[int, list[datetime]]:
+    span = (end - start).total_seconds()
+    step = next((s for s in _TIME_STEPS if span / s <= 6), None)
+    if step is None:
+        step = 86400 * math.ceil(span / 86400 / 6)
+    # Align on the local clock (a 30-minute zone offset must not give 09:30, 10:30…).
+    offset = timezone.localtime(start).utcoffset() or timedelta(0)
+    local = start.timestamp() + offset.total_seconds()
+    first = math.ceil(local / step) * step - offset.total_seconds()
+    ticks = []
+    moment = first
+    while moment <= end.timestamp():
+        ticks.append(datetime.fromtimestamp(moment, tz=start.tzinfo))
+        moment += step
+    return step, ticks
+
+
+def delivery_chart(campaign: Campaign) -> Chart | None:
+    """The campaign's snapshots as lines of delivered, failed and awaiting-receipt
+    messages over time, and the delivery rate. None before there are snapshots."""
+    rows = list(
+        CampaignSnapshot.objects.filter(campaign=campaign)
+        .order_by("taken_at", "id")
+        .values_list(
+            "taken_at",
+            "counts",
+            "delivery_rate",
+            "skipped_opted_out",
+            "opt_outs",
+            "failure_reasons",
+        )
+    )
+    if not rows:
+        return None
+    samples: list[tuple[datetime, Figures, float | None]] = [
+        (
+            taken_at,
+            Figures.from_values(
+                counts=counts,
+                skipped_opted_out=skipped,
+                opt_outs=opt_outs,
+                failure_reasons=reasons,
+            ),
+            rate,
+        )
+        for taken_at, counts, rate, skipped, opt_outs, reasons in rows
+    ]
+    zero = Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
+    if campaign.started_at and campaign.started_at < samples[0][0]:
+        # Nothing was delivered when sending started: the lines rise from there.
+        samples.insert(0, (campaign.started_at, zero, None))
+    start, end = samples[0][0], samples[-1][0]
+    if end - start < timedelta(minutes=1):
+        end = start + timedelta(minutes=1)
+
+    chart = Chart
+    plot_width = chart.plot_right - chart.left
+    plot_height = chart.plot_bottom - chart.top
+    span = (end - start).total_seconds()
+    series = {
+        "delivered": ("Delivered", [f.delivered for _, f, _ in samples]),
+        "failed": ("Failed", [f.failed for _, f, _ in samples]),
+        "sent": ("Sent, awaiting receipt", [f.sent for _, f, _ in samples]),
+    }
+    highest = max(max(values) for _, values in series.values())
+    step = _nice_step(highest)
+    y_max = max(step * math.ceil(highest / step), step)
+
+    def x_of(moment: datetime) -> float:
+        return chart.left + (moment - start).total_seconds() / span * plot_width
+
+    def y_of(value: float) -> float:
+        return chart.plot_bottom - value / y_max * plot_height
+
+    xs = [x_of(moment) for moment, _, _ in samples]
+    lines = []
+    for key, (label, values) in series.items():
+        points = [f"{x:.1f},{y_of(v):.1f}" for x, v in zip(xs, values, strict=True)]
+        # A single point still shows as a dot (round line caps).
+        if len(points) == 1:
+            points *= 2
+        lines.append(ChartLine(key, label, " ".join(points), values[-1]))
+    # The rate is unknown until an outcome is: its line breaks where it is None.
+    rate_runs: list[list[str]] = [[]]
+    for x, (_, _, rate) in zip(xs, samples, strict=True):
+        if rate is None:
+            rate_runs.append([])
+        else:
+            rate_runs[-1].append(
+                f"{x:.1f},{chart.plot_bottom - rate * plot_height:.1f}"
+            )
+    rate_lines = [
+        " ".join(run * 2 if len(run) == 1 else run) for run in rate_runs if run
+    ]
+
+    time_step, moments = _time_ticks(start, end)
+    if time_step >= 86400:
+        time_format = "M j"
+    elif span > 86400:
+        time_format = "M j H:i"
+    else:
+        time_format = "H:i"
+    last_figures, last_rate = samples[-1][1], samples[-1][2]
+    return Chart(
+        lines=lines,
+        rate_lines=rate_lines,
+        y_ticks=[(round(y_of(v), 1), f"{v:,}") for v in range(0, y_max + 1, step)],
+        rate_ticks=[
+            (round(chart.plot_bottom - share * plot_height, 1), f"{share:.0%}")
+            for share in (0, 0.25, 0.5, 0.75, 1)
+        ],
+        x_ticks=[
+            (round(x_of(m), 1), format_date(timezone.localtime(m), time_format))
+            for m in moments
+        ],
+        points=len(samples),
+        description=(
+            f"From {format_date(timezone.localtime(start), 'N j, H:i')} to "
+            f"{format_date(timezone.localtime(samples[-1][0]), 'N j, H:i')}: "
+            f"{last_figures.delivered:,} delivered, {last_figures.failed:,} failed, "
+            f"{last_figures.sent:,} awaiting a receipt; delivery rate "
+            f"{format_rate(last_rate)}."
+        ),
+    )
+
+
+# --- The panel ------------------------------------------------------------------------------
+
+
+def messages_url(campaign_id: int, **filters: str) -> str:
+    """The message changelist filtered to one campaign (and ``filters``)."""
+    query = {"campaign__id__exact": campaign_id, **filters}
+    return f"{reverse('admin:campaigns_message_changelist')}?{urlencode(query)}"
+
+
+_FAILED_STATUSES = ",".join(FAILURE_STATUSES)
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    code: str
+    reason: str
+    count: int
+    skipped: bool
+    url: str
+
+    @property
+    def count_display(self) -> str:
+        return f"{self.count:,}"
+
+
+@dataclass(frozen=True)
+class Card:
+    """One count of the panel."""
+
+    key: str
+    label: str
+    count: int
+    url: str
+    note: str
+
+    @property
+    def count_display(self) -> str:
+        return f"{self.count:,}"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    campaign: Campaign
+    snapshot: CampaignSnapshot | None
+    live: bool
+    """The figures can still change: the page refreshes the panel."""
+    stale: bool
+    """Older than the page would like: the page asks for fresh ones at once."""
+    hint: str
+    """One line instead of the figures (drafts, campaigns not started)."""
+    worker_missing: bool
+    progress_url: str
+
+    @cached_property
+    def figures(self) -> Figures | None:
+        return Figures.from_snapshot(self.snapshot) if self.snapshot else None
+
+    @cached_property
+    def bar(self) -> list[BarSegment]:
+        return progress_bar(self.figures) if self.figures else []
+
+    @property
+    def delivery_rate(self) -> str:
+        return format_rate(self.snapshot.delivery_rate if self.snapshot else None)
+
+    @property
+    def cost(self) -> str:
+        return format_money(
+            self.snapshot.cost if self.snapshot else Decimal(0), self.currency
+        )
+
+    @property
+    def currency(self) -> str:
+        if self.snapshot and self.snapshot.currency:
+            return self.snapshot.currency
+        return settings.SMS_PRICE_CURRENCY
+
+    @cached_property
+    def failure_reasons(self) -> list[FailureRow]:
+        if not self.snapshot:
+            return []
+        return [
+            FailureRow(
+                code=reason["code"],
+                reason=reason["reason"],
+                count=reason["count"],
+                skipped=bool(reason.get("skipped")),
+                url=messages_url(
+                    self.campaign.pk,
+                    status__in=_FAILED_STATUSES,
+                    error_code=reason["code"],
+                ),
+            )
+            for reason in self.snapshot.failure_reasons
+        ]
+
+    @cached_property
+    def links(self) -> dict[str, str]:
+        pk = self.campaign.pk
+        return {
+            "all": messages_url(pk),
+            "queued": messages_url(pk, status__in="queued,sending"),
+            "sent": messages_url(pk, status__in="submitted,sent"),
+            "delivered": messages_url(pk, status__exact=Message.Status.DELIVERED),
+            "failed": messages_url(pk, status__in=_FAILED_STATUSES),
+            "opted_out": messages_url(pk, error_code=OPTED_OUT_CODE),
+            "unknown": messages_url(pk, status__exact=Message.Status.UNKNOWN),
+        }
+
+    @cached_property
+    def cards(self) -> list[Card]:
+        f, links = self.figures, self.links
+        if f is None:
+            return []
+        cards = [
+            Card("queued", "Queued", f.queued, links["queued"], "waiting to be sent"),
+            Card(
+                "sent", "Sent", f.sent, links["sent"], "waiting for a delivery receipt"
+            ),
+            Card("delivered", "Delivered", f.delivered, links["delivered"], ""),
+            Card(
+                "failed", "Failed", f.failed, links["failed"], "sent but not delivered"
+            ),
+            Card(
+                "opted-out",
+                "Opted out",
+                f.opted_out,
+                links["opted_out"],
+                f"{f.skipped_opted_out:,} not sent (had opted out), "
+                f"{f.opt_outs:,} replied STOP after this message",
+            ),
+            Card(
+                "unknown",
+                "Unknown",
+                f.unknown,
+                links["unknown"],
+                "in flight when a worker stopped; a receipt may still settle them",
+            ),
+        ]
+        if f.cancelled:
+            cards.append(
+                Card(
+                    "cancelled",
+                    "Cancelled",
+                    f.cancelled,
+                    messages_url(self.campaign.pk, error_code=CANCELLED_CODE),
+                    "not sent: the campaign was cancelled",
+                )
+            )
+        return cards
+
+    @property
+    def headline(self) -> str:
+        f = self.figures
+        if f is None:
+            return ""
+        return (
+            f"{f.total - f.queued:,} of {f.total:,} messages sent "
+            f"({f.done_percent:.0f}%), {f.delivered:,} delivered"
+        )
+
+    @cached_property
+    def chart(self) -> Chart | None:
+        return delivery_chart(self.campaign) if self.snapshot else None
+
+    @property
+    def broker(self) -> bool:
+        return scheduling.broker_configured()
+
+    def as_json(self) -> dict:
+        snapshot, figures = self.snapshot, self.figures
+        return {
+            "campaign": self.campaign.pk,
+            "status": self.campaign.status,
+            "status_display": self.campaign.get_status_display(),
+            "as_of": snapshot.taken_at.isoformat() if snapshot else None,
+            "live": self.live,
+            "stale": self.stale,
+            "hint": self.hint,
+            "waiting_reason": self.campaign.waiting_reason,
+            "worker_missing": self.worker_missing,
+            "counts": (
+                {
+                    "total": figures.total,
+                    "queued": figures.queued,
+                    "sent": figures.sent,
+                    "delivered": figures.delivered,
+                    "failed": figures.failed,
+                    "opted_out": figures.opted_out,
+                    "skipped_opted_out": figures.skipped_opted_out,
+                    "opt_outs": figures.opt_outs,
+                    "cancelled": figures.cancelled,
+                    "unknown": figures.unknown,
+                }
+                if figures
+                else None
+            ),
+            "by_status": snapshot.counts if snapshot else None,
+            "delivery_rate": snapshot.delivery_rate if snapshot else None,
+            "cost": str(snapshot.cost) if snapshot else None,
+            "currency": self.currency,
+            "failure_reasons": snapshot.failure_reasons if snapshot else [],
+        }
+
+
+def campaign_dashboard(
+    campaign: Campaign,
+    *,
+    max_age: timedelta = SNAPSHOT_MAX_AGE,
+    count_if_stale: bool = True,
+) -> Dashboard:
+    """What the campaign page's panel shows: the latest figures (counted afresh when
+    older than ``max_age`` and still changing), and what the campaign is waiting for.
+
+    With ``count_if_stale`` off, stale figures are shown as they are and marked
+    ``stale``: the page then renders at once and its script asks for fresh figures
+    (counting a million messages takes a few hundred milliseconds). Figures are
+    counted in any case when there are none yet.
+    """
+    now = timezone.now()
+    progress_url = reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
+    snapshot = None
+    if not count_if_stale:
+        snapshot = campaign_latest_snapshot(campaign_id=campaign.pk)
+    if snapshot is None:
+        snapshot = campaign_progress(campaign=campaign, max_age=max_age)
+    due = campaign.status == Campaign.Status.SENDING or (
+        campaign.status == Campaign.Status.SCHEDULED
+        and campaign.scheduled_at is not None
+        and campaign.scheduled_at <= now
+    )
+    # A worker waiting for a send window or a provider says so in waiting_reason.
+    worker_missing = (
+        due and not campaign.waiting_reason and scheduling.stalled(campaign.pk)
+    )
+    hint = _hint(campaign, snapshot)
+    live = campaign.status != Campaign.Status.DRAFT and campaign_can_change(
+        campaign=campaign, snapshot=snapshot
+    )
+    stale = live and snapshot is not None and now - snapshot.taken_at >= max_age
+    return Dashboard(
+        campaign=campaign,
+        snapshot=snapshot,
+        live=live,
+        stale=stale,
+        hint=hint,
+        worker_missing=worker_missing,
+        progress_url=progress_url,
+    )
+
+
+def _hint(campaign: Campaign, snapshot: CampaignSnapshot | None) -> str:
+    """One line shown instead of figures while there is nothing to count."""
+    if campaign.status == Campaign.Status.DRAFT:
+        return "Progress appears here once the campaign is sent."
+    if snapshot is not None and sum(snapshot.counts.values()):
+        return ""
+    if campaign.status == Campaign.Status.SCHEDULED:
+        when = (
+            format_date(timezone.localtime(campaign.scheduled_at), "N j, Y, H:i")
+            if campaign.scheduled_at
+            else "later"
+        )
+        return f"Scheduled for {when}. Progress appears here once sending starts."
+    if campaign.status == Campaign.Status.SENDING:
+        return "Preparing the messages: progress appears here in a few seconds."
+    if campaign.status == Campaign.Status.PAUSED:
+        return "Paused before any message was prepared."
+    if campaign.status == Campaign.Status.CANCELLED:
+        return "Cancelled before any message was sent."
+    return "No messages: the campaign's lists had nobody to send to."
+
+
+# --- Changelist --------------------------------------------------------------------------
+
+
+class CampaignProgressChangeList(ChangeList):
+    """Loads each listed campaign's latest snapshot in one query for the whole page."""
+
+    def get_queryset(self, request, exclude_parameters=None) -> QuerySet:
+        queryset = super().get_queryset(request, exclude_parameters)
+        latest = (
+            CampaignSnapshot.objects.filter(campaign=OuterRef("pk"))
+            .order_by("-taken_at", "-id")
+            .values("pk")[:1]
+        )
+        return queryset.annotate(latest_snapshot_id=Subquery(latest))
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        # Evaluating the page here fills the queryset's cache: the template then
+        # iterates the same rows, and the snapshots come in one query.
+        campaigns = list(self.result_list)
+        snapshots = CampaignSnapshot.objects.in_bulk(
+            [c.latest_snapshot_id for c in campaigns if c.latest_snapshot_id]
+        )
+        for campaign in campaigns:
+            campaign.latest_snapshot = snapshots.get(campaign.latest_snapshot_id)
 
 
 class DashboardMixin(admin.ModelAdmin):
-    list_display = ["name", "status", "provider", "scheduled_at", "created_at"]
+    list_display = [
+        "name",
+        "status_badge",
+        "progress",
+        "provider",
+        "scheduled_at",
+        "created_at",
+    ]
     list_filter = ["status", "provider"]
+    date_hierarchy = "created_at"
+
+    class Media:
+        css = {"all": ["campaigns/dashboard.css"]}
+        js = ["campaigns/dashboard.js"]
+
+    def get_changelist(self, request, **kwargs):
+        return CampaignProgressChangeList
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, campaign: Campaign) -> str:
+        return format_html(
+            '<span class="campaign-status campaign-status-{}">{}</span>',
+            campaign.status,
+            campaign.get_status_display(),
+        )
+
+    @admin.display(description="Progress")
+    def progress(self, campaign: Campaign) -> str:
+        snapshot = getattr(campaign, "latest_snapshot", None)
+        if snapshot is None or not sum(snapshot.counts.values()):
+            text = "Not sent yet" if campaign.status == Campaign.Status.DRAFT else "—"
+            return format_html('<span class="quiet">{}</span>', text)
+        figures = Figures.from_snapshot(snapshot)
+        return format_html(
+            '<span class="campaign-progress" title="{title}">'
+            '<svg class="dashboard-bar dashboard-bar-small" viewBox="0 0 100 6" '
+            'preserveAspectRatio="none" aria-hidden="true">'
+            '<rect class="dashboard-bar-track" x="0" y="0" width="100" height="6"></rect>'
+            "{segments}</svg>"
+            '<span class="campaign-progress-text">{delivered} / {total} delivered'
+            "</span></span>",
+            title=f"As of {format_date(timezone.localtime(snapshot.taken_at), 'N j, H:i')}: "
+            f"{figures.delivered:,} delivered, {figures.failed:,} failed, "
+            f"{figures.sent:,} awaiting receipt, {figures.queued:,} queued",
+            segments=_bar_rects(progress_bar(figures), height=6),
+            delivered=f"{figures.delivered:,}",
+            total=f"{figures.total:,}",
+        )
+
+    # --- Campaign page -------------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        my_urls = [
+            path(
+                "<path:object_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="{}_{}_progress".format(*info),
+            )
+        ]
+        return my_urls + super().get_urls()
+
+    def render_change_form(
+        self, request, context, add=False, change=False, form_url="", obj=None
+    ):
+        if obj is not None and not add:
+            # Stale figures are shown at once and refreshed by the page's script.
+            context["dashboard"] = campaign_dashboard(obj, count_if_stale=False)
+            context["can_view_messages"] = request.user.has_perm(
+                "campaigns.view_message"
+            )
+        return super().render_change_form(
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The panel's figures as JSON, or with ``?format=html`` the panel itself
+        (the page swaps it in every few seconds)."""
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404("No such campaign")
+        if not self.has_view_or_change_permission(request, campaign):
+            raise PermissionDenied
+        max_age = FRESH_MAX_AGE if request.GET.get("fresh") else SNAPSHOT_MAX_AGE
+        dashboard = campaign_dashboard(campaign, max_age=max_age)
+        if request.GET.get("format") == "html":
+            html = render_to_string(
+                _DASHBOARD_TEMPLATE,
+                {
+                    "dashboard": dashboard,
+                    "can_view_messages": request.user.has_perm(
+                        "campaigns.view_message"
+                    ),
+                },
+                request=request,
+            )
+            return HttpResponse(html)
+        return JsonResponse(dashboard.as_json())
+
+
+def _bar_rects(segments: list[BarSegment], *, height: int) -> str:
+    return format_html_join(
+        "",
+        '<rect class="dashboard-bar-{}" x="{}" y="0" width="{}" height="{}">'
+        "<title>{}: {}</title></rect>",
+        ((s.key, s.x, s.width, height, s.label, f"{s.count:,}") for s in segments),
+    )
+
+
+# --- Messages: filters, search and paging for millions of rows -----------------------
+
+
+class CampaignListFilter(admin.RelatedFieldListFilter):
+    """The campaign facet: the most recent campaigns and the one selected, not every
+    campaign there ever was."""
+
+    shown = 15
+
+    def field_choices(self, field, request, model_admin) -> list[tuple[int, str]]:
+        choices = list(
+            Campaign.objects.exclude(status=Campaign.Status.DRAFT)
+            .order_by("-created_at", "-id")
+            .values_list("pk", "name")[: self.shown]
+        )
+        selected = [
+            int(value)
+            for value in (self.lookup_val or [])
+            if str(value).isdigit() and int(value) not in {pk for pk, _ in choices}
+        ]
+        if selected:
+            choices += list(
+                Campaign.objects.filter(pk__in=selected).values_list("pk", "name")
+            )
+        return choices
+
+    def choices(self, changelist):
+        self.empty_value_display = "Replies and test sends"
+        yield from super().choices(changelist)
+
+
+class ProviderListFilter(admin.SimpleListFilter):
+    """Providers from the settings: listing the distinct values of the column would
+    read every message."""
+
+    title = "provider"
+    parameter_name = "provider"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        return [(alias, alias) for alias in settings.SMS_PROVIDERS]
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(provider=self.value())
+        return queryset
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most :attr:`cap` rows (``SELECT count(*) FROM (… LIMIT cap + 1)``)
+    instead of every matching message: beyond that the page says "more than 10,000",
+    lists the first ``cap / per_page`` pages, and asks to filter or search."""
+
+    cap = 10_000
+
+    @cached_property
+    def _counted(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @cached_property
+    def count(self) -> int:
+        return min(self._counted, self.cap)
+
+    @property
+    def capped(self) -> bool:
+        return self._counted > self.cap
+
+    @property
+    def count_display(self) -> str:
+        return f"{self.count:,}"
+
+
+def message_search(queryset: QuerySet, term: str) -> QuerySet:
+    """Exact matches only, each answered from an index: a phone number in any common
+    format (through the contacts' phone index, and the recipient of messages with no
+    contact), the provider's message id, our client reference, or a message id."""
+    term = term.strip()
+    if not term:
+        return queryset
+    conditions = Q(provider_message_id=term)
+    if term.isdigit() and len(term) < 19:
+        conditions |= Q(pk=int(term))
+    try:
+        phone = parse_phone(term).e164
+    except InvalidPhoneNumber:
+        phone = None
+    if phone:
+        contact_ids = list(
+            Contact.objects.filter(phone=phone).values_list("pk", flat=True)
+        )
+        conditions |= Q(contact_id__in=contact_ids) | Q(contact__isnull=True, to=phone)
+    with contextlib.suppress(ValueError):
+        conditions |= Q(client_reference=uuid.UUID(term))
+    return queryset.filter(conditions)
+
+
+def filtered_campaign(request: HttpRequest) -> Campaign | None:
+    """The campaign a message changelist is filtered to, if any."""
+    value = request.GET.get("campaign__id__exact", "")
+    if not value.isdigit():
+        return None
+    return Campaign.objects.filter(pk=int(value)).only("pk", "name").first()

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -42,6 +43,10 @@ CANCELLED_CODE = "cancelled"
 
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
+
+# A working dispatcher snapshots its campaign's progress (for the admin's pages) at
+# most this often; the scheduler's tick does too, and they skip a fresh one.
+SNAPSHOT_SECONDS = 10.0
 
 
 @dataclass
@@ -96,6 +101,7 @@ class Dispatcher:
         self._limiters: dict[str, RateLimiter] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._claimed_at = timezone.now()
+        self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
 
     # --- Loop ----------------------------------------------------------------------
 
@@ -116,6 +122,7 @@ class Dispatcher:
             if deadline is not None and time.monotonic() >= deadline:
                 break
             step = self.step()
+            self._report_progress()
             if self.on_batch is not None:
                 self.on_batch(self)
             if step.state in ("done", "stopped"):
@@ -411,7 +418,33 @@ class Dispatcher:
 
     def _finish(self, campaign: Campaign) -> Step:
         status = campaign_finish(campaign_id=campaign.pk)
+        self._snapshot(campaign, min_interval=timedelta(0))
         return Step("done", reason=status)
+
+    # --- Progress ---------------------------------------------------------------------
+
+    def _report_progress(self) -> None:
+        """Tell the scheduler (and the admin) this campaign is being worked on, and
+        snapshot its figures every :data:`SNAPSHOT_SECONDS`."""
+        from .scheduling import beat  # scheduling imports this module
+
+        beat(self.campaign_id)
+        if time.monotonic() < self._next_snapshot:
+            return
+        self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
+        campaign = Campaign.objects.filter(pk=self.campaign_id).first()
+        if campaign is not None:
+            self._snapshot(campaign, min_interval=timedelta(seconds=SNAPSHOT_SECONDS))
+
+    def _snapshot(self, campaign: Campaign, *, min_interval: timedelta) -> None:
+        from .stats import campaign_snapshot_refresh  # stats imports this module
+
+        # Figures for the admin must never stop the sending.
+        try:
+            with transaction.atomic():
+                campaign_snapshot_refresh(campaign=campaign, min_interval=min_interval)
+        except DatabaseError:
+            logger.exception("campaign %s: progress snapshot failed", campaign.pk)
 
 
 def campaign_finish(*, campaign_id: int) -> str:

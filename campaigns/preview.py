@@ -211,3 +211,22 @@ def campaign_estimate(
     estimate.encoding = encodings.most_common(1)[0][0]
     estimate.exact = rendered >= estimate.recipients
     return estimate
+
+
+#: Currencies written with their symbol; others by code, e.g. "12.50 CHF".
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
+
+
+def format_money(amount: Decimal | float | int, currency: str) -> str:
+    """How every admin page writes an amount: "$1,234.50", "$0.0075", "12.50 CHF".
+
+    Two decimals, more (up to four) only for what costs fractions of a cent, as a
+    price per segment or a small test send does.
+    """
+    value = Decimal(str(amount)).quantize(Decimal("0.0001"))
+    whole, _, fraction = f"{value:,f}".partition(".")
+    text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    if currency in CURRENCY_SYMBOLS:
+        sign = "-" if text.startswith("-") else ""
+        return f"{sign}{CURRENCY_SYMBOLS[currency]}{text.lstrip('-')}"
+    return f"{text} {currency}".strip()

@@ -1,6 +1,15 @@
 """How a campaign is doing: counts by status, delivery rate, cost and opt-outs.
 
 Every figure comes from a few aggregate queries, whatever the campaign's size.
+
+Snapshots keep those figures so pages do not count a million messages on every view:
+``campaign_snapshot_take`` records one, ``campaign_progress`` returns the latest and
+takes a new one only when it is stale and the campaign can still change. The
+scheduler's tick and the dispatcher take them in the background while a campaign
+sends, so a page view usually only reads. The series of snapshots is the chart of the
+campaign's delivery over time; ``campaign_snapshots_prune`` keeps it to a few hundred
+points (every snapshot of the last hour, then one per 10 minutes for a day, then one
+per hour, and always the first).
 """
 
 from dataclasses import dataclass
@@ -9,12 +18,15 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.utils import timezone
 
 from contacts.models import ConsentEvent
 
-from .actions import CANCELLED_CODE
 from .claims import OPTED_OUT_CODE
-from .models import Campaign, Message
+
+# From dispatch, not actions: actions imports scheduling, whose tick() takes snapshots.
+from .dispatch import CANCELLED_CODE
+from .models import Campaign, CampaignSnapshot, Message
 
 #: How long after a message was submitted an opt-out from its recipient counts
 #: against the campaign.
@@ -43,34 +55,43 @@ class CampaignStats:
     cost_by_currency: dict[str, Decimal]
     skipped_opted_out: int
     """Messages not sent because the recipient had opted out by then."""
+    skipped_cancelled: int = 0
+    """Messages not sent because the campaign was cancelled."""
 
 
 def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     messages = Message.objects.filter(campaign=campaign).order_by()
     counts = dict.fromkeys(Message.Status.values, 0)
     skipped = cancelled = 0
-    rows = messages.values("status").annotate(
+    cost_by_currency: dict[str, Decimal] = {}
+    # Counts and cost in one pass over the campaign's messages (a million rows take a
+    # scan each): grouped by status and currency, then added up here.
+    rows = messages.values("status", "currency").annotate(
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=OPTED_OUT_CODE)),
         cancelled=Count("pk", filter=Q(error_code=CANCELLED_CODE)),
+        priced=Count("price"),
+        total=Sum("price"),
     )
     for row in rows:
-        counts[row["status"]] = row["n"]
+        counts[row["status"]] += row["n"]
         if row["status"] == Message.Status.FAILED:
-            skipped, cancelled = row["opted_out"], row["cancelled"]
+            skipped += row["opted_out"]
+            cancelled += row["cancelled"]
+        if row["priced"]:
+            currency = row["currency"]
+            cost_by_currency[currency] = (
+                cost_by_currency.get(currency, Decimal(0)) + row["total"]
+            )
     # Messages skipped for an opt-out or a cancel are "failed" but never reached a
     # carrier, so they say nothing about deliverability.
     outcomes = sum(counts[status] for status in DELIVERY_OUTCOMES) - skipped - cancelled
     delivered = counts[Message.Status.DELIVERED]
     delivery_rate = delivered / outcomes if outcomes > 0 else None
 
-    cost_by_currency = {
-        row["currency"]: row["total"]
-        for row in messages.filter(price__isnull=False)
-        .values("currency")
-        .annotate(total=Sum("price"))
-        .order_by("-total")
-    }
+    cost_by_currency = dict(
+        sorted(cost_by_currency.items(), key=lambda item: item[1], reverse=True)
+    )
     if cost_by_currency:
         currency, cost = next(iter(cost_by_currency.items()))
     else:
@@ -84,6 +105,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         currency=currency,
         cost_by_currency=cost_by_currency,
         skipped_opted_out=skipped,
+        skipped_cancelled=cancelled,
     )
 
 
@@ -103,3 +125,228 @@ def campaign_opt_out_count(*, campaign: Campaign) -> int:
         .filter(Exists(opt_out_after))
         .count()
     )
+
+
+# --- Snapshots ------------------------------------------------------------------------
+
+#: Outcomes of messages that did not get through (skipped ones included: they are
+#: "failed" without ever reaching a carrier, see SKIPPED_REASONS).
+FAILURE_STATUSES = (
+    Message.Status.UNDELIVERED,
+    Message.Status.FAILED,
+    Message.Status.REJECTED,
+    Message.Status.EXPIRED,
+)
+
+#: Messages whose status may still change: not yet sent, or sent and waiting for a
+#: delivery receipt.
+IN_FLIGHT_STATUSES = (
+    Message.Status.QUEUED,
+    Message.Status.SENDING,
+    Message.Status.SUBMITTED,
+    Message.Status.SENT,
+    Message.Status.UNKNOWN,
+)
+
+#: Failures never sent to a carrier, and what to call them.
+SKIPPED_REASONS = {
+    OPTED_OUT_CODE: "Not sent: the recipient had opted out",
+    CANCELLED_CODE: "Not sent: the campaign was cancelled",
+}
+
+TOP_FAILURE_REASONS = 10
+
+#: A page shows a snapshot younger than this as it is.
+SNAPSHOT_MAX_AGE = timedelta(seconds=30)
+
+#: How long after a campaign ended its figures may still move: carriers retry for up
+#: to 72 hours, and each late receipt changes a count.
+RECEIPTS_GRACE = timedelta(days=3)
+
+#: Snapshot resolution kept by campaign_snapshots_prune: every snapshot this recent...
+PRUNE_KEEP_ALL = timedelta(hours=1)
+#: ...then one per 10 minutes up to this age, then one per hour.
+PRUNE_FINE_UNTIL = timedelta(days=1)
+_PRUNE_FINE_BUCKET = 600
+_PRUNE_COARSE_BUCKET = 3600
+
+_LIVE_STATUSES = (
+    Campaign.Status.SCHEDULED,
+    Campaign.Status.SENDING,
+    Campaign.Status.PAUSED,
+)
+
+
+def campaign_failure_reasons(
+    *, campaign: Campaign, skipped: dict[str, int]
+) -> list[dict]:
+    """The most frequent (error code, reason) pairs among the campaign's failed
+    messages, with counts, most frequent first. Messages skipped for an opt-out or a
+    cancel (``skipped``: counts by code, from campaign_stats) are listed too, always,
+    under a plain label and with ``skipped`` set.
+
+    One GROUP BY over the failed part of the (campaign, status) index.
+    """
+    top = (
+        Message.objects.filter(campaign=campaign, status__in=FAILURE_STATUSES)
+        .exclude(status=Message.Status.FAILED, error_code__in=list(SKIPPED_REASONS))
+        .order_by()
+        .values("error_code", "error_reason")
+        .annotate(count=Count("pk"))
+        .order_by("-count", "error_code", "error_reason")[:TOP_FAILURE_REASONS]
+    )
+    reasons = [
+        {
+            "code": row["error_code"],
+            "reason": row["error_reason"],
+            "count": row["count"],
+            "skipped": False,
+        }
+        for row in top
+    ]
+    reasons += [
+        {"code": code, "reason": label, "count": skipped[code], "skipped": True}
+        for code, label in SKIPPED_REASONS.items()
+        if skipped.get(code)
+    ]
+    reasons.sort(key=lambda reason: (-reason["count"], reason["code"]))
+    return reasons
+
+
+def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
+    """Count the campaign's messages now and keep the figures as a snapshot."""
+    # Stamped before counting: the figures are at least as recent as this.
+    taken_at = timezone.now()
+    stats = campaign_stats(campaign=campaign)
+    snapshot = CampaignSnapshot.objects.create(
+        campaign=campaign,
+        taken_at=taken_at,
+        counts=stats.counts,
+        delivery_rate=stats.delivery_rate,
+        opt_outs=stats.opt_outs,
+        skipped_opted_out=stats.skipped_opted_out,
+        cost=stats.cost,
+        currency=stats.currency,
+        failure_reasons=campaign_failure_reasons(
+            campaign=campaign,
+            skipped={
+                OPTED_OUT_CODE: stats.skipped_opted_out,
+                CANCELLED_CODE: stats.skipped_cancelled,
+            },
+        ),
+    )
+    campaign_snapshots_prune(campaign_id=campaign.pk, now=taken_at)
+    return snapshot
+
+
+def campaign_latest_snapshot(*, campaign_id: int) -> CampaignSnapshot | None:
+    return (
+        CampaignSnapshot.objects.filter(campaign_id=campaign_id)
+        .order_by("-taken_at", "-id")
+        .first()
+    )
+
+
+def campaign_can_change(
+    *, campaign: Campaign, snapshot: CampaignSnapshot | None
+) -> bool:
+    """Whether the campaign's figures may differ from ``snapshot``'s by now.
+
+    Scheduled, sending and paused campaigns can move. A finished one still moves while
+    messages it sent wait for receipts, for up to :data:`RECEIPTS_GRACE` after it ended;
+    a snapshot taken before it ended is out of date in any case. Drafts have nothing
+    to count.
+    """
+    if campaign.status == Campaign.Status.DRAFT:
+        return False
+    if snapshot is None or campaign.status in _LIVE_STATUSES:
+        return True
+    ended = campaign.completed_at or campaign.updated_at
+    if snapshot.taken_at < ended:
+        return True
+    if timezone.now() - ended > RECEIPTS_GRACE:
+        return False
+    return snapshot_in_flight(snapshot) > 0
+
+
+def snapshot_in_flight(snapshot: CampaignSnapshot) -> int:
+    return sum(snapshot.counts.get(status, 0) for status in IN_FLIGHT_STATUSES)
+
+
+def campaign_progress(
+    *, campaign: Campaign, max_age: timedelta = SNAPSHOT_MAX_AGE
+) -> CampaignSnapshot | None:
+    """The campaign's latest figures, at most ``max_age`` old while they can change.
+
+    Usually one indexed read: a new snapshot is taken only when none exists or the
+    latest is older than ``max_age`` and the campaign can still change. None for a
+    draft that never sent anything.
+    """
+    latest = campaign_latest_snapshot(campaign_id=campaign.pk)
+    if campaign.status == Campaign.Status.DRAFT:
+        return latest
+    if latest is not None and (
+        timezone.now() - latest.taken_at < max_age
+        or not campaign_can_change(campaign=campaign, snapshot=latest)
+    ):
+        return latest
+    return campaign_snapshot_take(campaign=campaign)
+
+
+def campaign_snapshot_refresh(
+    *, campaign: Campaign, min_interval: timedelta
+) -> CampaignSnapshot | None:
+    """Take a snapshot unless one was taken within ``min_interval`` (by anyone: the
+    scheduler, a dispatcher or a page view). Returns the new snapshot, if any."""
+    last = (
+        CampaignSnapshot.objects.filter(campaign_id=campaign.pk)
+        .order_by("-taken_at")
+        .values_list("taken_at", flat=True)
+        .first()
+    )
+    if last is not None and timezone.now() - last < min_interval:
+        return None
+    return campaign_snapshot_take(campaign=campaign)
+
+
+def campaign_snapshots_refresh_sending(*, min_interval: timedelta) -> int:
+    """Snapshot every sending campaign whose latest snapshot is older than
+    ``min_interval``. Returns how many snapshots were taken."""
+    taken = 0
+    for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
+        if campaign_snapshot_refresh(campaign=campaign, min_interval=min_interval):
+            taken += 1
+    return taken
+
+
+def campaign_snapshots_prune(*, campaign_id: int, now=None) -> int:
+    """Thin out a campaign's older snapshots so its chart stays a few hundred points.
+
+    Keeps every snapshot of the last :data:`PRUNE_KEEP_ALL`, then the last one of each
+    10-minute slot up to :data:`PRUNE_FINE_UNTIL`, then the last one of each hour, and
+    always the first snapshot (where the chart starts). Returns how many were deleted.
+    """
+    now = now or timezone.now()
+    older = list(
+        CampaignSnapshot.objects.filter(
+            campaign_id=campaign_id, taken_at__lt=now - PRUNE_KEEP_ALL
+        )
+        .order_by("taken_at", "id")
+        .values_list("pk", "taken_at")
+    )
+    if len(older) < 2:
+        return 0
+    last_in_slot: dict[tuple[int, int], int] = {}
+    for pk, taken_at in older:
+        width = (
+            _PRUNE_FINE_BUCKET
+            if now - taken_at < PRUNE_FINE_UNTIL
+            else _PRUNE_COARSE_BUCKET
+        )
+        last_in_slot[(width, int(taken_at.timestamp()) // width)] = pk
+    keep = set(last_in_slot.values()) | {older[0][0]}
+    drop = [pk for pk, _ in older if pk not in keep]
+    if not drop:
+        return 0
+    deleted, _ = CampaignSnapshot.objects.filter(pk__in=drop).delete()
+    return deleted

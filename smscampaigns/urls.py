@@ -5,7 +5,6 @@ from django.urls import include, path
 
 from .health import health
 
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("webhooks.urls")),

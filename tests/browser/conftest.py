@@ -65,7 +65,7 @@ def driver_session(chromium_paths):
         "--disable-background-networking",
         "--disable-extensions",
         "--no-first-run",
-        "--window-size=1400,1100",
+        "--window-size=1400,1300",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(
@@ -84,6 +84,9 @@ class Browser:
         self.base_url = live_server.url
         self._prefix = re.sub(r"[^\w-]+", "_", test_name)
         self._shots = 0
+        # A rerun replaces the test's screenshots instead of mixing with them.
+        for old in ARTIFACTS.glob(f"{self._prefix}-*.png"):
+            old.unlink()
 
     def get(self, path: str) -> None:
         self.driver.get(self.base_url + path)
@@ -117,7 +120,12 @@ class Browser:
         )
         element.click()
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, at: str | None = None) -> Path:
+        """Save the window as a PNG, scrolled to show ``at`` (a CSS selector) if given."""
+        if at:
+            self.driver.execute_script(
+                "arguments[0].scrollIntoView({block: 'start'})", self.find(at)
+            )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self._shots += 1
         path = ARTIFACTS / f"{self._prefix}-{self._shots:02d}-{name}.png"
@@ -170,7 +178,7 @@ def site_server(transactional_db, settings):
 
 
 @pytest.fixture
-def browser(driver_session, site_server, request) -> Browser:
+def browser(driver_session, site_server, request):
     """A browser logged in to the admin as a superuser."""
     user = get_user_model().objects.create_superuser(
         "marketer", "marketer@example.com", "a long test password"
@@ -182,4 +190,17 @@ def browser(driver_session, site_server, request) -> Browser:
     # A cookie can only be set for the page's own origin: open it first.
     driver_session.get(site_server.url + "/admin/login/")
     driver_session.add_cookie({"name": "sessionid", "value": session, "path": "/"})
-    return Browser(driver_session, site_server, request.node.name)
+    browser = Browser(driver_session, site_server, request.node.name)
+    yield browser
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        browser.screenshot("failure")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep the test's outcome on it, so the browser fixture can screenshot a failure."""
+    report = yield
+    if report.when == "call":
+        item.report_call = report
+    return report

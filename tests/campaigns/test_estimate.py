@@ -7,7 +7,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from campaigns.preview import ESTIMATE_SAMPLE, campaign_estimate
+from campaigns.preview import ESTIMATE_SAMPLE, campaign_estimate, format_money
 from contacts.models import Suppression
 from tests.factories import ContactFactory, ContactListFactory
 
@@ -82,3 +82,17 @@ def test_no_lists_means_no_audience():
     estimate = campaign_estimate(body="Hi {first_name|there}", lists=[], provider="x")
     assert (estimate.recipients, estimate.segments, estimate.problems) == (0, 0, [])
     assert estimate.segments_per_message == 1
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "text"),
+    [
+        (Decimal("1234.5"), "USD", "$1,234.50"),
+        (Decimal("0.0075"), "USD", "$0.0075"),
+        (Decimal("0.03"), "EUR", "€0.03"),
+        (0, "GBP", "£0.00"),
+        (Decimal("12.5"), "CHF", "12.50 CHF"),
+    ],
+)
+def test_money_reads_the_same_on_every_page(amount, currency, text):
+    assert format_money(amount, currency) == text

@@ -1,0 +1,178 @@
+"""Forms of the campaign composer in the admin: the campaign itself, and what the
+live preview is asked about while the marketer types."""
+
+from collections.abc import Sequence
+
+from django import forms
+from django.conf import settings
+from django.core.validators import MaxLengthValidator
+from django.db.models import Count
+
+from contacts.models import Contact, ContactList
+
+from .adhoc import body_problems
+from .models import Campaign, default_provider
+from .serializers import MAX_BODY_LENGTH, MAX_LISTS
+
+
+def provider_choices() -> list[tuple[str, str]]:
+    # A callable, so the choices follow settings.SMS_PROVIDERS when it changes.
+    return [(alias, alias) for alias in settings.SMS_PROVIDERS]
+
+
+def fallback_choices() -> list[tuple[str, str]]:
+    return [("", "None"), *provider_choices()]
+
+
+def list_label(contact_list: ContactList) -> str:
+    count = getattr(contact_list, "member_count", None)
+    if count is None:
+        return contact_list.name
+    return f"{contact_list.name} ({count:,} contact{'' if count == 1 else 's'})"
+
+
+class CampaignComposerForm(forms.ModelForm):
+    """The campaign as the composer edits it; the admin saves it through the services.
+
+    Fields the content lock has made read-only are not in the form at all, so a POST
+    naming them changes nothing.
+    """
+
+    provider = forms.ChoiceField(
+        choices=provider_choices,
+        initial=default_provider,
+        help_text="Who sends the messages; the price per segment depends on it.",
+    )
+    fallback_provider = forms.ChoiceField(
+        choices=fallback_choices,
+        required=False,
+        help_text="Takes over while the main provider is failing.",
+    )
+
+    #: (field or None, message) pairs the services refused after the form was valid;
+    #: set by the admin when it shows the form again.
+    refusals: Sequence[tuple[str | None, str]] = ()
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "name",
+            "lists",
+            "body",
+            "opt_out_footer",
+            "provider",
+            "sender",
+            "fallback_provider",
+        ]
+        labels = {"opt_out_footer": "Opt-out footer", "lists": "Contact lists"}
+        help_texts = {
+            "body": "Placeholders such as {first_name} or {first_name|there} are "
+            "filled in for each contact; the preview below shows the result.",
+            "opt_out_footer": "Added on a new line at the end of every message and "
+            "counted in its length. Marketing messages must tell people how to opt "
+            "out; clear it only for messages people asked for, such as reminders.",
+            "lists": "Everyone in these lists gets the message once, except people "
+            "who opted out or are suppressed.",
+        }
+        widgets = {
+            "body": forms.Textarea(
+                attrs={"rows": 5, "class": "vLargeTextField composer-body"}
+            ),
+        }
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        lists = self.fields.get("lists")
+        if lists is not None:
+            # One GROUP BY over the memberships for every list's size, not one
+            # COUNT per list.
+            lists.queryset = ContactList.objects.annotate(
+                member_count=Count("memberships")
+            )
+            lists.label_from_instance = list_label
+        body = self.fields.get("body")
+        if body is not None:
+            # The API's bound, so every campaign saved here can be read back there.
+            body.validators.append(MaxLengthValidator(MAX_BODY_LENGTH))
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        provider = cleaned.get("provider", self.instance.provider)
+        fallback = cleaned.get("fallback_provider")
+        if fallback and fallback == provider:
+            self.add_error(
+                "fallback_provider",
+                "The fallback must be another provider than the main one (or none).",
+            )
+        # Unknown placeholders are judged against the chosen lists' contacts, so
+        # not when the lists themselves were invalid.
+        lists_invalid = "lists" in self.fields and "lists" not in cleaned
+        if "body" in cleaned and not lists_invalid:
+            for problem in body_problems(
+                cleaned["body"], Contact.objects.in_lists(self._chosen_lists(cleaned))
+            ):
+                self.add_error("body", problem)
+        for field, message in self.refusals:
+            self.add_error(field if field in self.fields else None, message)
+        return cleaned
+
+    def _chosen_lists(self, cleaned: dict) -> list:
+        if "lists" in self.fields:
+            return list(cleaned["lists"])
+        if self.instance.pk is None:
+            return []
+        return list(self.instance.lists.all())
+
+
+class ListIdsField(forms.ModelMultipleChoiceField):
+    """Contact lists by id; ids no database column could hold are refused here
+    (SQLite raises on them instead of finding nothing)."""
+
+    def _check_values(self, value):
+        for pk in value:
+            try:
+                number = int(str(pk))
+            except ValueError:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                ) from None
+            if not 1 <= number < 2**63:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": pk},
+                )
+        return super()._check_values(value)
+
+
+class ComposeForm(forms.Form):
+    """What the live preview is computed for: the composer's fields as typed."""
+
+    body = forms.CharField(required=False, max_length=MAX_BODY_LENGTH)
+    opt_out_footer = forms.CharField(
+        label="Opt-out footer", required=False, max_length=160
+    )
+    lists = ListIdsField(
+        label="Contact lists", queryset=ContactList.objects.all(), required=False
+    )
+    provider = forms.ChoiceField(choices=provider_choices, required=False)
+    sample = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def clean_lists(self) -> list[ContactList]:
+        lists = list(self.cleaned_data["lists"])
+        if len(lists) > MAX_LISTS:
+            raise forms.ValidationError(f"Choose at most {MAX_LISTS} lists.")
+        return lists
+
+    def clean_provider(self) -> str:
+        return self.cleaned_data["provider"] or settings.SMS_DEFAULT_PROVIDER
+
+    def error_text(self) -> str:
+        """The errors in one sentence each, naming the field."""
+        lines = []
+        for name, errors in self.errors.items():
+            label = self.fields[name].label or name.replace("_", " ").capitalize()
+            lines += [f"{label}: {error}" for error in errors]
+        return " ".join(lines)

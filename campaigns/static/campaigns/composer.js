@@ -1,0 +1,414 @@
+/* The campaign composer's live panel (templates/admin/campaigns/campaign/_composer.html).
+   As the marketer types, it asks the compose endpoint what the message becomes
+   (characters, encoding, segments, the sample contact's text, audience, cost) and
+   updates the panel the server rendered on page load. Vanilla JS, no build step. */
+"use strict";
+(function () {
+    const DEBOUNCE_MS = 200;
+    const NETWORK_ERROR =
+        "The preview could not be updated (connection problem). Your text is kept; keep typing to try again.";
+
+    function formatNumber(value) {
+        return Number(value).toLocaleString("en-US");
+    }
+
+    // Left out of the audience: "−12", or "0".
+    function formatExcluded(value) {
+        return value ? `−${formatNumber(value)}` : "0";
+    }
+
+    function byId(id) {
+        return document.getElementById(id);
+    }
+
+    function setText(id, text) {
+        const element = byId(id);
+        if (element) {
+            element.textContent = text;
+        }
+    }
+
+    // Text with the given characters wrapped in <mark>, built from text nodes so
+    // that nothing typed is ever parsed as HTML.
+    function fillHighlighted(element, text, marked) {
+        element.replaceChildren();
+        let plain = "";
+        for (const char of text) {
+            if (marked.has(char)) {
+                if (plain) {
+                    element.append(plain);
+                    plain = "";
+                }
+                const mark = document.createElement("mark");
+                mark.className = "composer-char";
+                mark.textContent = char;
+                element.append(mark);
+            } else {
+                plain += char;
+            }
+        }
+        if (plain) {
+            element.append(plain);
+        }
+    }
+
+    function init() {
+        const panel = byId("composer");
+        if (!panel || panel.dataset.live !== "true") {
+            return;
+        }
+        const form = panel.closest("form");
+        const body = byId("id_body");
+        const footer = byId("id_opt_out_footer");
+        const provider = byId("id_provider");
+        const sampleSelect = byId("composer-sample-select");
+        const dataScript = byId("composer-data");
+        if (!form || !body || !dataScript) {
+            return;
+        }
+        const csrfInput = form.querySelector("[name=csrfmiddlewaretoken]");
+        const url = panel.dataset.composeUrl;
+        let state = JSON.parse(dataScript.textContent);
+        let timer = null;
+        // One request at a time: counting a large audience can take a while, and
+        // the answer to the latest text is the only one that matters.
+        let inFlight = false;
+        let again = false;
+        let lastSent = null;
+        // Where the cursor was in the body when it lost focus; null: never focused.
+        let bodySelection = null;
+
+        panel.classList.add("composer--live");
+
+        function chosenLists() {
+            // filter_horizontal: the chosen box (its options can be hidden by the
+            // filter, so read SelectBox's cache when there is one).
+            const chosen = byId("id_lists_to");
+            if (chosen) {
+                const cache = window.SelectBox && window.SelectBox.cache["id_lists_to"];
+                const options = cache || Array.from(chosen.options);
+                return options.map((option) => option.value);
+            }
+            const select = byId("id_lists");
+            if (select && select.options) {
+                return Array.from(select.selectedOptions, (option) => option.value);
+            }
+            return Array.from(
+                form.querySelectorAll("input[name=lists]:checked"),
+                (input) => input.value,
+            );
+        }
+
+        function params() {
+            const data = new URLSearchParams();
+            data.set("body", body.value);
+            data.set("opt_out_footer", footer ? footer.value : "");
+            if (provider) {
+                data.set("provider", provider.value);
+            }
+            for (const id of chosenLists().sort()) {
+                data.append("lists", id);
+            }
+            if (sampleSelect && sampleSelect.value) {
+                data.set("sample", sampleSelect.value);
+            }
+            return data;
+        }
+
+        function schedule(delay) {
+            clearTimeout(timer);
+            panel.dataset.pending = "true";
+            timer = setTimeout(
+                () => {
+                    timer = null;
+                    refresh();
+                },
+                delay === undefined ? DEBOUNCE_MS : delay,
+            );
+        }
+
+        function settle() {
+            if (!inFlight && timer === null) {
+                delete panel.dataset.pending;
+            }
+        }
+
+        async function refresh() {
+            if (inFlight) {
+                again = true;
+                return;
+            }
+            const data = params();
+            const key = data.toString();
+            if (key === lastSent) {
+                settle();
+                return;
+            }
+            lastSent = key;
+            inFlight = true;
+            panel.setAttribute("aria-busy", "true");
+            try {
+                const response = await fetch(url, {
+                    method: "POST",
+                    body: data,
+                    credentials: "same-origin",
+                    headers: {
+                        "X-CSRFToken": csrfInput ? csrfInput.value : "",
+                        "X-Requested-With": "XMLHttpRequest",
+                    },
+                });
+                const answer = await response.json().catch(() => ({}));
+                if (response.ok) {
+                    state = answer;
+                    render(state);
+                } else {
+                    // Ask again on the next change, even if it is back to this text.
+                    lastSent = null;
+                    showError(answer.error || `The preview could not be updated (error ${response.status}).`);
+                }
+            } catch (error) {
+                lastSent = null;
+                showError(NETWORK_ERROR);
+            } finally {
+                inFlight = false;
+                panel.removeAttribute("aria-busy");
+                if (again) {
+                    again = false;
+                    refresh();
+                } else {
+                    settle();
+                }
+            }
+        }
+
+        function showError(text) {
+            const element = byId("composer-error");
+            element.textContent = text;
+            element.hidden = !text;
+        }
+
+        function render(data) {
+            showError("");
+            const message = data.message;
+            setText("composer-characters", formatNumber(message.characters));
+            const encoding = byId("composer-encoding");
+            encoding.textContent = message.encoding_label;
+            encoding.classList.toggle("composer-encoding--ucs2", message.encoding === "ucs2");
+            setText("composer-segments", formatNumber(message.segments));
+            setText("composer-segments-word", message.segments === 1 ? "segment" : "segments");
+            setText("composer-remaining", formatNumber(message.remaining));
+            setText("composer-per-segment", formatNumber(message.per_segment));
+
+            renderCharacters(data);
+            renderProblems(data.problems);
+            renderPlaceholders(data.placeholders);
+            renderSamples(data);
+            const marked = new Set(data.ucs2_characters.map((row) => row.character));
+            fillHighlighted(byId("composer-sample-text"), message.text, marked);
+            renderAudience(data);
+            panel.dataset.updates = String(Number(panel.dataset.updates || 0) + 1);
+        }
+
+        function renderCharacters(data) {
+            const block = byId("composer-ucs2");
+            const list = byId("composer-ucs2-chars");
+            list.replaceChildren();
+            for (const row of data.ucs2_characters) {
+                const item = document.createElement("li");
+                item.dataset.character = row.character;
+                const mark = document.createElement("mark");
+                mark.className = "composer-char";
+                mark.title = row.code;
+                mark.textContent = row.character;
+                const name = document.createElement("span");
+                name.className = "composer-quiet";
+                name.textContent = row.name;
+                item.append(mark, " ", name, ` ×${row.count} → `);
+                if (row.replacement === null) {
+                    item.append("no GSM equivalent");
+                } else if (row.replacement === "") {
+                    item.append("removed");
+                } else {
+                    const code = document.createElement("code");
+                    code.textContent = row.replacement;
+                    item.append(code);
+                }
+                if (row.in_contact) {
+                    const where = document.createElement("span");
+                    where.className = "composer-quiet";
+                    where.textContent = "(in this contact's details)";
+                    item.append(" ", where);
+                }
+                list.append(item);
+            }
+            block.hidden = data.ucs2_characters.length === 0;
+            const button = byId("composer-replace-gsm");
+            if (button) {
+                button.hidden = !data.gsm.changes;
+            }
+        }
+
+        function renderProblems(problems) {
+            const list = byId("composer-problems");
+            list.replaceChildren(
+                ...problems.map((problem) => {
+                    const item = document.createElement("li");
+                    item.textContent = problem;
+                    return item;
+                }),
+            );
+        }
+
+        function renderPlaceholders(names) {
+            const container = byId("composer-placeholders");
+            const current = Array.from(container.children, (button) => button.dataset.placeholder);
+            if (current.join("\n") === names.join("\n")) {
+                return; // keep the buttons (and keyboard focus) as they are
+            }
+            container.replaceChildren(
+                ...names.map((name) => {
+                    const button = document.createElement("button");
+                    button.type = "button";
+                    button.className = "composer-chip";
+                    button.dataset.placeholder = name;
+                    button.title = `Insert {${name}} at the cursor`;
+                    button.textContent = `{${name}}`;
+                    return button;
+                }),
+            );
+        }
+
+        function renderSamples(data) {
+            if (!sampleSelect) {
+                return;
+            }
+            const wanted = data.samples.map((sample) => `${sample.id}\t${sample.label}`);
+            const current = Array.from(sampleSelect.options, (option) => `${option.value}\t${option.textContent}`);
+            if (wanted.join("\n") !== current.join("\n") || data.samples.length === 0) {
+                sampleSelect.replaceChildren(
+                    ...data.samples.map((sample) => new Option(sample.label, String(sample.id))),
+                );
+                if (data.samples.length === 0) {
+                    sampleSelect.append(new Option("No contacts: placeholder defaults", ""));
+                }
+            }
+            sampleSelect.disabled = data.samples.length === 0;
+            if (data.sample !== null) {
+                sampleSelect.value = String(data.sample);
+            }
+        }
+
+        // Element id, key in data.audience, is an exclusion (as AUDIENCE_ROWS in
+        // admin_composer.py).
+        const AUDIENCE_ROWS = [
+            ["composer-in-lists", "in_lists", false],
+            ["composer-duplicates", "duplicates", true],
+            ["composer-opted-out", "opted_out", true],
+            ["composer-suppressed", "suppressed", true],
+            ["composer-recipients", "recipients", false],
+        ];
+
+        function renderAudience(data) {
+            const audience = data.audience;
+            const cost = data.cost;
+            for (const [id, key, exclusion] of AUDIENCE_ROWS) {
+                let text = "…";
+                if (audience) {
+                    text = exclusion ? formatExcluded(audience[key]) : formatNumber(audience[key]);
+                }
+                setText(id, text);
+            }
+            setText("composer-cost", cost ? cost.text : "…");
+            let basis = data.audience_pending ? "Counting the audience…" : "";
+            if (cost && audience) {
+                const perMessage = String(cost.segments_per_message);
+                basis =
+                    `${cost.price_text} per segment × ${perMessage} ` +
+                    `segment${perMessage === "1" ? "" : "s"} per message × ` +
+                    `${formatNumber(audience.recipients)} recipients` +
+                    (cost.exact ? "." : ", segments averaged over a sample of the audience.");
+            }
+            setText("composer-cost-basis", basis);
+            const noLists = byId("composer-no-lists");
+            if (noLists) {
+                noLists.hidden = data.lists_chosen;
+            }
+        }
+
+        function insertPlaceholder(name) {
+            const token = `{${name}}`;
+            const end = body.value.length;
+            const [start, stop] = bodySelection || [end, end];
+            body.focus();
+            body.setSelectionRange(start, stop);
+            // execCommand keeps the insertion in the browser's undo history.
+            const inserted = document.execCommand && document.execCommand("insertText", false, token);
+            if (!inserted || body.value.slice(start, start + token.length) !== token) {
+                body.setRangeText(token, start, stop, "end");
+                body.dispatchEvent(new Event("input", { bubbles: true }));
+            }
+        }
+
+        function replaceWithGsm() {
+            body.value = state.gsm.body;
+            if (footer) {
+                footer.value = state.gsm.opt_out_footer;
+            }
+            body.dispatchEvent(new Event("input", { bubbles: true }));
+            schedule(0);
+        }
+
+        body.addEventListener("input", () => schedule());
+        body.addEventListener("blur", () => {
+            bodySelection = [body.selectionStart, body.selectionEnd];
+        });
+        if (footer) {
+            footer.addEventListener("input", () => schedule());
+        }
+        if (provider) {
+            provider.addEventListener("change", () => schedule());
+        }
+        if (sampleSelect) {
+            sampleSelect.addEventListener("change", () => schedule(0));
+        }
+        const listsRow = form.querySelector(".field-lists") || byId("id_lists");
+        if (listsRow) {
+            listsRow.addEventListener("change", () => schedule());
+            listsRow.addEventListener("click", () => schedule());
+            // Moving lists between the two boxes of filter_horizontal rebuilds the
+            // chosen box's options; refresh() skips calls that change nothing.
+            new MutationObserver(() => schedule()).observe(listsRow, {
+                childList: true,
+                subtree: true,
+            });
+        }
+        panel.addEventListener("click", (event) => {
+            const chip = event.target.closest("[data-placeholder]");
+            if (chip && panel.contains(chip)) {
+                event.preventDefault();
+                insertPlaceholder(chip.dataset.placeholder);
+            } else if (event.target.closest("#composer-replace-gsm")) {
+                event.preventDefault();
+                replaceWithGsm();
+            }
+        });
+
+        // The page shows what the server rendered; only a browser that restored
+        // different text (back button) needs a fresh count right away.
+        // different text (back button) or a large audience still to count needs a
+        // request right away.
+        lastSent = params().toString();
+        const restored =
+            body.value !== body.defaultValue || (footer && footer.value !== footer.defaultValue);
+        if (restored || state.audience_pending) {
+            lastSent = null;
+            schedule(0);
+        }
+    }
+
+    if (document.readyState === "loading") {
+        document.addEventListener("DOMContentLoaded", init);
+    } else {
+        init();
+    }
+})();

@@ -1,0 +1,245 @@
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from django.core.cache import cache
+from django.utils import timezone
+
+from campaigns import scheduling
+from campaigns.claims import OPTED_OUT_CODE
+from campaigns.dispatch import CANCELLED_CODE, Dispatcher
+from campaigns.launch import campaign_launch
+from campaigns.models import Campaign, CampaignSnapshot
+from campaigns.stats import (
+    campaign_progress,
+    campaign_snapshot_take,
+    campaign_snapshots_prune,
+    campaign_stats,
+)
+from contacts.models import ConsentEvent
+from tests.factories import (
+    CampaignFactory,
+    ContactFactory,
+    ContactListFactory,
+    MessageFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_heartbeats_from_other_tests():
+    cache.clear()
+
+
+def messages(campaign, status, n=1, **fields):
+    return [
+        MessageFactory(campaign=campaign, status=status, **fields) for _ in range(n)
+    ]
+
+
+def age(snapshot, **delta):
+    CampaignSnapshot.objects.filter(pk=snapshot.pk).update(
+        taken_at=snapshot.taken_at - timedelta(**delta)
+    )
+
+
+def test_a_snapshot_keeps_counts_cost_opt_outs_and_failure_reasons():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    now = timezone.now()
+    delivered = messages(
+        campaign,
+        "delivered",
+        3,
+        price=Decimal("0.0075"),
+        currency="EUR",
+        submitted_at=now - timedelta(hours=1),
+    )
+    messages(campaign, "queued", 2)
+    messages(campaign, "undelivered", 2, error_code="30003", error_reason="Unreachable")
+    messages(campaign, "rejected", 1, error_code="30007", error_reason="Filtered")
+    messages(campaign, "failed", 1, error_code=OPTED_OUT_CODE, error_reason="x")
+    messages(campaign, "failed", 1, error_code=CANCELLED_CODE, error_reason="y")
+    ConsentEvent.objects.create(
+        phone=delivered[0].to, kind=ConsentEvent.Kind.OPT_OUT, source="keyword"
+    )
+
+    snapshot = campaign_snapshot_take(campaign=campaign)
+
+    assert snapshot.counts["delivered"] == 3
+    assert snapshot.counts["queued"] == 2
+    assert snapshot.counts["failed"] == 2
+    assert snapshot.cost == Decimal("0.0225")
+    assert snapshot.currency == "EUR"
+    assert snapshot.opt_outs == 1
+    assert snapshot.skipped_opted_out == 1
+    # Skipped messages never reached a carrier: 3 delivered out of 6 outcomes.
+    assert snapshot.delivery_rate == pytest.approx(3 / 6)
+    assert snapshot.failure_reasons == [
+        {"code": "30003", "reason": "Unreachable", "count": 2, "skipped": False},
+        {"code": "30007", "reason": "Filtered", "count": 1, "skipped": False},
+        {
+            "code": CANCELLED_CODE,
+            "reason": "Not sent: the campaign was cancelled",
+            "count": 1,
+            "skipped": True,
+        },
+        {
+            "code": OPTED_OUT_CODE,
+            "reason": "Not sent: the recipient had opted out",
+            "count": 1,
+            "skipped": True,
+        },
+    ]
+
+
+def test_failure_reasons_are_the_top_ten_and_always_the_skipped():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    for n in range(12):
+        messages(campaign, "undelivered", 12 - n, error_code=f"E{n:02}")
+    messages(campaign, "failed", 1, error_code=OPTED_OUT_CODE)
+
+    reasons = campaign_snapshot_take(campaign=campaign).failure_reasons
+
+    assert [r["code"] for r in reasons if not r["skipped"]] == [
+        f"E{n:02}" for n in range(10)
+    ]
+    assert [r["code"] for r in reasons if r["skipped"]] == [OPTED_OUT_CODE]
+
+
+def test_progress_reads_a_fresh_snapshot_and_counts_again_when_stale():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    messages(campaign, "queued", 2)
+
+    first = campaign_progress(campaign=campaign)
+    messages(campaign, "delivered", 1)
+    again = campaign_progress(campaign=campaign)
+
+    assert again.pk == first.pk
+    assert CampaignSnapshot.objects.filter(campaign=campaign).count() == 1
+    age(first, seconds=31)
+    fresh = campaign_progress(campaign=campaign)
+    assert fresh.pk != first.pk
+    assert fresh.counts["delivered"] == 1
+    assert CampaignSnapshot.objects.filter(campaign=campaign).count() == 2
+
+
+def test_progress_of_a_draft_counts_nothing():
+    campaign = CampaignFactory()
+
+    assert campaign_progress(campaign=campaign) is None
+    assert not CampaignSnapshot.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("ended_ago", "in_flight", "taken_before_end", "counts_again"),
+    [
+        # Receipts may still arrive for messages sent and not yet settled.
+        (timedelta(hours=1), True, False, True),
+        # Nothing left in flight: the figures are final.
+        (timedelta(hours=1), False, False, False),
+        # Receipts that late no longer come.
+        (timedelta(days=4), True, False, False),
+        # A snapshot from before the end misses the end.
+        (timedelta(days=4), False, True, True),
+    ],
+)
+def test_a_finished_campaign_is_counted_again_only_while_it_can_change(
+    ended_ago, in_flight, taken_before_end, counts_again
+):
+    ended = timezone.now() - ended_ago
+    campaign = CampaignFactory(status=Campaign.Status.COMPLETED, completed_at=ended)
+    messages(campaign, "delivered", 2)
+    if in_flight:
+        messages(campaign, "sent", 1)
+    snapshot = campaign_snapshot_take(campaign=campaign)
+    taken_at = ended - timedelta(minutes=1) if taken_before_end else ended
+    CampaignSnapshot.objects.filter(pk=snapshot.pk).update(taken_at=taken_at)
+
+    latest = campaign_progress(campaign=campaign)
+
+    assert (latest.pk != snapshot.pk) == counts_again
+    assert CampaignSnapshot.objects.count() == (2 if counts_again else 1)
+
+
+def test_tick_snapshots_sending_campaigns_at_most_every_fifteen_seconds():
+    sending = CampaignFactory(status=Campaign.Status.SENDING)
+    messages(sending, "submitted", 2)
+    completed = CampaignFactory(status=Campaign.Status.COMPLETED)
+    messages(completed, "delivered", 1)
+
+    assert scheduling.tick()["snapshots"] == 1
+    assert scheduling.tick()["snapshots"] == 0
+
+    snapshots = CampaignSnapshot.objects.filter(campaign=sending)
+    assert snapshots.count() == 1
+    assert snapshots.get().counts["submitted"] == 2
+    assert not CampaignSnapshot.objects.filter(campaign=completed).exists()
+    age(snapshots.get(), seconds=16)
+    assert scheduling.tick()["snapshots"] == 1
+    assert snapshots.count() == 2
+
+
+def test_the_dispatcher_snapshots_the_campaign_it_completes_and_reports_it_works():
+    contact_list = ContactListFactory()
+    for _ in range(3):
+        ContactFactory().lists.add(contact_list)
+    campaign = CampaignFactory(lists=[contact_list], provider="locmem")
+    campaign_launch(campaign=campaign)
+    assert scheduling.stalled(campaign.pk)
+
+    Dispatcher(campaign.pk).run()
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED
+    snapshot = CampaignSnapshot.objects.get(campaign=campaign)
+    assert snapshot.counts["submitted"] == 3
+    assert snapshot.taken_at >= campaign.completed_at
+    assert not scheduling.stalled(campaign.pk)
+
+
+def test_pruning_keeps_the_last_hour_then_ten_minute_then_hourly_points():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    # A snapshot a minute for three days.
+    moments = [now - timedelta(minutes=i) for i in range(3 * 24 * 60)]
+    CampaignSnapshot.objects.bulk_create(
+        CampaignSnapshot(campaign=campaign, taken_at=moment) for moment in moments
+    )
+    first = min(moments)
+
+    campaign_snapshots_prune(campaign_id=campaign.pk, now=now)
+
+    kept = list(
+        CampaignSnapshot.objects.filter(campaign=campaign).values_list(
+            "taken_at", flat=True
+        )
+    )
+    last_hour = [t for t in kept if now - t < timedelta(hours=1)]
+    day = [t for t in kept if timedelta(hours=1) <= now - t < timedelta(days=1)]
+    older = [t for t in kept if now - t >= timedelta(days=1)]
+    assert len(last_hour) == 60
+    assert 138 <= len(day) <= 140  # one per 10 minutes
+    assert 48 <= len(older) <= 50  # one per hour, and the first
+    assert first in kept
+    assert len(kept) < 260
+    # Pruning again changes nothing.
+    assert campaign_snapshots_prune(campaign_id=campaign.pk, now=now) == 0
+
+
+def test_cost_is_in_the_currency_with_the_largest_total():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    messages(campaign, "delivered", 3, price=Decimal("0.01"), currency="EUR")
+    messages(campaign, "sent", 1, price=Decimal("0.02"), currency="USD")
+    messages(campaign, "queued", 2)
+
+    stats = campaign_stats(campaign=campaign)
+
+    assert (stats.cost, stats.currency) == (Decimal("0.03"), "EUR")
+    assert list(stats.cost_by_currency.items()) == [
+        ("EUR", Decimal("0.03")),
+        ("USD", Decimal("0.02")),
+    ]
+    assert stats.counts["delivered"] == 3
+    assert sum(stats.counts.values()) == 6

@@ -178,7 +178,7 @@ def campaign_sample(campaign: Campaign) -> tuple[Sample | None, str]:
     return Sample(text=text, info=analyze(text)), ""
 
 
-def campaign_progress(campaign: Campaign) -> Progress:
+def launched_progress(campaign: Campaign) -> Progress:
     """Counts by status and cost so far, answered from the (campaign, status) index
     and the campaign's own rows, never by loading messages."""
     progress = Progress()
@@ -452,7 +452,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
                     messages.SUCCESS,
                 )
             return self._back(campaign)
-        progress = campaign_progress(campaign)
+        progress = launched_progress(campaign)
         segments, price, currency = self._unit_cost(campaign, progress)
         rows = [
             FigureRow(
@@ -558,7 +558,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
             figures = self._estimate_rows(campaign, estimate)
             remaining = estimate.recipients
         else:
-            progress = campaign_progress(campaign)
+            progress = launched_progress(campaign)
             segments, price, currency = self._unit_cost(campaign, progress)
             figures = [
                 FigureRow(

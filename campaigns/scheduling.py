@@ -13,7 +13,7 @@ from .dispatch import recover_stale
 from .launch import CampaignError, campaign_launch
 from .models import Campaign
 from .receipts import delivery_events_sweep
-from .stats import campaign_snapshots_refresh_sending
+from .stats import campaign_snapshots_refresh_active
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def tick() -> dict[str, int]:
             if stalled(campaign_id):
                 enqueue_dispatch(campaign_id, parallel=1)
                 restarted += 1
-    snapshots = campaign_snapshots_refresh_sending(min_interval=SNAPSHOT_INTERVAL)
+    snapshots = campaign_snapshots_refresh_active(min_interval=SNAPSHOT_INTERVAL)
     return {
         "started": started,
         "recovered": recovered,

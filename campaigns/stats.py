@@ -309,11 +309,33 @@ def campaign_snapshot_refresh(
     return campaign_snapshot_take(campaign=campaign)
 
 
-def campaign_snapshots_refresh_sending(*, min_interval: timedelta) -> int:
-    """Snapshot every sending campaign whose latest snapshot is older than
-    ``min_interval``. Returns how many snapshots were taken."""
+def campaign_snapshots_refresh_active(*, min_interval: timedelta) -> int:
+    """Snapshot every campaign whose figures can still move (sending, paused, or
+    finished within :data:`RECEIPTS_GRACE` with receipts outstanding) and whose
+    latest snapshot is older than ``min_interval``. Returns how many were taken.
+
+    Finished campaigns matter: receipts keep arriving after the last message went
+    out, and the changelist only ever reads snapshots.
+    """
+    recent = timezone.now() - RECEIPTS_GRACE
+    candidates = Campaign.objects.filter(
+        Q(status__in=[Campaign.Status.SENDING, Campaign.Status.PAUSED])
+        | Q(
+            status__in=[
+                Campaign.Status.COMPLETED,
+                Campaign.Status.CANCELLED,
+                Campaign.Status.FAILED,
+            ],
+            completed_at__gte=recent,
+        )
+    ).order_by("pk")
     taken = 0
-    for campaign in Campaign.objects.filter(status=Campaign.Status.SENDING):
+    for campaign in candidates:
+        if campaign.status not in _LIVE_STATUSES and not campaign_can_change(
+            campaign=campaign,
+            snapshot=campaign_latest_snapshot(campaign_id=campaign.pk),
+        ):
+            continue
         if campaign_snapshot_refresh(campaign=campaign, min_interval=min_interval):
             taken += 1
     return taken

@@ -40,6 +40,8 @@ def test_send_campaign_launches_sends_and_summarizes(campaign, sms_outbox):
     assert len(sms_outbox) == 3
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.COMPLETED
+    # The admin's campaign list reads the last snapshot: it has the final figures.
+    assert campaign.snapshots.latest().counts["submitted"] == 3
 
 
 def test_running_it_again_sends_nobody_twice(campaign, sms_outbox):

@@ -181,6 +181,26 @@ def test_tick_snapshots_sending_campaigns_at_most_every_fifteen_seconds():
     assert snapshots.count() == 2
 
 
+def test_tick_follows_a_finished_campaign_until_its_receipts_are_in():
+    campaign = CampaignFactory(
+        status=Campaign.Status.COMPLETED,
+        completed_at=timezone.now() - timedelta(minutes=1),
+    )
+    waiting = messages(campaign, "submitted", 2)
+    first = campaign_snapshot_take(campaign=campaign)
+    age(first, seconds=16)
+    # The receipts arrive after the dispatcher's last snapshot.
+    for message in waiting:
+        message.status = "delivered"
+        message.save()
+    assert scheduling.tick()["snapshots"] == 1
+    latest = CampaignSnapshot.objects.filter(campaign=campaign).latest()
+    assert latest.counts["delivered"] == 2
+    # Nothing left in flight: the figures are final, no more snapshots.
+    age(latest, seconds=16)
+    assert scheduling.tick()["snapshots"] == 0
+
+
 def test_the_dispatcher_snapshots_the_campaign_it_completes_and_reports_it_works():
     contact_list = ContactListFactory()
     for _ in range(3):

@@ -11,7 +11,7 @@ from campaigns.dispatch import Dispatcher
 from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
-from campaigns.stats import campaign_stats
+from campaigns.stats import campaign_snapshot_take, campaign_stats
 from providers import get_provider
 
 
@@ -126,6 +126,8 @@ class Command(BaseCommand):
             )
             sys.exit(130)
         self._wait_for_reports(backend, report_wait)
+        # The admin reads progress from snapshots: leave one with the receipts in.
+        campaign_snapshot_take(campaign=campaign)
         campaign.refresh_from_db()
         if step.state == "stopped":
             self.stdout.write(

@@ -279,10 +279,12 @@ class RecipientsOptedOut(ValueError):
         self.numbers = numbers
 
 
-def campaign_test_text(campaign: Campaign) -> str:
+def campaign_test_text(campaign: Campaign, *, with_contact_data: bool = True) -> str:
     """The text a test send sends: the campaign's message, footer included, filled
     in with the first audience contact's data (or the placeholders' defaults when
-    the audience is empty). Raises :class:`BodyError` for a body that does not parse."""
+    the audience is empty, or when ``with_contact_data`` is False: for people not
+    allowed to see contacts). Raises :class:`BodyError` for a body that does not
+    parse."""
     try:
         template = parse(campaign.template_source)
     except TemplateError as error:
@@ -292,6 +294,8 @@ def campaign_test_text(campaign: Campaign) -> str:
         .order_by("pk")
         .only("phone", "first_name", "last_name", "attributes")
         .first()
+        if with_contact_data
+        else None
     )
     return template.render(
         first_name=example.first_name if example else "",
@@ -303,14 +307,16 @@ def campaign_test_text(campaign: Campaign) -> str:
     )
 
 
-def campaign_send_test(*, campaign: Campaign, numbers: Sequence[str]) -> list[Message]:
+def campaign_send_test(
+    *, campaign: Campaign, numbers: Sequence[str], with_contact_data: bool = True
+) -> list[Message]:
     """Send the campaign's text to ``numbers`` (E.164) now, outside its audience.
 
     Placeholders are filled with the first audience contact's data, or left to
     their defaults when the audience is empty. Raises :class:`BodyError` for a body
     that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
     """
-    text = campaign_test_text(campaign)
+    text = campaign_test_text(campaign, with_contact_data=with_contact_data)
     blocked = _blocked_numbers(numbers)
     if blocked:
         raise RecipientsOptedOut([n for n in numbers if n in blocked])

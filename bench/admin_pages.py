@@ -403,13 +403,21 @@ def _measure(runs: int) -> None:
         ),
         (
             "messages: campaign + failed",
-            f"/admin/campaigns/message/?campaign__id__exact={big.pk}"
-            "&status__in=undelivered,failed,rejected,expired",
+            f"/admin/campaigns/message/?campaign__id__exact={big.pk}&outcome=failed",
         ),
         (
             "messages: campaign + error code",
             f"/admin/campaigns/message/?campaign__id__exact={big.pk}"
-            "&status__in=undelivered,failed,rejected,expired&error_code=30007",
+            "&outcome=failed&error_code=30007",
+        ),
+        (
+            "messages: campaign + opted out",
+            f"/admin/campaigns/message/?campaign__id__exact={big.pk}&outcome=opted_out",
+        ),
+        (
+            "messages: campaign + replied STOP",
+            f"/admin/campaigns/message/?campaign__id__exact={big.pk}"
+            "&outcome=replied_stop",
         ),
         (
             "messages: search phone (national)",

@@ -1,7 +1,7 @@
 """Forms of the campaign action pages in the admin (see campaigns/admin_actions.py)."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
@@ -83,14 +83,26 @@ def _default_region() -> str | None:
     return getattr(settings, "PHONE_DEFAULT_REGION", None) or None
 
 
+#: The schedule page's sending-hours fieldset and help: the window in which messages
+#: may go out (``Campaign.send_window``), not hours in which they may not.
+SENDING_HOURS_TITLE = "Sending hours (optional)"
+SENDING_HOURS_HELP = (
+    "Messages go out only between these times, in each recipient's local time"
+)
+
+
 class ScheduleForm(forms.Form):
-    """When to send, and the optional quiet hours (``Campaign.send_window``)."""
+    """When to send, and the optional sending hours (``Campaign.send_window``)."""
 
     fieldsets = [
         ("When", {"fields": ["date", "time", "time_zone"]}),
         (
-            "Quiet hours (optional)",
-            {"fields": [("window_start", "window_end"), "weekdays"]},
+            SENDING_HOURS_TITLE,
+            {
+                "fields": [("window_start", "window_end"), "weekdays"],
+                "description": "An end at or before the start runs past midnight. "
+                "Leave both times empty to send at any hour.",
+            },
         ),
     ]
 
@@ -113,8 +125,7 @@ class ScheduleForm(forms.Form):
         required=False,
         label="until",
         widget=forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
-        help_text="Optional quiet hours, in each recipient's local time. An end at or "
-        "before the start runs past midnight. Leave both empty to send at any hour.",
+        help_text=SENDING_HOURS_HELP + ".",
     )
     weekdays = forms.TypedMultipleChoiceField(
         choices=WEEKDAYS,
@@ -123,7 +134,7 @@ class ScheduleForm(forms.Form):
         label="On",
         # The admin's own class for a row of choices side by side.
         widget=forms.CheckboxSelectMultiple(attrs={"class": "radiolist inline"}),
-        help_text="The days on which the sending window opens.",
+        help_text="The days on which the sending hours start.",
     )
 
     def clean(self) -> dict[str, Any]:
@@ -144,13 +155,8 @@ class ScheduleForm(forms.Form):
         naive = datetime.combine(day, clock.replace(second=0, microsecond=0))
         # fold=0: a time the clock shows twice (when it falls back) means the first.
         at = naive.replace(tzinfo=zone, fold=0)
-        if at.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != naive:
-            self.add_error(
-                "time",
-                f"{naive:%H:%M} does not exist on {dateformat.format(day, 'j F Y')} "
-                f"in {zone_name}: the clocks jump forward that night. "
-                "Pick a time an hour later.",
-            )
+        if not _exists(naive, zone):
+            self.add_error("time", _skipped_time_error(naive, zone, zone_name))
             return
         if at <= timezone.now():
             self.add_error(
@@ -170,12 +176,12 @@ class ScheduleForm(forms.Form):
             missing = "window_start" if start is None else "window_end"
             self.add_error(
                 missing,
-                "Give both a start and an end time for the quiet hours, or neither.",
+                "Give both a start and an end time for the sending hours, or neither.",
             )
             return
         weekdays = data.get("weekdays") or []
         if not weekdays:
-            self.add_error("weekdays", "Pick at least one day for the sending window.")
+            self.add_error("weekdays", "Pick at least one day for the sending hours.")
             return
         try:
             window = SendWindow(
@@ -192,9 +198,17 @@ class ScheduleForm(forms.Form):
         data["send_window_description"] = window.describe()
 
     @classmethod
-    def initial_for(cls, *, scheduled_at: datetime | None, send_window: Any) -> dict:
-        """Initial values: the campaign's current schedule and window, if any."""
-        zone_name = settings.TIME_ZONE
+    def initial_for(
+        cls,
+        *,
+        scheduled_at: datetime | None,
+        send_window: Any,
+        time_zone: str = "",
+    ) -> dict:
+        """Initial values: the campaign's current schedule, in the zone it was picked
+        in (``time_zone``; the server's when empty or unknown), and sending hours."""
+        zone_name = time_zone if time_zone in dict(time_zone_choices()) else ""
+        zone_name = zone_name or settings.TIME_ZONE
         initial: dict[str, Any] = {
             "time_zone": zone_name,
             "weekdays": [0, 1, 2, 3, 4, 5, 6],
@@ -215,6 +229,53 @@ class ScheduleForm(forms.Form):
                 weekdays=sorted(window.weekdays),
             )
         return initial
+
+
+def _exists(naive: datetime, zone: tzinfo) -> bool:
+    """Whether the wall-clock time ``naive`` happens in ``zone`` (not skipped when
+    the clocks jump forward)."""
+    at = naive.replace(tzinfo=zone, fold=0)
+    return at.astimezone(UTC).astimezone(zone).replace(tzinfo=None) == naive
+
+
+def _skipped_time_error(naive: datetime, zone: tzinfo, zone_name: str) -> str:
+    """What happened to a time the clocks skip, and the first time that exists.
+
+    Gaps are not always an hour (Lord Howe Island moves 30 minutes), so the gap is
+    measured: the offsets before and after it, and the first minute that exists.
+    """
+    before = naive.replace(tzinfo=zone, fold=0).utcoffset() or timedelta(0)
+    after = naive.replace(tzinfo=zone, fold=1).utcoffset() or timedelta(0)
+    gap = abs(after - before)
+    first = naive
+    # At most the length of the gap (a day for the longest ones), minute by minute.
+    for _ in range(2 * 24 * 60):
+        first += timedelta(minutes=1)
+        if _exists(first, zone):
+            break
+    jump_from = first - gap
+    when = dateformat.format(naive.date(), "j F Y")
+    if jump_from.date() == first.date():
+        start, end = f"{jump_from:%H:%M}", f"{first:%H:%M}"
+    else:  # a skipped day (Pacific/Apia, 30 December 2011)
+        start = dateformat.format(jump_from, "j F, H:i")
+        end = dateformat.format(first, "j F, H:i")
+    return (
+        f"{naive:%H:%M} does not exist on {when} in {zone_name}: the clocks jump "
+        f"forward {_duration(gap)} that night, from {start} to {end}. "
+        f"Pick {end} or later."
+    )
+
+
+def _duration(span: timedelta) -> str:
+    minutes = round(span.total_seconds() / 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = []
+    if hours:
+        parts.append("an hour" if hours == 1 else f"{hours} hours")
+    if minutes:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " and ".join(parts) or "0 minutes"
 
 
 class RetryForm(forms.Form):

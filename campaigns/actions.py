@@ -2,6 +2,7 @@
 commands call these; none of them blocks on sending."""
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
 from django.db.models import Q
@@ -12,6 +13,14 @@ from .dispatch import CANCELLED_CODE, cancel_queued
 from .launch import CampaignError
 from .models import Campaign, Message
 from .scheduling import enqueue_dispatch, enqueue_start
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def _move(campaign: Campaign, allowed: set[str], verb: str, **fields) -> Campaign:
@@ -34,16 +43,32 @@ def campaign_send_now(*, campaign: Campaign) -> Campaign:
 
 
 @transaction.atomic
-def campaign_schedule(*, campaign: Campaign, at: datetime) -> Campaign:
-    """Send at ``at`` (now or later). The scheduler launches it on time."""
+def campaign_schedule(
+    *,
+    campaign: Campaign,
+    at: datetime,
+    time_zone: str = "",
+    send_window: dict | None = None,
+) -> Campaign:
+    """Send at ``at`` (now or later). The scheduler launches it on time.
+
+    ``time_zone`` is the IANA zone the time was picked in, kept only to show the
+    time as it was chosen (empty: none given, the server's zone shows it).
+    ``send_window`` replaces the sending hours when given ({} clears them).
+    """
     if timezone.is_naive(at):
         raise CampaignError("The schedule needs a time zone")
+    if time_zone and not _is_zone(time_zone):
+        raise CampaignError(f"Unknown time zone {time_zone!r}")
+    window = {} if send_window is None else {"send_window": send_window or None}
     _move(
         campaign,
         {Campaign.Status.DRAFT, Campaign.Status.SCHEDULED},
         "scheduled",
         status=Campaign.Status.SCHEDULED,
         scheduled_at=at,
+        schedule_time_zone=time_zone,
+        **window,
     )
     if at <= timezone.now():
         transaction.on_commit(lambda: enqueue_start(campaign.pk))

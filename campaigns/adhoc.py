@@ -35,6 +35,20 @@ MAX_BULK_RECIPIENTS = 10_000
 _CHUNK = 900
 
 
+def content_locked(campaign: Campaign) -> bool:
+    """Whether the campaign's content (:data:`CONTENT_FIELDS`) can no longer change.
+
+    It can while it is a draft or scheduled, and while it is paused before it ever
+    started: no message exists yet then (a paused campaign is not launched), so a
+    change reaches everyone alike. The one rule for the services and the admin.
+    """
+    if campaign.status in EDITABLE:
+        return False
+    return not (
+        campaign.status == Campaign.Status.PAUSED and campaign.started_at is None
+    )
+
+
 class BodyError(ValueError):
     """A message body whose placeholders or syntax would not render."""
 
@@ -208,8 +222,8 @@ def campaign_create(
 @transaction.atomic
 def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     """Change a campaign. Its content (:data:`CONTENT_FIELDS`) can only change
-    while it is a draft or scheduled (raises :class:`CampaignError` otherwise);
-    the name and the delivery settings may change at any time."""
+    while :func:`content_locked` allows it (raises :class:`CampaignError`
+    otherwise); the name and the delivery settings may change at any time."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     current_lists = set(locked.lists.values_list("pk", flat=True))
     changed = [
@@ -222,11 +236,11 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             else fields[name] != getattr(locked, name)
         )
     ]
-    if changed and locked.status not in EDITABLE:
+    if changed and content_locked(locked):
         raise CampaignError(
             f"Campaign {locked.pk} is {locked.get_status_display().lower()}: its "
-            f"{', '.join(changed)} can no longer change (only drafts and scheduled "
-            "campaigns can be edited)"
+            f"{', '.join(changed)} can no longer change (only campaigns that have "
+            "not started sending can be edited)"
         )
     if "body" in changed or "lists" in changed:
         lists = fields["lists"] if "lists" in fields else locked.lists.all()

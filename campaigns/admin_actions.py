@@ -1,25 +1,33 @@
 """Campaign actions in the admin, each behind a confirmation page.
 
-Send a test, send now, schedule, pause, resume, cancel and retry failed messages.
-Each page restates who the campaign reaches and what it costs; its POST calls the
-service in campaigns/actions.py or campaigns/adhoc.py and goes back to the campaign
-page with a message. A state that does not allow the action becomes an error
-message, never a 500.
+Send a test, send now, schedule, pause, resume, cancel, retry failed messages and
+duplicate. Each page restates who the campaign reaches and what it costs, and carries
+a fingerprint of what it showed; its POST rebuilds the page from the current state
+and acts only if nothing changed in between, by calling the service in
+campaigns/actions.py or campaigns/adhoc.py, then goes back to the campaign page with
+a message. A state that does not allow the action becomes an error message, never a
+500.
+
+Counts use the campaign page's words (campaigns/admin_dashboard.py): queued, sent
+(waiting for a delivery receipt), delivered, failed (sent but not delivered), opted
+out, unknown; messages ever accepted by the provider are "handed to the provider".
 """
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import dateformat
 from django.utils.html import format_html, format_html_join
 
 from contacts.phones import mask_phone
@@ -31,13 +39,13 @@ from .actions import (
     campaign_pause,
     campaign_resume,
     campaign_retry_failed,
+    campaign_schedule,
     campaign_send_now,
 )
 from .adhoc import (
     BodyError,
     RecipientsOptedOut,
-    body_problems,
-    campaign_schedule_with_window,
+    campaign_create,
     campaign_send_test,
     campaign_test_text,
 )
@@ -47,24 +55,40 @@ from .launch import CampaignError
 from .models import Campaign, Message
 from .preview import (
     Estimate,
-    campaign_audience,
     campaign_estimate,
     format_money as money,
     price_for,
 )
 from .scheduling import broker_configured
+from .stats import FAILURE_STATUSES
+from .windows import SendWindow, WindowError
 
 Status = Campaign.Status
 # The multiplication sign between the factors of a cost, as an escape because ruff
 # flags the literal.
 _TIMES = "\u00d7"
-
+#: Shown, and nothing done, when a confirmation comes back for a page that no
+#: longer shows what the campaign is.
+CHANGED_MESSAGE = (
+    "This campaign changed since you opened this page: check the figures again."
+)
+#: Who may see real contacts' data (names, numbers, attributes) in a sample text.
+CONTACT_DATA_PERMISSION = "contacts.view_contact"
+COPY_SUFFIX = " (copy)"
 
 _ACCEPTED = [
     Message.Status.SUBMITTED,
     Message.Status.SENT,
     Message.Status.DELIVERED,
     Message.Status.UNDELIVERED,
+    Message.Status.EXPIRED,
+]
+#: Failures that are the carrier's final answer about a message that went out:
+#: "Retry failed" does not send them again (campaigns.actions.campaign_retry_failed
+#: queues only messages in status "failed").
+_FINAL_FAILURES = [
+    Message.Status.UNDELIVERED,
+    Message.Status.REJECTED,
     Message.Status.EXPIRED,
 ]
 
@@ -78,6 +102,9 @@ class Action:
     """Past participle for refusals: "it cannot be paused"."""
     allowed: frozenset[str] | None
     """Statuses the action applies to; None for any."""
+    permission: str = "change"
+    """"change": change permission on the campaign; "add": add permission (and a
+    view of the campaign), for the actions that create a campaign."""
 
     def allows(self, campaign: Campaign) -> bool:
         return self.allowed is None or campaign.status in self.allowed
@@ -113,6 +140,8 @@ ACTIONS = {
             "retried",
             frozenset({Status.SENDING, Status.PAUSED, Status.COMPLETED, Status.FAILED}),
         ),
+        # Any status: the way to fix a typo once sending started.
+        Action("duplicate", "Duplicate", "duplicated", None, permission="add"),
     ]
 }
 
@@ -127,10 +156,12 @@ class FigureRow:
 
 @dataclass(frozen=True)
 class Sample:
-    """The text as it goes out, rendered for the first contact of the audience."""
+    """The text as it goes out: rendered for the first contact of the audience, or
+    with the placeholders' defaults (see campaigns.adhoc.campaign_test_text)."""
 
     text: str
     info: TextInfo
+    uses_contact_data: bool
 
     @property
     def encoding_label(self) -> str:
@@ -139,24 +170,41 @@ class Sample:
 
 @dataclass
 class Progress:
-    """A launched campaign's messages, from two GROUP BY queries on its messages."""
+    """A launched campaign's messages, grouped as the campaign page groups them
+    (campaigns.admin_dashboard.Figures), from two GROUP BY queries on its messages."""
 
     total: int = 0
     queued: int = 0
+    """Waiting to be sent, including those being handed to the provider now."""
     in_flight: int = 0
+    """Of the queued, those being handed to the provider now."""
     sent: int = 0
-    """Accepted by the provider."""
+    """Accepted, waiting for a delivery receipt (submitted or sent)."""
     delivered: int = 0
     failed: int = 0
-    """Failed and retryable: not skipped for an opt-out or a cancel."""
-    skipped: int = 0
+    """Sent but not delivered (failed, undelivered, rejected, expired); messages
+    not sent because of an opt-out or a cancel are not in it."""
+    retryable: int = 0
+    """Of the failed, those in status "failed": what "Retry failed" queues again."""
+    final_failures: dict[str, int] = field(default_factory=dict)
+    """Of the failed, the carrier's final answers, by status: never retried."""
+    opted_out: int = 0
+    """Not sent: the recipient had opted out."""
+    cancelled: int = 0
+    """Not sent: the campaign was cancelled."""
     unknown: int = 0
-    submitted_segments: int = 0
+    handed: int = 0
+    """Ever handed to the provider and accepted, whatever happened next."""
+    handed_segments: int = 0
     cost_by_currency: dict[str, Decimal] = field(default_factory=dict)
 
     @property
     def remaining(self) -> int:
-        return self.queued + self.in_flight
+        return self.queued
+
+    @property
+    def final_failed(self) -> int:
+        return sum(self.final_failures.values())
 
 
 def plain(value: Decimal) -> str:
@@ -168,14 +216,45 @@ def number(value: int) -> str:
     return f"{value:,}"
 
 
-def campaign_sample(campaign: Campaign) -> tuple[Sample | None, str]:
+def can_see_contacts(request: HttpRequest) -> bool:
+    return request.user.has_perm(CONTACT_DATA_PERMISSION)
+
+
+def campaign_sample(
+    campaign: Campaign, *, with_contact_data: bool = True
+) -> tuple[Sample | None, str]:
     """(sample, problem): the text a test send would send (see
     campaigns.adhoc.campaign_send_test), or why it cannot be rendered."""
     try:
-        text = campaign_test_text(campaign)
+        text = campaign_test_text(campaign, with_contact_data=with_contact_data)
     except BodyError as error:
         return None, " ".join(error.problems)
-    return Sample(text=text, info=analyze(text)), ""
+    return (
+        Sample(text=text, info=analyze(text), uses_contact_data=with_contact_data),
+        "",
+    )
+
+
+def confirmation_fingerprint(
+    campaign: Campaign, list_ids: list[int], *shown: object
+) -> str:
+    """A digest of what a confirmation page showed: the campaign's state and content,
+    and the figures it restated (``shown``). The page posts it back with the click;
+    another digest then means the campaign (or its audience) changed in between."""
+    parts = [
+        campaign.updated_at.isoformat() if campaign.updated_at else "",
+        campaign.status,
+        campaign.scheduled_at.isoformat() if campaign.scheduled_at else "",
+        campaign.started_at.isoformat() if campaign.started_at else "",
+        hashlib.sha256(campaign.template_source.encode()).hexdigest(),
+        campaign.provider,
+        campaign.sender,
+        campaign.send_window,
+        sorted(list_ids),
+        [str(figure) for figure in shown],
+    ]
+    digest = hashlib.sha256(json.dumps(parts, default=str).encode())
+    return digest.hexdigest()[:32]
 
 
 def launched_progress(campaign: Campaign) -> Progress:
@@ -183,32 +262,40 @@ def launched_progress(campaign: Campaign) -> Progress:
     and the campaign's own rows, never by loading messages."""
     progress = Progress()
     messages_ = Message.objects.filter(campaign=campaign).order_by()
-    skipped = Q(error_code__in=[OPTED_OUT_CODE, CANCELLED_CODE])
     # Handed to the provider and accepted: a submission time, or a status that
     # only a provider's answer gives.
     submitted = Q(submitted_at__isnull=False) | Q(status__in=_ACCEPTED)
     rows = messages_.values("status").annotate(
         n=Count("pk"),
-        skipped=Count("pk", filter=skipped),
-        submitted=Count("pk", filter=submitted),
-        submitted_segments=Sum("segments", filter=submitted),
+        opted_out=Count("pk", filter=Q(error_code=OPTED_OUT_CODE)),
+        cancelled=Count("pk", filter=Q(error_code=CANCELLED_CODE)),
+        handed=Count("pk", filter=submitted),
+        handed_segments=Sum("segments", filter=submitted),
     )
     for row in rows:
         status, n = row["status"], row["n"]
         progress.total += n
-        progress.sent += row["submitted"]
-        progress.submitted_segments += row["submitted_segments"] or 0
-        progress.skipped += row["skipped"]
-        if status == Message.Status.QUEUED:
-            progress.queued = n
-        elif status == Message.Status.SENDING:
-            progress.in_flight = n
+        progress.handed += row["handed"]
+        progress.handed_segments += row["handed_segments"] or 0
+        if status in (Message.Status.QUEUED, Message.Status.SENDING):
+            progress.queued += n
+            if status == Message.Status.SENDING:
+                progress.in_flight = n
+        elif status in (Message.Status.SUBMITTED, Message.Status.SENT):
+            progress.sent += n
         elif status == Message.Status.DELIVERED:
             progress.delivered = n
-        elif status == Message.Status.FAILED:
-            progress.failed = n - row["skipped"]
         elif status == Message.Status.UNKNOWN:
-            progress.unknown = n - row["skipped"]
+            progress.unknown = n
+        elif status in FAILURE_STATUSES:
+            progress.opted_out += row["opted_out"]
+            progress.cancelled += row["cancelled"]
+            failed = n - row["opted_out"] - row["cancelled"]
+            progress.failed += failed
+            if status == Message.Status.FAILED:
+                progress.retryable = failed
+            else:
+                progress.final_failures[status] = failed
     progress.cost_by_currency = {
         row["currency"]: row["total"]
         for row in messages_.filter(price__isnull=False)
@@ -217,6 +304,23 @@ def launched_progress(campaign: Campaign) -> Progress:
         .order_by("-total")
     }
     return progress
+
+
+def _window_description(send_window: Any) -> str:
+    if not send_window:
+        return ""
+    try:
+        return SendWindow.from_dict(send_window).describe()
+    except WindowError:
+        return ""
+
+
+#: What a page builder returns: the template context of a confirmation page, with
+#: "fingerprint" (what it shows, see confirmation_fingerprint), and "refusal" (why it
+#: cannot be confirmed; empty when it can) and "form" (bound on POST) when it has them.
+Page = dict[str, Any]
+Builder = Callable[[HttpRequest, Campaign, Mapping | None], Page]
+Performer = Callable[[HttpRequest, Campaign, Page], HttpResponse]
 
 
 class CampaignActionsMixin(admin.ModelAdmin):
@@ -231,6 +335,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
             "resume": self.resume_view,
             "cancel": self.cancel_view,
             "retry": self.retry_view,
+            "duplicate": self.duplicate_view,
         }
         my_urls = [
             path(
@@ -245,7 +350,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
     def render_change_form(
         self, request, context, add=False, change=False, form_url="", obj=None
     ):
-        if obj is not None and self.has_change_permission(request, obj):
+        if obj is not None:
             context["campaign_actions"] = [
                 {
                     "id": f"action-{action.name}",
@@ -255,251 +360,452 @@ class CampaignActionsMixin(admin.ModelAdmin):
                     ),
                 }
                 for action in ACTIONS.values()
-                if action.allows(obj)
+                if action.allows(obj) and self._may(request, action, obj)
             ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- The confirmation pages -----------------------------------------------------
 
     def test_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        campaign = self._campaign(request, object_id)
-        form = TestSendForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                sent = campaign_send_test(
-                    campaign=campaign, numbers=form.cleaned_data["numbers"]
-                )
-            except RecipientsOptedOut as error:
-                masked = ", ".join(mask_phone(n) for n in error.numbers)
-                form.add_error(
-                    "numbers",
-                    f"{masked} opted out or {'is' if len(error.numbers) == 1 else 'are'} "
-                    "on the suppression list: test sends respect opt-outs too. "
-                    "Remove them and try again.",
-                )
-            except BodyError as error:
-                form.add_error(None, " ".join(error.problems))
-            else:
-                self._report_test(request, sent)
-                return self._back(campaign)
-        sample, problem = campaign_sample(campaign)
-        return self._render(
-            request,
-            campaign,
-            ACTIONS["test"],
-            form=form,
-            sample=sample,
-            problems=[problem] if problem else [],
-            can_confirm=sample is not None,
+        return self._confirm(
+            request, object_id, ACTIONS["test"], self._test_page, self._send_test
         )
 
     def send_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        campaign = self._campaign(request, object_id)
-        action = ACTIONS["send"]
-        if refused := self._refuse(request, campaign, action):
-            return refused
-        if request.method == "POST":
-            if problems := body_problems(campaign.body, campaign_audience(campaign)):
-                return self._fail(request, campaign, "Not sent: " + " ".join(problems))
-            try:
-                campaign_send_now(campaign=campaign)
-            except CampaignError as error:
-                return self._fail(request, campaign, str(error))
-            self.message_user(
-                request,
-                f"“{campaign}” is queued to send now. {_worker_note(now=True)}",
-                messages.SUCCESS,
-            )
-            return self._back(campaign)
-        estimate = self._estimate(campaign)
-        sample, problem = campaign_sample(campaign)
-        problems = estimate.problems or ([problem] if problem else [])
-        return self._render(
-            request,
-            campaign,
-            action,
-            figures=self._estimate_rows(campaign, estimate),
-            sample=sample,
-            problems=problems,
-            empty_audience=estimate.recipients == 0,
-            can_confirm=not problems,
-            worker_note=_worker_note(now=True),
+        return self._confirm(
+            request, object_id, ACTIONS["send"], self._send_page, self._send_now
         )
 
     def schedule_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        campaign = self._campaign(request, object_id)
-        action = ACTIONS["schedule"]
-        if refused := self._refuse(request, campaign, action):
-            return refused
-        if request.method == "POST":
-            form = ScheduleForm(request.POST)
-            if form.is_valid():
-                return self._schedule(request, campaign, form)
-        else:
-            form = ScheduleForm(
-                initial=ScheduleForm.initial_for(
-                    scheduled_at=campaign.scheduled_at
-                    if campaign.status == Status.SCHEDULED
-                    else None,
-                    send_window=campaign.send_window,
-                )
-            )
-            if campaign.status != Status.SCHEDULED:
-                # Nothing to keep: the page's script may offer the browser's zone.
-                form.fields["time_zone"].widget.attrs["data-browser-default"] = "true"
-        estimate = self._estimate(campaign)
-        sample, problem = campaign_sample(campaign)
-        problems = estimate.problems or ([problem] if problem else [])
-        return self._render(
-            request,
-            campaign,
-            action,
-            form=form,
-            figures=self._estimate_rows(campaign, estimate),
-            sample=sample,
-            problems=problems,
-            empty_audience=estimate.recipients == 0,
-            can_confirm=not problems,
-            worker_note=_worker_note(now=False),
+        return self._confirm(
+            request, object_id, ACTIONS["schedule"], self._schedule_page, self._schedule
         )
-
-    def _schedule(
-        self, request: HttpRequest, campaign: Campaign, form: ScheduleForm
-    ) -> HttpResponse:
-        if problems := body_problems(campaign.body, campaign_audience(campaign)):
-            return self._fail(request, campaign, "Not scheduled: " + " ".join(problems))
-        data = form.cleaned_data
-        send_window = data["send_window"]
-        if send_window is None and campaign.send_window:
-            send_window = {}  # the form's empty quiet hours clear the old ones
-        try:
-            campaign_schedule_with_window(
-                campaign=campaign, at=data["at"], send_window=send_window
-            )
-        except CampaignError as error:
-            return self._fail(request, campaign, str(error))
-        local = data["at"].astimezone(ZoneInfo(data["time_zone"]))
-        when = dateformat.format(local, "D j M Y, H:i T")
-        window = data.get("send_window_description")
-        self.message_user(
-            request,
-            f"“{campaign}” is scheduled for {when} ({data['time_zone']})"
-            + (f", sending only {window}" if window else "")
-            + f". {_worker_note(now=False)}",
-            messages.SUCCESS,
-        )
-        return self._back(campaign)
 
     def pause_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        return self._simple(
-            request,
-            object_id,
-            ACTIONS["pause"],
-            perform=lambda campaign: campaign_pause(campaign=campaign),
-            success="“{campaign}” is paused. Messages already handed to the provider "
-            "still go out; the rest wait until you resume.",
+        def perform(
+            request: HttpRequest, campaign: Campaign, page: Page
+        ) -> HttpResponse:
+            campaign_pause(campaign=campaign)
+            return self._done(
+                request,
+                campaign,
+                f"“{campaign}” is paused. Messages already handed to the provider "
+                "still go out; the rest wait until you resume.",
+            )
+
+        return self._confirm(
+            request, object_id, ACTIONS["pause"], self._state_page, perform
         )
 
     def resume_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        def success(campaign: Campaign) -> str:
+        def perform(
+            request: HttpRequest, campaign: Campaign, page: Page
+        ) -> HttpResponse:
+            campaign_resume(campaign=campaign)
             if campaign.status == Status.SENDING:
-                return f"“{campaign}” is sending again. {_worker_note(now=True)}"
-            return f"“{campaign}” is scheduled again. {_worker_note(now=False)}"
+                text = f"“{campaign}” is sending again. {_worker_note(now=True)}"
+            else:
+                text = (
+                    f"“{campaign}” is scheduled again for "
+                    f"{campaign.scheduled_at_display}. {_worker_note(now=False)}"
+                )
+            return self._done(request, campaign, text)
 
-        return self._simple(
-            request,
-            object_id,
-            ACTIONS["resume"],
-            perform=lambda campaign: campaign_resume(campaign=campaign),
-            success=success,
+        return self._confirm(
+            request, object_id, ACTIONS["resume"], self._state_page, perform
         )
 
     def cancel_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        return self._simple(
-            request,
-            object_id,
-            ACTIONS["cancel"],
-            perform=lambda campaign: campaign_cancel(campaign=campaign),
-            success="“{campaign}” is cancelled. Messages not yet sent will not be sent.",
+        def perform(
+            request: HttpRequest, campaign: Campaign, page: Page
+        ) -> HttpResponse:
+            campaign_cancel(campaign=campaign)
+            return self._done(
+                request,
+                campaign,
+                f"“{campaign}” is cancelled. Messages not yet sent will not be sent.",
+            )
+
+        return self._confirm(
+            request, object_id, ACTIONS["cancel"], self._state_page, perform
         )
 
     def retry_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        campaign = self._campaign(request, object_id)
-        action = ACTIONS["retry"]
-        if refused := self._refuse(request, campaign, action):
-            return refused
-        form = RetryForm(request.POST if request.method == "POST" else None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                count = campaign_retry_failed(
-                    campaign=campaign,
-                    include_unknown=form.cleaned_data["include_unknown"],
-                )
-            except CampaignError as error:
-                return self._fail(request, campaign, str(error))
-            if not count:
-                self.message_user(request, "There were no failed messages to retry.")
-            else:
-                later = (
-                    " They go out when you resume the campaign."
-                    if campaign.status == Status.PAUSED
-                    else f" {_worker_note(now=True)}"
-                )
-                self.message_user(
-                    request,
-                    f"{number(count)} message{'s' if count != 1 else ''} queued again."
-                    + later,
-                    messages.SUCCESS,
-                )
-            return self._back(campaign)
+        return self._confirm(
+            request, object_id, ACTIONS["retry"], self._retry_page, self._retry
+        )
+
+    def duplicate_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        return self._confirm(
+            request,
+            object_id,
+            ACTIONS["duplicate"],
+            self._duplicate_page,
+            self._duplicate,
+        )
+
+    # --- Pages: what each confirmation page shows ------------------------------------
+
+    def _test_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        sample, problem = campaign_sample(
+            campaign, with_contact_data=can_see_contacts(request)
+        )
+        return {
+            "form": TestSendForm(data),
+            "sample": sample,
+            "problems": [problem] if problem else [],
+            "refusal": problem,
+            "fingerprint": confirmation_fingerprint(campaign, self._list_ids(campaign)),
+        }
+
+    def _launch_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        """Send now and schedule: the audience, the cost and the text, refused when
+        nobody would get it or the text cannot go out."""
+        list_ids = self._list_ids(campaign)
+        estimate = self._estimate(campaign, list_ids)
+        sample, problem = campaign_sample(
+            campaign, with_contact_data=can_see_contacts(request)
+        )
+        problems = estimate.problems or ([problem] if problem else [])
+        if not list_ids:
+            refusal = "it has no lists: choose who gets it on the campaign page first."
+        elif estimate.recipients == 0:
+            refusal = (
+                "nobody would get it: its lists are empty, or everyone in them opted "
+                "out or is suppressed."
+            )
+        elif problems:
+            refusal = " ".join(problems)
+        else:
+            refusal = ""
+        page: Page = {
+            "figures": self._estimate_rows(campaign, estimate),
+            "sample": sample,
+            "problems": problems,
+            "no_lists": not list_ids,
+            "empty_audience": bool(list_ids) and estimate.recipients == 0,
+            "refusal": refusal,
+            "fingerprint": confirmation_fingerprint(
+                campaign, list_ids, estimate.recipients
+            ),
+        }
+        return page
+
+    def _send_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        return {
+            **self._launch_page(request, campaign, data),
+            "worker_note": _worker_note(now=True),
+        }
+
+    def _schedule_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        return {
+            **self._launch_page(request, campaign, data),
+            "form": self._schedule_form(campaign, data),
+            "worker_note": _worker_note(now=False),
+        }
+
+    def _schedule_form(self, campaign: Campaign, data: Mapping | None) -> ScheduleForm:
+        if data is not None:
+            return ScheduleForm(data)
+        scheduled = campaign.status == Status.SCHEDULED
+        form = ScheduleForm(
+            initial=ScheduleForm.initial_for(
+                scheduled_at=campaign.scheduled_at if scheduled else None,
+                send_window=campaign.send_window,
+                time_zone=campaign.schedule_time_zone,
+            )
+        )
+        if not scheduled:
+            # Nothing to keep: the page's script may offer the browser's zone.
+            form.fields["time_zone"].widget.attrs["data-browser-default"] = "true"
+        return form
+
+    def _state_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        """Pause, resume and cancel: the estimate before launch, progress after."""
+        list_ids = self._list_ids(campaign)
+        if campaign.started_at is None:
+            estimate = self._estimate(campaign, list_ids)
+            figures = self._estimate_rows(campaign, estimate)
+            remaining = recipients = estimate.recipients
+        else:
+            progress = launched_progress(campaign)
+            segments, price, currency = self._unit_cost(request, campaign, progress)
+            figures = [
+                FigureRow(
+                    "Recipients",
+                    number(progress.total),
+                    html_id="confirm-recipients",
+                ),
+                FigureRow(
+                    "Estimated remaining cost",
+                    money(progress.remaining * segments * price, currency),
+                    f"{number(progress.remaining)} queued {_TIMES} {plain(segments)} "
+                    f"segment{'s' if segments != 1 else ''} {_TIMES} "
+                    f"{money(price, currency)}",
+                    html_id="confirm-cost",
+                ),
+                *self._progress_rows(campaign, progress, segments, currency),
+            ]
+            remaining, recipients = progress.remaining, progress.total
+        return {
+            "figures": figures,
+            "started": campaign.started_at is not None,
+            "remaining": number(remaining),
+            "worker_note": _worker_note(now=True),
+            # Not the remaining count: it moves with every batch sent.
+            "fingerprint": confirmation_fingerprint(campaign, list_ids, recipients),
+        }
+
+    def _retry_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
         progress = launched_progress(campaign)
-        segments, price, currency = self._unit_cost(campaign, progress)
+        segments, price, currency = self._unit_cost(request, campaign, progress)
+        final = progress.final_failures
+        final_note = ", ".join(
+            f"{number(final.get(status, 0))} {Message.Status(status).label.lower()}"
+            for status in _FINAL_FAILURES
+        )
         rows = [
             FigureRow(
                 "Failed messages to retry",
-                number(progress.failed),
-                "Messages skipped because the recipient opted out, and those of a "
-                "cancel, are not retried.",
+                number(progress.retryable),
+                "Status “failed”: the provider refused them or reported them failed.",
                 html_id="confirm-recipients",
             ),
             FigureRow(
                 "Estimated cost of the retry",
-                money(progress.failed * segments * price, currency),
-                f"{number(progress.failed)} {_TIMES} {plain(segments)} segment"
+                money(progress.retryable * segments * price, currency),
+                f"{number(progress.retryable)} {_TIMES} {plain(segments)} segment"
                 f"{'s' if segments != 1 else ''} {_TIMES} {money(price, currency)}",
                 html_id="confirm-cost",
             ),
             FigureRow(
-                "Fate unknown",
+                "Unknown",
                 number(progress.unknown),
                 "Retried only if you tick the box below; estimated cost "
                 + money(progress.unknown * segments * price, currency)
                 + ".",
             ),
+            FigureRow(
+                "Not retried: final answers from the carrier",
+                number(progress.final_failed),
+                final_note,
+                html_id="retry-final",
+            ),
             *self._progress_rows(
-                campaign, progress, segments, currency, failed_row=False
+                campaign, progress, segments, currency, with_unknown=False
             ),
         ]
-        return self._render(
+        retryable = progress.retryable or progress.unknown
+        return {
+            "form": RetryForm(data),
+            "figures": rows,
+            "progress": progress,
+            "final_note": final_note,
+            "nothing_to_retry": not retryable,
+            # Allowed though nothing is left: the service then says so.
+            "refusal": "",
+            "can_confirm": bool(retryable),
+            "fingerprint": confirmation_fingerprint(
+                campaign,
+                self._list_ids(campaign),
+                progress.retryable,
+                progress.unknown,
+            ),
+        }
+
+    def _duplicate_page(
+        self, request: HttpRequest, campaign: Campaign, data: Mapping | None
+    ) -> Page:
+        return {
+            "copy_name": _copy_name(campaign.name),
+            "fingerprint": confirmation_fingerprint(campaign, self._list_ids(campaign)),
+        }
+
+    # --- Performers: what each confirmation does ------------------------------------
+
+    def _send_test(
+        self, request: HttpRequest, campaign: Campaign, page: Page
+    ) -> HttpResponse:
+        form = page["form"]
+        try:
+            sent = campaign_send_test(
+                campaign=campaign,
+                numbers=form.cleaned_data["numbers"],
+                with_contact_data=can_see_contacts(request),
+            )
+        except RecipientsOptedOut as error:
+            masked = ", ".join(mask_phone(n) for n in error.numbers)
+            form.add_error(
+                "numbers",
+                f"{masked} opted out or {'is' if len(error.numbers) == 1 else 'are'} "
+                "on the suppression list: test sends respect opt-outs too. "
+                "Remove them and try again.",
+            )
+        except BodyError as error:
+            form.add_error(None, " ".join(error.problems))
+        else:
+            self._report_test(request, sent)
+            return self._back(campaign)
+        return self._render(request, campaign, ACTIONS["test"], page)
+
+    def _send_now(
+        self, request: HttpRequest, campaign: Campaign, page: Page
+    ) -> HttpResponse:
+        campaign_send_now(campaign=campaign)
+        return self._done(
             request,
             campaign,
-            action,
-            form=form,
-            figures=rows,
-            can_confirm=bool(progress.failed or progress.unknown),
-            nothing_to_retry=not (progress.failed or progress.unknown),
+            f"“{campaign}” is queued to send now. {_worker_note(now=True)}",
+        )
+
+    def _schedule(
+        self, request: HttpRequest, campaign: Campaign, page: Page
+    ) -> HttpResponse:
+        data = page["form"].cleaned_data
+        campaign_schedule(
+            campaign=campaign,
+            at=data["at"],
+            time_zone=data["time_zone"],
+            # Empty sending hours on the form clear the campaign's.
+            send_window=data["send_window"] or {},
+        )
+        window = data.get("send_window_description")
+        return self._done(
+            request,
+            campaign,
+            f"“{campaign}” is scheduled for {campaign.scheduled_at_display}"
+            + (f", sending only {window}" if window else "")
+            + f". {_worker_note(now=False)}",
+        )
+
+    def _retry(
+        self, request: HttpRequest, campaign: Campaign, page: Page
+    ) -> HttpResponse:
+        count = campaign_retry_failed(
+            campaign=campaign,
+            include_unknown=page["form"].cleaned_data["include_unknown"],
+        )
+        if not count:
+            self.message_user(request, "There were no failed messages to retry.")
+            return self._back(campaign)
+        later = (
+            " They go out when you resume the campaign."
+            if campaign.status == Status.PAUSED
+            else f" {_worker_note(now=True)}"
+        )
+        return self._done(
+            request,
+            campaign,
+            f"{number(count)} message{'s' if count != 1 else ''} queued again." + later,
+        )
+
+    def _duplicate(
+        self, request: HttpRequest, campaign: Campaign, page: Page
+    ) -> HttpResponse:
+        try:
+            copy = campaign_create(
+                lists=campaign.lists.all(),
+                created_by=request.user,
+                name=page["copy_name"],
+                body=campaign.body,
+                opt_out_footer=campaign.opt_out_footer,
+                provider=campaign.provider,
+                fallback_provider=campaign.fallback_provider,
+                sender=campaign.sender,
+            )
+        except BodyError as error:
+            return self._fail(
+                request, campaign, "Not copied: " + " ".join(error.problems)
+            )
+        self.message_user(
+            request,
+            f"“{copy}” is a draft copy of “{campaign}”: same text, lists and "
+            "provider, no schedule and no sending hours. Change it, then send it "
+            "when ready.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:campaigns_campaign_change", args=[copy.pk])
         )
 
     # --- Shared steps -----------------------------------------------------------------
 
-    def _campaign(self, request: HttpRequest, object_id: int) -> Campaign:
+    def _confirm(
+        self,
+        request: HttpRequest,
+        object_id: int,
+        action: Action,
+        build: Builder,
+        perform: Performer,
+    ) -> HttpResponse:
+        """GET shows the page ``build`` describes. POST rebuilds it from the current
+        state, holding the campaign's row so nobody edits it meanwhile, and calls
+        ``perform`` only if it is the page that was shown (same fingerprint), it
+        may be confirmed and its form is valid."""
+        campaign = self._campaign(request, object_id, action)
+        if refused := self._refuse(request, campaign, action):
+            return refused
+        if request.method != "POST":
+            return self._render(
+                request, campaign, action, build(request, campaign, None)
+            )
+        with transaction.atomic():
+            campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+            if refused := self._refuse(request, campaign, action):
+                return refused
+            page = build(request, campaign, request.POST)
+            if request.POST.get("fingerprint") != page["fingerprint"]:
+                page["changed"] = True
+                page["form"] = _unbound_copy(page.get("form"))
+                return self._render(request, campaign, action, page)
+            if page.get("refusal"):
+                return self._fail(
+                    request,
+                    campaign,
+                    f"“{campaign}” was not {action.verb}: {page['refusal']}",
+                )
+            form = page.get("form")
+            if form is not None and not form.is_valid():
+                return self._render(request, campaign, action, page)
+            try:
+                return perform(request, campaign, page)
+            except CampaignError as error:
+                return self._fail(request, campaign, str(error))
+
+    def _may(self, request: HttpRequest, action: Action, campaign: Campaign) -> bool:
+        if action.permission == "add":
+            return self.has_add_permission(
+                request
+            ) and self.has_view_or_change_permission(request, campaign)
+        return self.has_change_permission(request, campaign)
+
+    def _campaign(
+        self, request: HttpRequest, object_id: int, action: Action
+    ) -> Campaign:
         # The model permission first, so a user without it learns nothing of ids.
-        if not self.has_change_permission(request):
+        model_level = (
+            self.has_add_permission(request)
+            if action.permission == "add"
+            else self.has_change_permission(request)
+        )
+        if not model_level:
             raise PermissionDenied
         campaign = Campaign.objects.filter(pk=object_id).first()
         if campaign is None:
             raise Http404("No campaign with that id.")
-        if not self.has_change_permission(request, campaign):
+        if not self._may(request, action, campaign):
             raise PermissionDenied
         return campaign
 
@@ -523,74 +829,24 @@ class CampaignActionsMixin(admin.ModelAdmin):
         self.message_user(request, text, messages.ERROR)
         return self._back(campaign)
 
+    def _done(
+        self, request: HttpRequest, campaign: Campaign, text: str
+    ) -> HttpResponse:
+        self.message_user(request, text, messages.SUCCESS)
+        return self._back(campaign)
+
     def _back(self, campaign: Campaign) -> HttpResponse:
         return HttpResponseRedirect(
             reverse("admin:campaigns_campaign_change", args=[campaign.pk])
         )
 
-    def _simple(
-        self,
-        request: HttpRequest,
-        object_id: int,
-        action: Action,
-        *,
-        perform: Callable[[Campaign], object],
-        success: str | Callable[[Campaign], str],
-    ) -> HttpResponse:
-        """Pause, resume and cancel: a page that restates the figures, and a POST."""
-        campaign = self._campaign(request, object_id)
-        if refused := self._refuse(request, campaign, action):
-            return refused
-        if request.method == "POST":
-            try:
-                perform(campaign)
-            except CampaignError as error:
-                return self._fail(request, campaign, str(error))
-            text = (
-                success(campaign)
-                if callable(success)
-                else success.format(campaign=campaign)
-            )
-            self.message_user(request, text, messages.SUCCESS)
-            return self._back(campaign)
-        if campaign.started_at is None:
-            estimate = self._estimate(campaign)
-            figures = self._estimate_rows(campaign, estimate)
-            remaining = estimate.recipients
-        else:
-            progress = launched_progress(campaign)
-            segments, price, currency = self._unit_cost(campaign, progress)
-            figures = [
-                FigureRow(
-                    "Recipients",
-                    number(progress.total),
-                    html_id="confirm-recipients",
-                ),
-                FigureRow(
-                    "Estimated remaining cost",
-                    money(progress.remaining * segments * price, currency),
-                    f"{number(progress.remaining)} messages {_TIMES} {plain(segments)} segment"
-                    f"{'s' if segments != 1 else ''} {_TIMES} {money(price, currency)}",
-                    html_id="confirm-cost",
-                ),
-                *self._progress_rows(campaign, progress, segments, currency),
-            ]
-            remaining = progress.remaining
-        return self._render(
-            request,
-            campaign,
-            action,
-            figures=figures,
-            started=campaign.started_at is not None,
-            remaining=number(remaining),
-            can_confirm=True,
-            worker_note=_worker_note(now=True),
-        )
+    def _list_ids(self, campaign: Campaign) -> list[int]:
+        return list(campaign.lists.order_by("pk").values_list("pk", flat=True))
 
-    def _estimate(self, campaign: Campaign) -> Estimate:
+    def _estimate(self, campaign: Campaign, list_ids: list[int]) -> Estimate:
         return campaign_estimate(
             body=campaign.body,
-            lists=campaign.lists.all(),
+            lists=list_ids,
             provider=campaign.provider,
             opt_out_footer=campaign.opt_out_footer,
         )
@@ -631,20 +887,31 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 html_id="confirm-cost",
             ),
             FigureRow("Provider", campaign.provider),
+            FigureRow(
+                "Sending hours",
+                _window_description(campaign.send_window) or "Any time",
+                "Messages go out only between these times, in each recipient's "
+                "local time"
+                if campaign.send_window
+                else "",
+            ),
         ]
 
     def _unit_cost(
-        self, campaign: Campaign, progress: Progress
+        self, request: HttpRequest, campaign: Campaign, progress: Progress
     ) -> tuple[Decimal, Decimal, str]:
         """(segments per message, price per segment, currency) for what is left:
-        the average of what was sent, or the sample text's count before that."""
+        the average of what was handed to the provider, or the sample text's count
+        before that."""
         price, currency = price_for(campaign.provider)
-        if progress.sent:
-            segments = (Decimal(progress.submitted_segments) / progress.sent).quantize(
+        if progress.handed:
+            segments = (Decimal(progress.handed_segments) / progress.handed).quantize(
                 Decimal("0.01")
             )
         else:
-            sample, _problem = campaign_sample(campaign)
+            sample, _problem = campaign_sample(
+                campaign, with_contact_data=can_see_contacts(request)
+            )
             segments = Decimal(sample.info.segments if sample else 1)
         return segments, price, currency
 
@@ -655,29 +922,62 @@ class CampaignActionsMixin(admin.ModelAdmin):
         segments: Decimal,
         currency: str,
         *,
-        failed_row: bool = True,
+        with_unknown: bool = True,
     ) -> list[FigureRow]:
+        """The counts in the words of the campaign page's progress panel."""
         cost_so_far = " + ".join(
             money(total, code) for code, total in progress.cost_by_currency.items()
         ) or money(0, currency)
-        failed = FigureRow(
-            "Failed",
-            number(progress.failed),
-            f"plus {number(progress.skipped)} skipped (opted out or cancelled)"
-            if progress.skipped
-            else "",
-        )
-        return [
-            FigureRow("Sent so far", number(progress.sent)),
-            FigureRow("Delivered", number(progress.delivered)),
+        failed_note = "sent but not delivered"
+        if progress.final_failed and progress.retryable:
+            failed_note += (
+                f": {number(progress.retryable)} with status “failed”, "
+                f"{number(progress.final_failed)} final answers from the carrier"
+            )
+        rows = [
             FigureRow(
-                "Waiting to be sent",
+                "Queued",
                 number(progress.queued),
-                f"and {number(progress.in_flight)} being handed to the provider now"
-                if progress.in_flight
-                else "",
+                "waiting to be sent"
+                + (
+                    f", {number(progress.in_flight)} being handed to the provider now"
+                    if progress.in_flight
+                    else ""
+                ),
             ),
-            *([failed] if failed_row else []),
+            FigureRow("Sent", number(progress.sent), "waiting for a delivery receipt"),
+            FigureRow("Delivered", number(progress.delivered)),
+            FigureRow("Failed", number(progress.failed), failed_note),
+            FigureRow(
+                "Opted out",
+                number(progress.opted_out),
+                "not sent: had opted out (the campaign page also counts people who "
+                "replied STOP after their message)",
+            ),
+        ]
+        if progress.cancelled:
+            rows.append(
+                FigureRow(
+                    "Cancelled",
+                    number(progress.cancelled),
+                    "not sent: the campaign was cancelled",
+                )
+            )
+        if with_unknown:
+            rows.append(
+                FigureRow(
+                    "Unknown",
+                    number(progress.unknown),
+                    "in flight when a worker stopped; a receipt may still settle them",
+                )
+            )
+        return [
+            *rows,
+            FigureRow(
+                "Handed to the provider",
+                number(progress.handed),
+                "accepted by the provider so far, whatever happened next",
+            ),
             FigureRow("Cost so far", cost_so_far),
             FigureRow("Segments per message", plain(segments)),
             FigureRow("Provider", campaign.provider),
@@ -726,9 +1026,11 @@ class CampaignActionsMixin(admin.ModelAdmin):
         )
 
     def _render(
-        self, request: HttpRequest, campaign: Campaign, action: Action, **context
+        self, request: HttpRequest, campaign: Campaign, action: Action, page: Page
     ) -> TemplateResponse:
         change_url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        context = dict(page)
+        context.setdefault("can_confirm", not page.get("refusal"))
         form = context.get("form")
         if form is not None:
             context["adminform"] = helpers.AdminForm(form, form.fieldsets, {})
@@ -742,9 +1044,23 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 "action": action,
                 "campaign": campaign,
                 "change_url": change_url,
+                "changed_message": CHANGED_MESSAGE,
                 **context,
             },
         )
+
+
+def _copy_name(name: str) -> str:
+    limit = Campaign._meta.get_field("name").max_length - len(COPY_SUFFIX)
+    return name[:limit] + COPY_SUFFIX
+
+
+def _unbound_copy(form: Any) -> Any:
+    """A form showing the values posted without their errors: the page is shown
+    again to be checked, not corrected."""
+    if form is None:
+        return None
+    return type(form)(initial={name: form[name].value() for name in form.fields})
 
 
 def _worker_note(*, now: bool) -> str:

@@ -1,41 +1,51 @@
 """The campaign composer in the admin: form, live counter, placeholders."""
 
-import hashlib
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from itertools import groupby
+from itertools import groupby, islice
 from typing import Any
 
-from django.conf import settings
-from django.contrib import admin
-from django.core.cache import cache
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, Max, OuterRef, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.urls import path, reverse
 
-from contacts.models import Contact, ContactList, ListMembership, Suppression
+from contacts.models import Contact, ContactList, ListMembership
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
-from providers.messages import mask_phone
 
-from .adhoc import CONTENT_FIELDS, EDITABLE, BodyError, campaign_create, campaign_update
+from .adhoc import (
+    CONTENT_FIELDS,
+    BodyError,
+    campaign_create,
+    campaign_update,
+    content_locked,
+)
 from .forms import CampaignComposerForm, ComposeForm
 from .launch import CampaignError
 from .models import Campaign
 from .preview import (
     ESTIMATE_SAMPLE,
+    AudienceFacts,
     Estimate,
-    campaign_estimate,
+    audience_facts as shared_audience_facts,
     format_money as money,
     price_for,
 )
 from .templating import (
     CONTACT_FIELD_NAMES,
+    Placeholder,
     Template,
     TemplateError,
-    audience_attribute_keys,
     parse,
     validate,
 )
@@ -46,13 +56,13 @@ SAMPLE_CONTACTS = 10
 #: Audiences (list memberships) counted while the campaign page renders; a larger
 #: one is counted by the panel's first request instead, so the page stays fast.
 INLINE_AUDIENCE_LIMIT = 50_000
-#: How long an audience's counts are reused while the marketer types.
-AUDIENCE_CACHE_SECONDS = 120
 #: What composition() does about the audience (see there).
 COUNT, COUNT_IF_SMALL, SKIP = "count", "count if small", "skip"
 #: The contact fields offered as placeholders, in the order a marketer wants them.
 FIELD_PLACEHOLDERS = ("first_name", "last_name", "full_name", "phone")
 ENCODING_LABELS = {Encoding.GSM7: "GSM-7", Encoding.UCS2: "UCS-2"}
+#: The fieldset the composer's live panel follows.
+MESSAGE_FIELDSET = "Message"
 
 
 def _audience(list_ids: Sequence[int]) -> QuerySet[Contact]:
@@ -67,71 +77,34 @@ def _audience(list_ids: Sequence[int]) -> QuerySet[Contact]:
     return Contact.objects.filter(Exists(member)).reachable()
 
 
-@dataclass(frozen=True)
-class AudienceFacts:
-    """What the composer needs to know about an audience, whatever the text."""
-
-    in_lists: int
-    contacts: int
-    opted_out: int
-    suppressed: int
-    recipients: int
-    keys: frozenset[str]
-    """The attribute keys its contacts have (placeholders beyond the fields)."""
-
-
 def audience_facts(
     contact_lists: Sequence[ContactList], *, small_only: bool = False
 ) -> AudienceFacts | None:
-    """The audience of ``contact_lists`` counted by campaign_estimate, and its
-    attribute keys; kept in the cache while the marketer types.
+    """The audience of ``contact_lists`` counted, with its attribute keys, from the
+    cache the confirmation pages share (see campaigns.preview.audience_facts).
 
-    Counting a million contacts takes seconds and does not change with the text.
-    The cache key names the lists (with their creation times: a reused id is
-    another list) and the newest membership and suppression, so adding contacts
-    or suppressing numbers counts again at once; an opt-out shows within
-    :data:`AUDIENCE_CACHE_SECONDS`. With ``small_only``, an audience that is not
-    cached and has more than :data:`INLINE_AUDIENCE_LIMIT` memberships is not
-    counted (None): the page then leaves it to the panel's first request.
+    With ``small_only`` (a page view), an audience that is not cached and has more
+    than :data:`INLINE_AUDIENCE_LIMIT` memberships is not counted (None): the page
+    then leaves it to the panel's first request.
     """
-    ids = sorted(item.pk for item in contact_lists)
-    newest_membership = ListMembership.objects.aggregate(newest=Max("pk"))["newest"]
-    newest_suppression = Suppression.objects.aggregate(newest=Max("pk"))["newest"]
-    names = ";".join(
-        f"{item.pk}@{item.created_at.isoformat()}"
-        for item in sorted(contact_lists, key=lambda item: item.pk)
+    return shared_audience_facts(
+        contact_lists, max_memberships=INLINE_AUDIENCE_LIMIT if small_only else None
     )
-    digest = hashlib.sha256(
-        f"{names}|{newest_membership}|{newest_suppression}".encode()
-    ).hexdigest()
-    key = f"campaigns:composer:audience:{digest}"
-    facts = cache.get(key)
-    if facts is not None:
-        return facts
-    if (
-        small_only
-        and ListMembership.objects.filter(contact_list__in=ids).count()
-        > INLINE_AUDIENCE_LIMIT
-    ):
-        return None
-    estimate = campaign_estimate(
-        body="", lists=ids, provider=settings.SMS_DEFAULT_PROVIDER
-    )
-    facts = AudienceFacts(
-        in_lists=estimate.in_lists,
-        contacts=estimate.contacts,
-        opted_out=estimate.opted_out,
-        suppressed=estimate.suppressed,
-        recipients=estimate.recipients,
-        keys=frozenset(audience_attribute_keys(_audience(ids))),
-    )
-    cache.set(key, facts, AUDIENCE_CACHE_SECONDS)
-    return facts
 
 
-def _sample_label(first_name: str, last_name: str, phone: str, *, full: bool) -> str:
+def _sample_label(first_name: str, last_name: str, phone: str) -> str:
     name = f"{first_name} {last_name}".strip() or "No name"
-    return f"{name} · {phone if full else mask_phone(phone)}"
+    return f"{name} · {phone}"
+
+
+def insertable(key: str) -> bool:
+    """Whether the attribute ``key`` can be written as a placeholder: "{shoe size}"
+    would not parse (see campaigns.templating for what a name may contain)."""
+    try:
+        template = parse(f"{{{key}}}")
+    except TemplateError:
+        return False
+    return template.placeholders == (Placeholder(key),)
 
 
 def _character_row(char: str, count: int, *, in_contact: bool = False) -> dict:
@@ -194,14 +167,17 @@ def composition(
     lists: Sequence[ContactList],
     provider: str,
     sample: int | None = None,
-    show_numbers: bool = False,
+    with_contact_data: bool = True,
     audience: str = COUNT,
 ) -> dict[str, Any]:
     """What the composer's live panel shows for the fields as typed (JSON-ready).
 
     The message is rendered for one sample contact (the first of the audience
     unless ``sample`` names another) and measured as it would be sent, footer
-    included. ``audience`` is :data:`COUNT` (count it if not cached),
+    included. Without ``with_contact_data`` (people who may not see contacts) no
+    contact is offered or shown: the message is rendered with the placeholders'
+    defaults, ``sample`` is ignored, and attribute keys are offered by name only.
+    ``audience`` is :data:`COUNT` (count it if not cached),
     :data:`COUNT_IF_SMALL` (a page view: see :func:`audience_facts`) or
     :data:`SKIP` (a locked campaign: no audience figures, no placeholder check).
     A fixed number of queries whatever the audience's size; with its counts
@@ -221,9 +197,11 @@ def composition(
         if list_ids
         else []
     )
-    chosen = next((row for row in rows if row[0] == sample), None)
-    if chosen is None and rows:
-        chosen = rows[0]
+    chosen = None
+    if with_contact_data:
+        chosen = next((row for row in rows if row[0] == sample), None)
+        if chosen is None and rows:
+            chosen = rows[0]
 
     try:
         template = parse(
@@ -268,12 +246,18 @@ def composition(
         # Placeholders are judged against the audience's keys, so not before
         # they are known.
         "problems": validate(body, known_attributes=keys) if judged else [],
-        "placeholders": [*FIELD_PLACEHOLDERS, *sorted(keys - CONTACT_FIELD_NAMES)],
-        "samples": [
-            {"id": pk, "label": _sample_label(first, last, number, full=show_numbers)}
-            for pk, first, last, number, _ in rows[:SAMPLE_CONTACTS]
+        "placeholders": [
+            *FIELD_PLACEHOLDERS,
+            *sorted(key for key in keys - CONTACT_FIELD_NAMES if insertable(key)),
         ],
+        "samples": [
+            {"id": pk, "label": _sample_label(first, last, number)}
+            for pk, first, last, number, _ in rows[:SAMPLE_CONTACTS]
+        ]
+        if with_contact_data
+        else [],
         "sample": chosen[0] if chosen else None,
+        "contacts_hidden": not with_contact_data,
         "lists_chosen": bool(list_ids),
         "audience_pending": pending,
         "audience": None,
@@ -401,12 +385,15 @@ class ComposerMixin(admin.ModelAdmin):
     ]
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list:
-        # The message comes last: the live preview follows it.
+        # In the order a marketer works: who, what (the live panel follows the
+        # message, see _ComposerAdminForm), then how it is delivered.
         main = ["name"]
         if obj is not None:
             main += [("status", "scheduled_at"), "sending_hours"]
         fieldsets: list = [
             (None, {"fields": main}),
+            ("Audience", {"fields": ["lists"]}),
+            (MESSAGE_FIELDSET, {"fields": ["body", "opt_out_footer"]}),
             (
                 "Delivery",
                 {"fields": [("provider", "fallback_provider"), "sender"]},
@@ -425,24 +412,20 @@ class ComposerMixin(admin.ModelAdmin):
                     },
                 )
             )
-        fieldsets += [
-            ("Audience", {"fields": ["lists"]}),
-            ("Message", {"fields": ["body", "opt_out_footer"]}),
-        ]
         return fieldsets
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Campaign | None = None
     ) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.status not in EDITABLE:
+        if obj is not None and content_locked(obj):
             fields += [name for name in CONTENT_FIELDS if name not in fields]
         return fields
 
     @admin.display(description="Sending hours")
     def sending_hours(self, campaign: Campaign) -> str:
         if not campaign.send_window:
-            return "Any time (set quiet hours when scheduling)"
+            return "Any time of day (sending hours can be set when scheduling)"
         try:
             return SendWindow.from_dict(campaign.send_window).describe()
         except WindowError as error:
@@ -531,11 +514,14 @@ class ComposerMixin(admin.ModelAdmin):
         if not form.is_valid():
             return JsonResponse({"error": form.error_text()}, status=400)
         return JsonResponse(
-            composition(**form.cleaned_data, show_numbers=self._shows_numbers(request))
+            composition(
+                **form.cleaned_data,
+                with_contact_data=self._may_see_contacts(request),
+            )
         )
 
-    def _shows_numbers(self, request: HttpRequest) -> bool:
-        # Whoever may see contacts in the admin sees their numbers here too.
+    def _may_see_contacts(self, request: HttpRequest) -> bool:
+        # Only whoever may see contacts in the admin sees their data here.
         return request.user.has_perm("contacts.view_contact")
 
     def render_change_form(
@@ -548,19 +534,55 @@ class ComposerMixin(admin.ModelAdmin):
         obj: Campaign | None = None,
     ) -> HttpResponse:
         context.update(self._composer_context(request, context["adminform"].form, obj))
+        context["adminform"] = _ComposerAdminForm(context["adminform"])
+        # A tool, not a table editor: named after what is being worked on.
+        if obj is None:
+            context["title"] = "New campaign"
+        else:
+            context["title"] = f"{obj.name} ({obj.get_status_display().lower()})"
+        context["subtitle"] = None
+        # One campaign at a time: after saving, the next step is on its page.
+        context["show_save_and_add_another"] = False
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_add(
+        self, request: HttpRequest, obj: Campaign, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        if (
+            IS_POPUP_VAR in request.POST
+            or "_continue" in request.POST
+            or "_addanother" in request.POST
+            or not self.has_view_or_change_permission(request, obj)
+        ):
+            return super().response_add(request, obj, post_url_continue)
+        # "Save" lands on the campaign's page: testing, sending and scheduling
+        # happen there, not in the list.
+        self.message_user(
+            request,
+            f"The campaign “{obj}” was created. Send yourself a test, then send it "
+            "now or schedule it with the buttons at the top of this page.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse(
+                "admin:campaigns_campaign_change",
+                args=[obj.pk],
+                current_app=self.admin_site.name,
+            )
+        )
 
     def _composer_context(
         self, request: HttpRequest, form, obj: Campaign | None
     ) -> dict[str, Any]:
-        locked = obj is not None and obj.status not in EDITABLE
+        locked = obj is not None and content_locked(obj)
+        may_see_contacts = self._may_see_contacts(request)
         live = "body" in form.fields and not locked
         typed = ComposeForm(data=_typed_values(form))
         if typed.is_valid():
             # A locked campaign's page is about its progress: no audience counts.
             panel = composition(
                 **typed.cleaned_data,
-                show_numbers=self._shows_numbers(request),
+                with_contact_data=may_see_contacts,
                 audience=SKIP if locked else COUNT_IF_SMALL,
             )
             marked = {row["character"] for row in panel["ucs2_characters"]}
@@ -569,11 +591,17 @@ class ComposerMixin(admin.ModelAdmin):
             panel, runs = {"error": typed.error_text(), "audience_pending": True}, []
         lock_message = ""
         if locked:
-            lock_message = (
-                "Sending has started: the text can no longer change."
-                if obj.started_at or obj.status != Campaign.Status.CANCELLED
-                else "This campaign was cancelled: the text can no longer change."
-            )
+            if obj.started_at or obj.status == Campaign.Status.SENDING:
+                lock_message = "Sending has started: the text can no longer change."
+            elif obj.status == Campaign.Status.CANCELLED:
+                lock_message = (
+                    "This campaign was cancelled: the text can no longer change."
+                )
+            else:
+                lock_message = (
+                    f"This campaign is {obj.get_status_display().lower()}: "
+                    "the text can no longer change."
+                )
         return {
             "composer": panel,
             "composer_live": live,
@@ -584,6 +612,27 @@ class ComposerMixin(admin.ModelAdmin):
             "composer_cost_basis": cost_basis(panel),
             "composer_url": reverse("admin:campaigns_campaign_compose"),
         }
+
+
+class _ComposerAdminForm(helpers.AdminForm):
+    """The change form's fieldsets in two runs, so the live panel sits right under
+    the message: the page's loop shows those up to the message, and
+    _composer.html the rest (delivery, history) after the panel."""
+
+    def __init__(self, adminform: helpers.AdminForm) -> None:
+        self.__dict__.update(adminform.__dict__)
+        names = [name for name, _ in self.fieldsets]
+        self.composer_split = (
+            names.index(MESSAGE_FIELDSET) + 1
+            if MESSAGE_FIELDSET in names
+            else len(names)
+        )
+
+    def __iter__(self):
+        return islice(super().__iter__(), self.composer_split)
+
+    def after_composer(self) -> list[helpers.Fieldset]:
+        return list(super().__iter__())[self.composer_split :]
 
 
 def _typed_values(form) -> dict[str, Any]:

@@ -11,7 +11,12 @@
 Pages read snapshots (campaigns.stats) instead of counting messages: the scheduler
 and the dispatcher take them while a campaign sends. When the latest is stale and the
 campaign can still change (receipts still arriving after the end, nobody sending),
-the page shows it at once and its script asks the progress view, which counts.
+the page shows it at once and its script asks the progress view, which counts (one
+request at a time per campaign; users who may only view a campaign never count, they
+read what the workers and the others counted).
+
+Each count on the panel links to the messages it counts: the message changelist's
+"outcome" filter (OutcomeListFilter) selects exactly what each card adds up.
 """
 
 import contextlib
@@ -28,7 +33,6 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
@@ -41,6 +45,9 @@ from django.utils.html import format_html, format_html_join
 from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, parse_phone
 
+# Shared with the contacts admin; campaigns.admin imports it from here for MessageAdmin.
+from smscampaigns.admin_paginator import CappedCountPaginator  # noqa: F401
+
 from . import scheduling
 from .claims import OPTED_OUT_CODE
 from .dispatch import CANCELLED_CODE
@@ -48,10 +55,12 @@ from .models import Campaign, CampaignSnapshot, Message
 from .preview import format_money
 from .stats import (
     FAILURE_STATUSES,
+    OPT_OUT_ATTRIBUTION,
+    SKIPPED_REASONS,
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
-    campaign_latest_snapshot,
     campaign_progress,
+    replied_stop_filter,
 )
 
 #: The "refresh" link may ask for figures this fresh (a new count at most this often).
@@ -244,11 +253,15 @@ def _time_ticks(start: datetime, end: datetime) -> tuple[int, list[datetime]]:
 
 def delivery_chart(campaign: Campaign) -> Chart | None:
     """The campaign's snapshots as lines of delivered, failed and awaiting-receipt
-    messages over time, and the delivery rate. None before there are snapshots."""
+    messages over time, and the delivery rate, from the start of sending. None
+    before there are snapshots."""
+    snapshots = CampaignSnapshot.objects.filter(campaign=campaign)
+    if campaign.started_at:
+        # Anything older (zeros counted while it was scheduled) would stretch the
+        # time axis over the days before sending.
+        snapshots = snapshots.filter(taken_at__gte=campaign.started_at)
     rows = list(
-        CampaignSnapshot.objects.filter(campaign=campaign)
-        .order_by("taken_at", "id")
-        .values_list(
+        snapshots.order_by("taken_at", "id").values_list(
             "taken_at",
             "counts",
             "delivery_rate",
@@ -360,7 +373,44 @@ def messages_url(campaign_id: int, **filters: str) -> str:
     return f"{reverse('admin:campaigns_message_changelist')}?{urlencode(query)}"
 
 
-_FAILED_STATUSES = ",".join(FAILURE_STATUSES)
+#: The message changelist's ``outcome`` filter: one value per count of the panel, in
+#: the panel's order, selecting exactly the messages that count adds up
+#: (Figures.from_values and campaigns.stats.campaign_stats).
+OUTCOMES = {
+    "queued": "Queued",
+    "sent": "Sent, awaiting receipt",
+    "delivered": "Delivered",
+    "failed": "Failed (sent, not delivered)",
+    "opted_out": "Not sent: had opted out",
+    "cancelled": "Not sent: campaign cancelled",
+    "unknown": "Unknown",
+    "replied_stop": "Replied STOP afterwards",
+}
+
+#: The outcome of the messages each skip code marks.
+_SKIPPED_OUTCOMES = {OPTED_OUT_CODE: "opted_out", CANCELLED_CODE: "cancelled"}
+
+
+def outcome_condition(outcome: str) -> Q | None:
+    """The condition selecting the messages of one of :data:`OUTCOMES`."""
+    status = Message.Status
+    skipped = list(SKIPPED_REASONS)
+    conditions = {
+        "queued": lambda: Q(status__in=[status.QUEUED, status.SENDING]),
+        "sent": lambda: Q(status__in=[status.SUBMITTED, status.SENT]),
+        "delivered": lambda: Q(status=status.DELIVERED),
+        # Skipped messages are stored as failed but never reached a carrier.
+        "failed": lambda: (
+            Q(status__in=FAILURE_STATUSES)
+            & ~Q(status=status.FAILED, error_code__in=skipped)
+        ),
+        "opted_out": lambda: Q(status=status.FAILED, error_code=OPTED_OUT_CODE),
+        "cancelled": lambda: Q(status=status.FAILED, error_code=CANCELLED_CODE),
+        "unknown": lambda: Q(status=status.UNKNOWN),
+        "replied_stop": replied_stop_filter,
+    }
+    condition = conditions.get(outcome)
+    return condition() if condition else None
 
 
 @dataclass(frozen=True)
@@ -423,6 +473,17 @@ class Dashboard:
         )
 
     @property
+    def cost_note(self) -> str:
+        """Snapshots keep the cost in one currency (the one with the largest total):
+        say so where a fallback provider may have priced messages in another."""
+        if not self.campaign.fallback_provider:
+            return ""
+        return (
+            f"Messages priced in {self.currency} only: those sent through the "
+            "fallback provider may be priced in another currency."
+        )
+
+    @property
     def currency(self) -> str:
         if self.snapshot and self.snapshot.currency:
             return self.snapshot.currency
@@ -438,26 +499,31 @@ class Dashboard:
                 reason=reason["reason"],
                 count=reason["count"],
                 skipped=bool(reason.get("skipped")),
-                url=messages_url(
-                    self.campaign.pk,
-                    status__in=_FAILED_STATUSES,
-                    error_code=reason["code"],
-                ),
+                url=self._failure_url(reason),
             )
             for reason in self.snapshot.failure_reasons
         ]
 
+    def _failure_url(self, reason: dict) -> str:
+        if reason.get("skipped") and reason["code"] in _SKIPPED_OUTCOMES:
+            return messages_url(
+                self.campaign.pk, outcome=_SKIPPED_OUTCOMES[reason["code"]]
+            )
+        # A row counts one (code, reason) pair among the failed messages.
+        return messages_url(
+            self.campaign.pk,
+            outcome="failed",
+            error_code=reason["code"],
+            error_reason=reason["reason"],
+        )
+
     @cached_property
     def links(self) -> dict[str, str]:
+        """The campaign's messages, and those of each outcome (see OUTCOMES)."""
         pk = self.campaign.pk
         return {
             "all": messages_url(pk),
-            "queued": messages_url(pk, status__in="queued,sending"),
-            "sent": messages_url(pk, status__in="submitted,sent"),
-            "delivered": messages_url(pk, status__exact=Message.Status.DELIVERED),
-            "failed": messages_url(pk, status__in=_FAILED_STATUSES),
-            "opted_out": messages_url(pk, error_code=OPTED_OUT_CODE),
-            "unknown": messages_url(pk, status__exact=Message.Status.UNKNOWN),
+            **{outcome: messages_url(pk, outcome=outcome) for outcome in OUTCOMES},
         }
 
     @cached_property
@@ -476,11 +542,17 @@ class Dashboard:
             ),
             Card(
                 "opted-out",
-                "Opted out",
-                f.opted_out,
+                "Not sent: opted out",
+                f.skipped_opted_out,
                 links["opted_out"],
-                f"{f.skipped_opted_out:,} not sent (had opted out), "
-                f"{f.opt_outs:,} replied STOP after this message",
+                "had opted out before their message was sent",
+            ),
+            Card(
+                "replied-stop",
+                "Replied STOP",
+                f.opt_outs,
+                links["replied_stop"],
+                f"opted out within {OPT_OUT_ATTRIBUTION.days} days of this message",
             ),
             Card(
                 "unknown",
@@ -496,7 +568,7 @@ class Dashboard:
                     "cancelled",
                     "Cancelled",
                     f.cancelled,
-                    messages_url(self.campaign.pk, error_code=CANCELLED_CODE),
+                    links["cancelled"],
                     "not sent: the campaign was cancelled",
                 )
             )
@@ -561,6 +633,7 @@ def campaign_dashboard(
     *,
     max_age: timedelta = SNAPSHOT_MAX_AGE,
     count_if_stale: bool = True,
+    may_count: bool = True,
 ) -> Dashboard:
     """What the campaign page's panel shows: the latest figures (counted afresh when
     older than ``max_age`` and still changing), and what the campaign is waiting for.
@@ -568,14 +641,16 @@ def campaign_dashboard(
     With ``count_if_stale`` off, stale figures are shown as they are and marked
     ``stale``: the page then renders at once and its script asks for fresh figures
     (counting a million messages takes a few hundred milliseconds). Figures are
-    counted in any case when there are none yet.
+    counted in any case when there are none yet. With ``may_count`` off (a user who
+    may only view the campaign) nothing is counted: the latest figures are shown, as
+    the workers keep them.
     """
     now = timezone.now()
     progress_url = reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
     snapshot = None
-    if not count_if_stale:
-        snapshot = campaign_latest_snapshot(campaign_id=campaign.pk)
-    if snapshot is None:
+    if not count_if_stale or not may_count:
+        snapshot = campaign_progress(campaign=campaign, may_count=False)
+    if snapshot is None and may_count:
         snapshot = campaign_progress(campaign=campaign, max_age=max_age)
     due = campaign.status == Campaign.Status.SENDING or (
         campaign.status == Campaign.Status.SCHEDULED
@@ -590,7 +665,12 @@ def campaign_dashboard(
     live = campaign.status != Campaign.Status.DRAFT and campaign_can_change(
         campaign=campaign, snapshot=snapshot
     )
-    stale = live and snapshot is not None and now - snapshot.taken_at >= max_age
+    stale = (
+        may_count
+        and live
+        and snapshot is not None
+        and now - snapshot.taken_at >= max_age
+    )
     return Dashboard(
         campaign=campaign,
         snapshot=snapshot,
@@ -719,7 +799,11 @@ class DashboardMixin(admin.ModelAdmin):
     ):
         if obj is not None and not add:
             # Stale figures are shown at once and refreshed by the page's script.
-            context["dashboard"] = campaign_dashboard(obj, count_if_stale=False)
+            context["dashboard"] = campaign_dashboard(
+                obj,
+                count_if_stale=False,
+                may_count=self.has_change_permission(request, obj),
+            )
             context["can_view_messages"] = request.user.has_perm(
                 "campaigns.view_message"
             )
@@ -735,8 +819,14 @@ class DashboardMixin(admin.ModelAdmin):
             raise Http404("No such campaign")
         if not self.has_view_or_change_permission(request, campaign):
             raise PermissionDenied
-        max_age = FRESH_MAX_AGE if request.GET.get("fresh") else SNAPSHOT_MAX_AGE
-        dashboard = campaign_dashboard(campaign, max_age=max_age)
+        # Counting writes a snapshot: only for those who may change the campaign.
+        may_count = self.has_change_permission(request, campaign)
+        fresh = may_count and request.GET.get("fresh")
+        dashboard = campaign_dashboard(
+            campaign,
+            max_age=FRESH_MAX_AGE if fresh else SNAPSHOT_MAX_AGE,
+            may_count=may_count,
+        )
         if request.GET.get("format") == "html":
             html = render_to_string(
                 _DASHBOARD_TEMPLATE,
@@ -792,6 +882,25 @@ class CampaignListFilter(admin.RelatedFieldListFilter):
         yield from super().choices(changelist)
 
 
+class OutcomeListFilter(admin.SimpleListFilter):
+    """The campaign page's counts, each as a filter (see OUTCOMES): the page links
+    each count here, and the list shows exactly the messages it counted."""
+
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin) -> list[tuple[str, str]]:
+        choices = list(OUTCOMES.items())
+        if not request.GET.get("campaign__id__exact"):
+            # Over every message ever sent that would be an EXISTS per row.
+            choices = [c for c in choices if c[0] != "replied_stop"]
+        return choices
+
+    def queryset(self, request, queryset: QuerySet) -> QuerySet:
+        condition = outcome_condition(self.value() or "")
+        return queryset if condition is None else queryset.filter(condition)
+
+
 class ProviderListFilter(admin.SimpleListFilter):
     """Providers from the settings: listing the distinct values of the column would
     read every message."""
@@ -806,30 +915,6 @@ class ProviderListFilter(admin.SimpleListFilter):
         if self.value():
             return queryset.filter(provider=self.value())
         return queryset
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most :attr:`cap` rows (``SELECT count(*) FROM (… LIMIT cap + 1)``)
-    instead of every matching message: beyond that the page says "more than 10,000",
-    lists the first ``cap / per_page`` pages, and asks to filter or search."""
-
-    cap = 10_000
-
-    @cached_property
-    def _counted(self) -> int:
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    @cached_property
-    def count(self) -> int:
-        return min(self._counted, self.cap)
-
-    @property
-    def capped(self) -> bool:
-        return self._counted > self.cap
-
-    @property
-    def count_display(self) -> str:
-        return f"{self.count:,}"
 
 
 def message_search(queryset: QuerySet, term: str) -> QuerySet:

@@ -1,9 +1,10 @@
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.utils import timezone
+from django.utils import dateformat, timezone
 
 from .windows import validate_send_window
 
@@ -76,6 +77,12 @@ class Campaign(models.Model):
         help_text="Why a sending campaign is not moving right now (provider down, outside the send window).",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    schedule_time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The time zone the schedule was picked in (IANA name, e.g. "
+        "Europe/Paris), to show its time as it was chosen; empty: the server's.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         models.SET_NULL,
@@ -104,6 +111,22 @@ class Campaign(models.Model):
             return self.body
         footer = self.opt_out_footer.replace("{", "{{").replace("}", "}}")
         return f"{self.body}\n{footer}"
+
+    @property
+    def scheduled_at_display(self) -> str:
+        """The scheduled time on the clock of the zone it was picked in, e.g.
+        "Tue 1 Dec 2026, 09:30 (Europe/Paris)"; the server's zone when none was
+        recorded (the API leaves it empty), "" when not scheduled."""
+        if self.scheduled_at is None:
+            return ""
+        name = self.schedule_time_zone or settings.TIME_ZONE
+        try:
+            zone = ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            name = settings.TIME_ZONE
+            zone = ZoneInfo(name)
+        local = self.scheduled_at.astimezone(zone)
+        return f"{dateformat.format(local, 'D j M Y, H:i')} ({name})"
 
     def status_counts(self) -> dict[str, int]:
         """Messages per status, in one GROUP BY answered from the (campaign, status) index."""

@@ -1,12 +1,22 @@
 """What a campaign would send: audience after exclusions, encodings, segments, cost."""
 
+import hashlib
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Q, QuerySet, Subquery
 
-from contacts.models import Contact
+from contacts.models import (
+    ConsentEvent,
+    Contact,
+    ContactList,
+    ListMembership,
+    Suppression,
+)
 
 from .models import Campaign
 from .templating import TemplateError, audience_attribute_keys, parse, validate
@@ -142,37 +152,28 @@ def campaign_estimate(
 ) -> Estimate:
     """Audience after exclusions and the cost of sending ``body`` to ``lists`` now.
 
-    A handful of COUNT queries and at most :data:`ESTIMATE_SAMPLE` rendered
-    messages, whatever the audience's size, so the composer can ask on every change.
-    Works for unsaved campaigns (the admin's form): pass the fields, not a campaign.
+    The audience's counts and attribute keys come from :func:`audience_facts`
+    (cached: the composer and the confirmation pages share them), then at most
+    :data:`ESTIMATE_SAMPLE` messages are rendered, whatever the audience's size, so
+    the composer can ask on every change. Works for unsaved campaigns (the admin's
+    form): pass the fields, not a campaign.
     """
-    from contacts.models import ListMembership, Suppression
     from providers.encoding import analyze
 
     price, currency = price_for(provider)
     estimate = Estimate(price_per_segment=price, currency=currency)
     source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
-    list_ids = [item.pk if hasattr(item, "pk") else int(item) for item in lists]
-    everyone = Contact.objects.filter(memberships__contact_list__in=list_ids)
-    audience = everyone.distinct().reachable()
+    list_ids = _list_ids(lists)
+    facts = audience_facts(list_ids) if list_ids else None
     estimate.problems = validate(
-        body, known_attributes=audience_attribute_keys(audience) if list_ids else ()
+        body, known_attributes=facts.keys if facts is not None else ()
     )
-    if list_ids:
-        estimate.in_lists = ListMembership.objects.filter(
-            contact_list__in=list_ids
-        ).count()
-        distinct = everyone.distinct()
-        estimate.contacts = distinct.count()
-        estimate.opted_out = distinct.filter(opted_out_at__isnull=False).count()
-        estimate.suppressed = (
-            distinct.filter(opted_out_at__isnull=True)
-            .filter(phone__in=Suppression.objects.values("phone"))
-            .count()
-        )
-        estimate.recipients = (
-            estimate.contacts - estimate.opted_out - estimate.suppressed
-        )
+    if facts is not None:
+        estimate.in_lists = facts.in_lists
+        estimate.contacts = facts.contacts
+        estimate.opted_out = facts.opted_out
+        estimate.suppressed = facts.suppressed
+        estimate.recipients = facts.recipients
     try:
         template = parse(source)
     except TemplateError:
@@ -182,9 +183,14 @@ def campaign_estimate(
         estimate.segments_per_message = float(info.segments)
         estimate.encoding = info.encoding
         return estimate
-    rows = audience.order_by("pk").values_list(
-        "phone", "first_name", "last_name", "attributes"
-    )[:ESTIMATE_SAMPLE]
+    rows = (
+        Contact.objects.in_lists(list_ids)
+        .reachable()
+        .order_by("pk")
+        .values_list("phone", "first_name", "last_name", "attributes")[:ESTIMATE_SAMPLE]
+        if list_ids
+        else []
+    )
     encodings: Counter = Counter()
     total = rendered = 0
     for phone, first_name, last_name, attributes in rows:
@@ -211,6 +217,115 @@ def campaign_estimate(
     estimate.encoding = encodings.most_common(1)[0][0]
     estimate.exact = rendered >= estimate.recipients
     return estimate
+
+
+#: How long an audience's counts and attribute keys are reused (see audience_facts).
+AUDIENCE_CACHE_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class AudienceFacts:
+    """What the composer and the confirmation pages need to know about the audience
+    of some lists, whatever the text."""
+
+    in_lists: int
+    """List memberships, counting a contact once per list."""
+    contacts: int
+    """Distinct contacts across the lists."""
+    opted_out: int
+    suppressed: int
+    """Not opted out, but on the suppression list."""
+    recipients: int
+    keys: frozenset[str]
+    """The attribute keys its reachable contacts have (placeholders beyond the fields)."""
+
+
+def audience_facts(
+    lists: Iterable[ContactList | int], *, max_memberships: int | None = None
+) -> AudienceFacts | None:
+    """The audience of ``lists`` counted and its attribute keys, kept in the cache.
+
+    Counting a million contacts and reading their attribute keys takes a second or
+    two and does not depend on the text, so the composer (on every change) and the
+    send and schedule confirmation pages share one cached answer. The cache key
+    names the lists (with their creation times: a reused id is another list) and
+    the newest membership, suppression and consent event, read in one query: new
+    members, imports into a list, suppressed numbers, opt-outs and opt-ins count
+    again at once. Removals from a list and edited attributes show within
+    :data:`AUDIENCE_CACHE_SECONDS`. Sending re-checks everything itself.
+
+    With ``max_memberships``, an audience that is not cached and has more
+    memberships than that is not counted (None), so a page view can leave the
+    counting to a later request.
+    """
+    list_ids = sorted(set(_list_ids(lists)))
+    key = _audience_cache_key(list_ids)
+    facts = cache.get(key)
+    if facts is not None:
+        return facts
+    if max_memberships is not None:
+        # Counted up to the limit only: the question is "more than", not how many.
+        memberships = ListMembership.objects.filter(contact_list__in=list_ids)
+        if memberships.order_by()[: max_memberships + 1].count() > max_memberships:
+            return None
+    facts = _count_audience(list_ids)
+    cache.set(key, facts, AUDIENCE_CACHE_SECONDS)
+    return facts
+
+
+def _list_ids(lists: Iterable[ContactList | int]) -> list[int]:
+    return [item.pk if hasattr(item, "pk") else int(item) for item in lists]
+
+
+def _audience_cache_key(list_ids: list[int]) -> str:
+    """One query: the lists' creation times and the newest membership, suppression
+    and consent event (primary-key lookups, whatever the tables' sizes)."""
+
+    def newest(queryset: QuerySet) -> Subquery:
+        return Subquery(queryset.order_by("-pk").values("pk")[:1])
+
+    rows = list(
+        ContactList.objects.filter(pk__in=list_ids)
+        .order_by("pk")
+        .annotate(
+            newest_membership=newest(ListMembership.objects.all()),
+            newest_suppression=newest(Suppression.objects.all()),
+            newest_consent=newest(ConsentEvent.objects.all()),
+        )
+        .values_list(
+            "pk",
+            "created_at",
+            "newest_membership",
+            "newest_suppression",
+            "newest_consent",
+        )
+    )
+    names = ";".join(f"{pk}@{created_at.isoformat()}" for pk, created_at, *_ in rows)
+    newest_rows = rows[0][2:] if rows else ()
+    digest = hashlib.sha256(f"{names}|{newest_rows}".encode()).hexdigest()
+    return f"campaigns:audience:{digest}"
+
+
+def _count_audience(list_ids: list[int]) -> AudienceFacts:
+    """Memberships with one index-only COUNT; contacts, opt-outs and suppressed
+    numbers with one pass over the audience (a semi-join, filtered counts); the
+    reachable contacts' attribute keys with one more."""
+    in_lists = ListMembership.objects.filter(contact_list__in=list_ids).count()
+    suppressed = Q(phone__in=Suppression.objects.values("phone"))
+    counts = Contact.objects.in_lists(list_ids).aggregate(
+        contacts=Count("pk"),
+        opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
+        suppressed=Count("pk", filter=Q(opted_out_at__isnull=True) & suppressed),
+    )
+    keys = audience_attribute_keys(Contact.objects.in_lists(list_ids).reachable())
+    return AudienceFacts(
+        in_lists=in_lists,
+        contacts=counts["contacts"],
+        opted_out=counts["opted_out"],
+        suppressed=counts["suppressed"],
+        recipients=counts["contacts"] - counts["opted_out"] - counts["suppressed"],
+        keys=frozenset(keys),
+    )
 
 
 #: Currencies written with their symbol; others by code, e.g. "12.50 CHF".

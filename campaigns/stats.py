@@ -6,7 +6,10 @@ Snapshots keep those figures so pages do not count a million messages on every v
 ``campaign_snapshot_take`` records one, ``campaign_progress`` returns the latest and
 takes a new one only when it is stale and the campaign can still change. The
 scheduler's tick and the dispatcher take them in the background while a campaign
-sends, so a page view usually only reads. The series of snapshots is the chart of the
+sends, so a page view usually only reads. Nothing is counted before a campaign
+started sending (a snapshot of zeros would pin the chart's start to the day someone
+looked at the scheduled campaign), and only one process counts a campaign at a time
+(``campaign_snapshot_take_once``): the others read the latest snapshot meanwhile. The series of snapshots is the chart of the
 campaign's delivery over time; ``campaign_snapshots_prune`` keeps it to a few hundred
 points (every snapshot of the last hour, then one per 10 minutes for a day, then one
 per hour, and always the first).
@@ -17,6 +20,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
@@ -109,22 +113,25 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     )
 
 
-def campaign_opt_out_count(*, campaign: Campaign) -> int:
-    """Recipients of ``campaign`` who opted out after their message was submitted,
-    within :data:`OPT_OUT_ATTRIBUTION`. One query: an EXISTS per message answered
-    from the (phone, created_at) index of consent events."""
+def replied_stop_filter() -> Q:
+    """Messages whose recipient opted out after the message was submitted, within
+    :data:`OPT_OUT_ATTRIBUTION`: an EXISTS per message answered from the
+    (phone, created_at) index of consent events. The campaign page's "Replied STOP"
+    count and its link to the messages both use it."""
     opt_out_after = ConsentEvent.objects.filter(
         kind=ConsentEvent.Kind.OPT_OUT,
         phone=OuterRef("to"),
         created_at__gte=OuterRef("submitted_at"),
         created_at__lt=OuterRef("submitted_at") + OPT_OUT_ATTRIBUTION,
     )
+    return Q(submitted_at__isnull=False) & Q(Exists(opt_out_after))
+
+
+def campaign_opt_out_count(*, campaign: Campaign) -> int:
+    """Recipients of ``campaign`` who opted out after their message was submitted,
+    within :data:`OPT_OUT_ATTRIBUTION`. One query."""
     # A campaign texts each number once, so messages counted are recipients counted.
-    return (
-        Message.objects.filter(campaign=campaign, submitted_at__isnull=False)
-        .filter(Exists(opt_out_after))
-        .count()
-    )
+    return Message.objects.filter(replied_stop_filter(), campaign=campaign).count()
 
 
 # --- Snapshots ------------------------------------------------------------------------
@@ -158,6 +165,11 @@ TOP_FAILURE_REASONS = 10
 
 #: A page shows a snapshot younger than this as it is.
 SNAPSHOT_MAX_AGE = timedelta(seconds=30)
+
+#: How long one process may hold a campaign's counting lock; it is released as soon
+#: as the count is done, this only bounds a crash (a million messages count in well
+#: under a second).
+SNAPSHOT_LOCK_SECONDS = 30
 
 #: How long after a campaign ended its figures may still move: carriers retry for up
 #: to 72 hours, and each late receipt changes a count.
@@ -273,31 +285,62 @@ def snapshot_in_flight(snapshot: CampaignSnapshot) -> int:
     return sum(snapshot.counts.get(status, 0) for status in IN_FLIGHT_STATUSES)
 
 
+def campaign_snapshot_take_once(*, campaign: Campaign) -> CampaignSnapshot | None:
+    """Take a snapshot unless another request or worker is counting this campaign
+    right now; then return None (the caller shows the latest snapshot).
+
+    Without it, every open tab and poll that finds the latest snapshot stale counts
+    the campaign's million messages at the same moment. The lock is a cache entry
+    (``cache.add`` is atomic), so it spans processes when the cache is shared
+    (Redis, Memcached, database) and one process with the default local memory.
+    """
+    key = f"campaigns:snapshot-lock:{campaign.pk}"
+    if not cache.add(key, True, timeout=SNAPSHOT_LOCK_SECONDS):
+        return None
+    try:
+        return campaign_snapshot_take(campaign=campaign)
+    finally:
+        cache.delete(key)
+
+
 def campaign_progress(
-    *, campaign: Campaign, max_age: timedelta = SNAPSHOT_MAX_AGE
+    *,
+    campaign: Campaign,
+    max_age: timedelta = SNAPSHOT_MAX_AGE,
+    may_count: bool = True,
 ) -> CampaignSnapshot | None:
     """The campaign's latest figures, at most ``max_age`` old while they can change.
 
     Usually one indexed read: a new snapshot is taken only when none exists or the
-    latest is older than ``max_age`` and the campaign can still change. None for a
-    draft that never sent anything.
+    latest is older than ``max_age`` (or than the start of sending) and the campaign
+    can still change, and nobody else is counting it. With ``may_count`` off (a user
+    who may only look) it only reads. None before the campaign started sending.
     """
+    if campaign.started_at is None:
+        return None
     latest = campaign_latest_snapshot(campaign_id=campaign.pk)
-    if campaign.status == Campaign.Status.DRAFT:
-        return latest
+    if not may_count:
+        # Zeros counted before the start (by an older version) are no figures.
+        return latest if latest and latest.taken_at >= campaign.started_at else None
     if latest is not None and (
-        timezone.now() - latest.taken_at < max_age
+        (
+            timezone.now() - latest.taken_at < max_age
+            and latest.taken_at >= campaign.started_at
+        )
         or not campaign_can_change(campaign=campaign, snapshot=latest)
     ):
         return latest
-    return campaign_snapshot_take(campaign=campaign)
+    return campaign_snapshot_take_once(campaign=campaign) or latest
 
 
 def campaign_snapshot_refresh(
     *, campaign: Campaign, min_interval: timedelta
 ) -> CampaignSnapshot | None:
     """Take a snapshot unless one was taken within ``min_interval`` (by anyone: the
-    scheduler, a dispatcher or a page view). Returns the new snapshot, if any."""
+    scheduler, a dispatcher or a page view), someone is counting it right now, or the
+    campaign has not started sending. Returns the new snapshot, if any."""
+    if campaign.started_at is None:
+        return None
     last = (
         CampaignSnapshot.objects.filter(campaign_id=campaign.pk)
         .order_by("-taken_at")
@@ -306,7 +349,7 @@ def campaign_snapshot_refresh(
     )
     if last is not None and timezone.now() - last < min_interval:
         return None
-    return campaign_snapshot_take(campaign=campaign)
+    return campaign_snapshot_take_once(campaign=campaign)
 
 
 def campaign_snapshots_refresh_active(*, min_interval: timedelta) -> int:
@@ -315,20 +358,25 @@ def campaign_snapshots_refresh_active(*, min_interval: timedelta) -> int:
     latest snapshot is older than ``min_interval``. Returns how many were taken.
 
     Finished campaigns matter: receipts keep arriving after the last message went
-    out, and the changelist only ever reads snapshots.
+    out, and the changelist only ever reads snapshots. Campaigns that never started
+    sending (paused or cancelled while scheduled) have nothing to count.
     """
     recent = timezone.now() - RECEIPTS_GRACE
-    candidates = Campaign.objects.filter(
-        Q(status__in=[Campaign.Status.SENDING, Campaign.Status.PAUSED])
-        | Q(
-            status__in=[
-                Campaign.Status.COMPLETED,
-                Campaign.Status.CANCELLED,
-                Campaign.Status.FAILED,
-            ],
-            completed_at__gte=recent,
+    candidates = (
+        Campaign.objects.filter(started_at__isnull=False)
+        .filter(
+            Q(status__in=[Campaign.Status.SENDING, Campaign.Status.PAUSED])
+            | Q(
+                status__in=[
+                    Campaign.Status.COMPLETED,
+                    Campaign.Status.CANCELLED,
+                    Campaign.Status.FAILED,
+                ],
+                completed_at__gte=recent,
+            )
         )
-    ).order_by("pk")
+        .order_by("pk")
+    )
     taken = 0
     for campaign in candidates:
         if campaign.status not in _LIVE_STATUSES and not campaign_can_change(

@@ -1,6 +1,14 @@
+import re
 from typing import Self
 
 from django.db import models
+from django.db.models.functions import Coalesce
+
+from .phones import InvalidPhoneNumber, parse_phone
+
+#: Digits with the punctuation people write numbers with: part of a phone number.
+_PHONE_TEXT = re.compile(r"^\+?[\d\s().\-/]*\d[\d\s().\-/]*$")
+_NOT_DIGIT = re.compile(r"\D")
 
 
 class ContactQuerySet(models.QuerySet):
@@ -16,18 +24,69 @@ class ContactQuerySet(models.QuerySet):
         )
 
     def in_lists(self, lists) -> Self:
-        """Contacts in any of ``lists``, each once."""
-        return self.filter(memberships__contact_list__in=lists).distinct()
+        """Contacts in any of ``lists`` (lists, ids or a queryset), each once.
+
+        A semi-join (``EXISTS``) on the memberships rather than ``DISTINCT`` over a
+        join: on a million contacts, DISTINCT sorts the whole audience before it
+        can count it or return its first contacts by id.
+        """
+        from .models import ListMembership
+
+        member = ListMembership.objects.filter(
+            contact=models.OuterRef("pk"), contact_list__in=lists
+        )
+        return self.filter(models.Exists(member))
 
     def search(self, text: str) -> Self:
+        """Contacts matching ``text`` as a person types it.
+
+        A whole phone number in any format (``(415) 555-0123``, ``+44 7911 123456``)
+        is looked up in the phone index. Digits with phone punctuation match part
+        of a number (``555-01`` finds ``+14155550123``). Other words must each be
+        part of the first or last name (``ada love`` finds Ada Lovelace): a number
+        holds no letters, so it is not searched for them.
+        """
         text = text.strip()
         if not text:
             return self
-        return self.filter(
-            models.Q(phone__contains=text)
-            | models.Q(first_name__icontains=text)
-            | models.Q(last_name__icontains=text)
-        )
+        try:
+            return self.filter(phone=parse_phone(text).e164)
+        except InvalidPhoneNumber:
+            pass
+        words = [text] if _PHONE_TEXT.match(text) else text.split()
+        queryset = self
+        for word in words:
+            if _PHONE_TEXT.match(word):
+                plus = "+" if word.startswith("+") else ""
+                queryset = queryset.filter(
+                    phone__contains=plus + _NOT_DIGIT.sub("", word)
+                )
+            else:
+                queryset = queryset.filter(
+                    models.Q(first_name__icontains=word)
+                    | models.Q(last_name__icontains=word)
+                )
+        return queryset
+
+
+def member_count() -> Coalesce:
+    """Each list's number of members, to annotate contact lists with
+    (``ContactList.objects.annotate(member_count=member_count())``).
+
+    A count per list from the (contact_list, contact) index, for the lists fetched
+    only: ``Count("memberships")`` groups a join over every membership of every
+    list (0.3 s for 1.2 million), and the admin's paginator counts that again.
+    """
+    from .models import ListMembership
+
+    members = (
+        ListMembership.objects.filter(contact_list=models.OuterRef("pk"))
+        .order_by()
+        .values("contact_list")
+        .annotate(n=models.Count("*"))
+        .values("n")
+    )
+    return Coalesce(models.Subquery(members, output_field=models.IntegerField()), 0)
 
 
 class AppendOnlyQuerySet(models.QuerySet):

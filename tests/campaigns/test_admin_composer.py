@@ -12,10 +12,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import admin_composer
+from campaigns.adhoc import content_locked
 from campaigns.launch import CampaignError
 from campaigns.models import Campaign
 from contacts.models import Suppression
+from tests.browser import conftest as browser_fixtures
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
+
+# The browser tests' fixtures (a logged-in headless Chromium on a live server).
+browser = browser_fixtures.browser
+chromium_paths = browser_fixtures.chromium_paths
+driver_session = browser_fixtures.driver_session
+site_server = browser_fixtures.site_server
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +34,7 @@ FOOTER = "Reply STOP to opt out"
 RIGHT_QUOTE, EM_DASH, ELLIPSIS, NO_BREAK_SPACE = "\u2019", "\u2014", "\u2026", "\u00a0"
 LEFT_DOUBLE, RIGHT_DOUBLE = "\u201c", "\u201d"
 MINUS = "\u2212"
+EN_DASH = "\u2013"
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +114,6 @@ def test_creating_a_campaign_goes_through_the_service(admin_client, spring, admi
 
     assert response.status_code == 302
     campaign = Campaign.objects.get()
-    assert response.url == reverse("admin:campaigns_campaign_changelist")
     assert campaign.name == "Spring sale"
     assert campaign.opt_out_footer == FOOTER
     assert campaign.status == Campaign.Status.DRAFT
@@ -214,7 +222,7 @@ def test_a_sending_campaign_shows_its_text_read_only(admin_client, spring):
 
 
 def test_a_user_who_may_only_view_sees_the_preview_without_the_editor(client, spring):
-    client.force_login(staff_with("view_campaign"))
+    client.force_login(staff_with("view_campaign", "contacts.view_contact"))
     campaign = CampaignFactory(body="Hi {first_name|there}", lists=spring["lists"])
 
     html = client.get(change_url(campaign)).content.decode()
@@ -240,6 +248,136 @@ def test_a_post_cannot_change_the_text_of_a_sending_campaign(admin_client, sprin
     assert campaign.body == "Original"
     assert campaign.opt_out_footer == ""
     assert list(campaign.lists.all()) == [spring["lists"][0]]
+
+
+def test_a_campaign_paused_before_it_started_can_still_be_edited(admin_client, spring):
+    campaign = CampaignFactory(
+        status=Campaign.Status.PAUSED, body="Old text", lists=[spring["lists"][0]]
+    )
+
+    page = admin_client.get(change_url(campaign)).content.decode()
+    response = admin_client.post(
+        change_url(campaign), form_data(body="New text", lists=[spring["lists"][1].pk])
+    )
+
+    assert 'id="id_body"' in page
+    assert 'data-live="true"' in page
+    assert "can no longer change" not in page
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.body == "New text"
+    assert list(campaign.lists.all()) == [spring["lists"][1]]
+
+
+def test_a_campaign_paused_while_sending_stays_locked(admin_client, spring):
+    campaign = CampaignFactory(
+        status=Campaign.Status.PAUSED, started_at=timezone.now(), body="Original"
+    )
+
+    page = admin_client.get(change_url(campaign)).content.decode()
+    admin_client.post(change_url(campaign), form_data(body="Changed"))
+
+    assert 'id="id_body"' not in page
+    assert "Sending has started: the text can no longer change." in page
+    campaign.refresh_from_db()
+    assert campaign.body == "Original"
+
+
+@pytest.mark.parametrize(
+    ("status", "started", "locked"),
+    [
+        (Campaign.Status.DRAFT, False, False),
+        (Campaign.Status.SCHEDULED, False, False),
+        (Campaign.Status.PAUSED, False, False),
+        (Campaign.Status.PAUSED, True, True),
+        (Campaign.Status.SENDING, True, True),
+        (Campaign.Status.COMPLETED, True, True),
+        (Campaign.Status.CANCELLED, False, True),
+        (Campaign.Status.FAILED, False, True),
+    ],
+)
+def test_the_page_follows_the_content_lock(admin_client, status, started, locked):
+    campaign = CampaignFactory(
+        status=status, started_at=timezone.now() if started else None
+    )
+
+    html = admin_client.get(change_url(campaign)).content.decode()
+
+    assert content_locked(campaign) is locked
+    assert ('id="id_body"' not in html) is locked
+    assert ('id="composer-locked"' in html) is locked
+
+
+def test_the_page_reads_like_a_tool(admin_client):
+    add = admin_client.get(ADD).content.decode()
+    campaign = CampaignFactory(name="Spring sale", status=Campaign.Status.SCHEDULED)
+    change = admin_client.get(change_url(campaign)).content.decode()
+
+    assert "<h1>New campaign</h1>" in add
+    assert "<title>New campaign |" in add
+    assert "<h1>Spring sale (scheduled)</h1>" in change
+    assert "<title>Spring sale (scheduled) |" in change
+    for html in (add, change):
+        assert "<h1>Add campaign</h1>" not in html
+        assert "<h1>Change campaign</h1>" not in html
+        assert 'name="_continue"' in html
+        assert 'name="_save"' in html
+        assert 'name="_addanother"' not in html
+
+
+def _order(html: str, *markers: str) -> list[int]:
+    return [html.index(marker) for marker in markers]
+
+
+def test_the_fields_come_in_the_order_a_marketer_works(admin_client):
+    campaign = CampaignFactory()
+
+    for url in (ADD, change_url(campaign)):
+        html = admin_client.get(url).content.decode()
+        # Name, audience, message with its live panel, then delivery settings.
+        positions = _order(
+            html,
+            'id="id_name"',
+            'id="id_lists"',
+            'id="id_body"',
+            'id="id_opt_out_footer"',
+            'id="composer"',
+            'id="id_provider"',
+            'id="id_fallback_provider"',
+            'id="id_sender"',
+        )
+        assert positions == sorted(positions)
+
+
+def test_saving_a_new_campaign_lands_on_its_page(admin_client, spring):
+    response = admin_client.post(ADD, form_data(lists=[spring["lists"][0].pk]))
+
+    campaign = Campaign.objects.get()
+    assert response.status_code == 302
+    assert response.url == change_url(campaign)
+    page = admin_client.get(response.url).content.decode()
+    assert "The campaign “Spring sale” was created." in page
+
+
+def test_save_and_continue_still_lands_on_the_page(admin_client):
+    response = admin_client.post(ADD, form_data(_continue="1"))
+
+    assert response.url == change_url(Campaign.objects.get())
+
+
+def test_the_sending_hours_are_called_so(admin_client):
+    window = {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}
+    campaign = CampaignFactory(send_window=window)
+    anytime = CampaignFactory()
+
+    html = admin_client.get(change_url(campaign)).content.decode()
+    empty = admin_client.get(change_url(anytime)).content.decode()
+
+    assert "Sending hours:</label>" in html
+    assert f"09:00{EN_DASH}20:00 Mon{EN_DASH}Fri, recipient&#x27;s local time" in html
+    assert "Any time of day (sending hours can be set when scheduling)" in empty
+    for page in (html, empty):
+        assert "quiet hours" not in page.lower()
 
 
 # --- The compose endpoint ------------------------------------------------------------
@@ -338,13 +476,53 @@ def test_without_an_audience_placeholders_show_their_defaults(admin_client):
     assert (data["samples"], data["sample"], data["lists_chosen"]) == ([], None, False)
 
 
-def test_numbers_are_masked_for_users_who_cannot_see_contacts(client, spring):
+def test_no_contact_data_for_users_who_cannot_see_contacts(client, spring):
     client.force_login(staff_with("change_campaign"))
-    lists = [spring["lists"][0].pk]
+    lists = [item.pk for item in spring["lists"]]
+    body = "{phone} {full_name|nobody} {city|somewhere}"
 
-    data = compose(client, body="Hi", lists=lists).json()
+    answers = [
+        compose(client, body=body, lists=lists, sample=contact.pk).json()
+        for contact in (spring["ann"], spring["bob"])
+    ]
 
-    assert data["samples"][0]["label"] == "Ann Lee · +14*******01"
+    for data in answers:
+        # Placeholder defaults, whichever contact the request names.
+        assert data["message"]["text"] == " nobody somewhere"
+        assert (data["samples"], data["sample"]) == ([], None)
+        assert data["contacts_hidden"] is True
+        # Attribute names may be offered, their values are not shown.
+        assert "city" in data["placeholders"]
+        assert "Austin" not in str(data)
+        # The audience's size and cost are not contact data.
+        assert data["audience"]["recipients"] == 2
+
+
+def test_the_page_shows_no_contact_data_to_users_who_cannot_see_contacts(
+    client, spring
+):
+    client.force_login(staff_with("change_campaign", "view_campaign"))
+    campaign = CampaignFactory(
+        body="Hi {first_name|there} in {city|town}", lists=spring["lists"]
+    )
+
+    response = client.get(change_url(campaign))
+
+    html = response.content.decode()
+    assert response.context["composer"]["message"]["text"] == "Hi there in town"
+    for secret in ("Ann", "Lee", "Austin", "+14155550101", "4155550101"):
+        assert secret not in html
+    assert "Placeholder defaults (contacts are not shown to you)" in html
+    assert 'data-placeholder="city"' in html
+
+
+def test_contact_viewers_see_samples_with_their_numbers(client, spring):
+    client.force_login(staff_with("change_campaign", "contacts.view_contact"))
+
+    data = compose(client, body="Hi {city}", lists=[spring["lists"][0].pk]).json()
+
+    assert data["samples"][0]["label"] == "Ann Lee · +14155550101"
+    assert data["message"]["text"] == "Hi Austin"
 
 
 def test_unknown_placeholders_and_syntax_errors_are_reported(admin_client, spring):
@@ -366,6 +544,22 @@ def test_unknown_placeholders_and_syntax_errors_are_reported(admin_client, sprin
     assert broken.status_code == 200
     assert broken.json()["problems"][0].startswith('Unclosed "{" at character 4')
     assert broken.json()["message"]["text"] == "Hi {first_name"
+
+
+def test_attribute_keys_that_are_no_placeholder_names_are_not_offered(admin_client):
+    contact_list = ContactListFactory()
+    ContactFactory(
+        attributes={"shoe size": 42, "a|b": 1, "{x}": 1, "tier": "gold", "e.g-1_x": 2}
+    ).lists.add(contact_list)
+
+    data = compose(admin_client, body="Hi", lists=[contact_list.pk]).json()
+    html = admin_client.get(
+        change_url(CampaignFactory(lists=[contact_list]))
+    ).content.decode()
+
+    assert data["placeholders"][4:] == ["e.g-1_x", "tier"]
+    assert 'data-placeholder="tier"' in html
+    assert "shoe size" not in html
 
 
 @override_settings(SMS_PRICE_PER_SEGMENT={"locmem": Decimal("0.05")})
@@ -495,13 +689,73 @@ def test_a_large_audience_is_counted_after_the_page_loads(
     assert data.json()["audience"]["recipients"] == 2
 
 
-def staff_with(*codenames: str) -> User:
+# --- In the browser (composer.js) ----------------------------------------------------
+# Skipped without Chromium, like tests/browser, whose fixtures these use.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replacing_converts_the_text_as_it_is_now(browser):
+    browser.get(ADD)
+    body = browser.find("#id_body")
+    body.send_keys(f"Don{RIGHT_QUOTE}t miss it")
+    browser.wait_for(
+        lambda d: browser.find("#composer-replace-gsm").is_displayed(),
+        "the replace button never appeared",
+    )
+    # More text the panel has not been asked about yet (no input event).
+    converting = browser.driver.execute_script(
+        """
+        const body = document.getElementById("id_body");
+        body.value += " \u2013 it\u2019s on";
+        const button = document.getElementById("composer-replace-gsm");
+        button.click();
+        return button.disabled;
+        """
+    )
+
+    assert converting is True  # while the current text is being converted
+    browser.wait_for(
+        lambda d: body.get_attribute("value") == "Don't miss it - it's on",
+        "the text typed after the last answer was lost or not converted",
+    )
+    browser.wait_for(
+        lambda d: not browser.find("#composer-replace-gsm").get_attribute("disabled"),
+        "the button stayed disabled",
+    )
+    browser.wait_for_text("#composer-encoding", "GSM-7")
+    # The replacement is in the undo history.
+    browser.driver.execute_script("document.execCommand('undo')")
+    assert body.get_attribute("value") == (
+        f"Don{RIGHT_QUOTE}t miss it {EN_DASH} it{RIGHT_QUOTE}s on"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_expired_session_is_named_and_the_text_kept(browser):
+    browser.get(ADD)
+    browser.wait_for_text("#composer-characters", "")
+    browser.driver.delete_cookie("sessionid")
+
+    browser.find("#id_body").send_keys("Spring sale")
+
+    browser.wait_for_text("#composer-error", "Your session has expired: log in again")
+    assert browser.find("#composer-error").text == (
+        "Your session has expired: log in again (your text is still here)."
+    )
+    assert browser.find("#id_body").get_attribute("value") == "Spring sale"
+
+
+def staff_with(*permissions: str) -> User:
+    """A staff user with these permissions: "change_campaign" (of campaigns) or
+    "app.codename"."""
     user = User.objects.create_user(
         f"staff{User.objects.count()}", password="x", is_staff=True
     )
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="campaigns", codename__in=codenames
+    for permission in permissions:
+        app, _, codename = permission.rpartition(".")
+        user.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label=app or "campaigns", codename=codename
+            )
         )
-    )
     return user

@@ -5,7 +5,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
 from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +14,7 @@ from django.utils import timezone
 from campaigns import scheduling
 from campaigns.admin_dashboard import CappedCountPaginator
 from campaigns.claims import OPTED_OUT_CODE
-from campaigns.models import Campaign, CampaignSnapshot
+from campaigns.models import Campaign, CampaignSnapshot, DeliveryEvent, Message
 from campaigns.stats import campaign_snapshot_take
 from contacts.models import ConsentEvent
 from tests.factories import CampaignFactory, ContactFactory, MessageFactory
@@ -74,6 +75,23 @@ def progress_url(campaign) -> str:
     return reverse("admin:campaigns_campaign_progress", args=[campaign.pk])
 
 
+def staff_with(*permissions: str) -> User:
+    """A staff user with these permissions ("app.codename")."""
+    user = User.objects.create_user(
+        f"staff{User.objects.count()}", password="x", is_staff=True
+    )
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def flashed(response) -> list[str]:
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
 def messages(campaign, status, n=1, **fields):
     return [
         MessageFactory(campaign=campaign, status=status, **fields) for _ in range(n)
@@ -121,7 +139,8 @@ def test_the_campaign_page_shows_progress_cost_rate_and_failure_reasons(
     assert count(response, "sent") == 3  # awaiting a receipt
     assert count(response, "delivered") == 4
     assert count(response, "failed") == 3  # the opted-out skip is not a failure
-    assert count(response, "opted-out") == 2  # one skipped, one replied STOP
+    assert count(response, "opted-out") == 1  # skipped: had opted out before
+    assert count(response, "replied-stop") == 1  # replied STOP to this message
     assert count(response, "unknown") == 1
     # 4 delivered out of 7 outcomes (the skipped message never reached a carrier).
     assert element(response, "dashboard-rate")[1] == "57.1%"
@@ -137,14 +156,12 @@ def test_the_campaign_page_shows_progress_cost_rate_and_failure_reasons(
     messages_url = reverse("admin:campaigns_message_changelist")
     assert (
         f'href="{messages_url}?campaign__id__exact={campaign.pk}'
-        "&amp;status__in=undelivered%2Cfailed%2Crejected%2Cexpired"
-        '&amp;error_code=30003"'
+        '&amp;outcome=failed&amp;error_code=30003&amp;error_reason=Unreachable"'
     ) in html
     _, links = element(response, "dashboard-messages")
     assert links == "Messages: all · delivered · failed · queued · awaiting receipt"
     assert (
-        f'href="{messages_url}?campaign__id__exact={campaign.pk}'
-        '&amp;status__exact=delivered"'
+        f'href="{messages_url}?campaign__id__exact={campaign.pk}&amp;outcome=delivered"'
     ) in html
 
 
@@ -306,7 +323,10 @@ def test_a_scheduled_campaign_says_when_and_whether_a_worker_is_missing(admin_cl
 
 @pytest.mark.parametrize("status", Campaign.Status.values)
 def test_the_page_renders_in_every_status(admin_client, status):
-    campaign = CampaignFactory(status=status, completed_at=timezone.now())
+    started = None if status == Campaign.Status.DRAFT else timezone.now()
+    campaign = CampaignFactory(
+        status=status, started_at=started, completed_at=timezone.now()
+    )
     if status != Campaign.Status.DRAFT:
         messages(campaign, "delivered", 1)
 
@@ -320,6 +340,7 @@ def test_the_page_renders_in_every_status(admin_client, status):
 def test_a_finished_campaign_with_nothing_in_flight_stops_refreshing(admin_client):
     campaign = CampaignFactory(
         status=Campaign.Status.COMPLETED,
+        started_at=timezone.now() - timedelta(minutes=10),
         completed_at=timezone.now() - timedelta(minutes=5),
     )
     messages(campaign, "delivered", 2)
@@ -417,7 +438,9 @@ def test_message_search_finds_exact_numbers_and_provider_ids(admin_client):
 
 def test_a_cancelled_campaign_counts_its_unsent_messages_apart(admin_client):
     campaign = CampaignFactory(
-        status=Campaign.Status.CANCELLED, completed_at=timezone.now()
+        status=Campaign.Status.CANCELLED,
+        started_at=timezone.now(),
+        completed_at=timezone.now(),
     )
     messages(campaign, "delivered", 2)
     messages(campaign, "failed", 3, error_code="cancelled", error_reason="x")
@@ -430,3 +453,342 @@ def test_a_cancelled_campaign_counts_its_unsent_messages_apart(admin_client):
     assert element(response, "dashboard-rate")[1] == "66.7%"
     _, failures = element(response, "dashboard-failures")
     assert "cancelled Not sent: the campaign was cancelled 3" in failures
+
+
+# --- Each count links to exactly what it counts ------------------------------------
+
+
+def test_every_count_links_to_exactly_the_messages_it_counts(admin_client, campaign):
+    # A second STOP, long after its message: not this campaign's doing.
+    late = MessageFactory(
+        campaign=campaign,
+        status="delivered",
+        submitted_at=timezone.now() - timedelta(days=30),
+    )
+    ConsentEvent.objects.create(
+        phone=late.to, kind=ConsentEvent.Kind.OPT_OUT, source="keyword"
+    )
+    messages(campaign, "failed", 2, error_code="cancelled", error_reason="x")
+    page = admin_client.get(change_url(campaign))
+    html = page.content.decode()
+
+    cards = re.findall(
+        r'<a href="([^"]+)">[^<]+</a></span>\s*<strong id="dashboard-count-([a-z-]+)" '
+        r'data-count="(\d+)"',
+        html,
+    )
+    assert {key for _, key, _ in cards} == {
+        "queued",
+        "sent",
+        "delivered",
+        "failed",
+        "opted-out",
+        "replied-stop",
+        "unknown",
+        "cancelled",
+    }
+    assert count(page, "failed") == 3  # neither the opted-out nor the cancelled
+    assert count(page, "opted-out") == 1
+    assert count(page, "replied-stop") == 1
+    for url, key, shown in cards:
+        listed = admin_client.get(url.replace("&amp;", "&"))
+        assert listed.status_code == 200, key
+        assert len(listed.context["cl"].result_list) == int(shown), key
+        assert element(listed, "messages-count")[1].startswith(f"{shown} "), key
+
+    # Each failure reason too, skipped ones included.
+    reasons = re.findall(
+        r'<td><a href="([^"]+)">[^<]+</a></td>\s*<td class="dashboard-numeric" '
+        r'data-count="(\d+)"',
+        html,
+    )
+    assert len(reasons) == 4
+    for url, shown in reasons:
+        listed = admin_client.get(url.replace("&amp;", "&"))
+        assert len(listed.context["cl"].result_list) == int(shown), url
+
+
+def test_the_outcome_filter_offers_replied_stop_only_within_a_campaign(
+    admin_client, campaign
+):
+    url = reverse("admin:campaigns_message_changelist")
+
+    everything = admin_client.get(url).content.decode()
+    one = admin_client.get(url, {"campaign__id__exact": campaign.pk}).content.decode()
+
+    assert "Failed (sent, not delivered)" in everything
+    assert "Replied STOP afterwards" not in everything
+    assert "Replied STOP afterwards" in one
+
+
+# --- Counting: not before the start, one at a time, not for viewers -----------------
+
+
+def test_a_scheduled_campaign_is_not_counted_and_the_chart_starts_with_sending(
+    admin_client,
+):
+    campaign = CampaignFactory(
+        status=Campaign.Status.SCHEDULED,
+        scheduled_at=timezone.now() + timedelta(days=7),
+    )
+    response = admin_client.get(change_url(campaign))
+    admin_client.get(progress_url(campaign), {"fresh": 1})
+    assert "Scheduled for" in element(response, "dashboard-hint")[1]
+    assert not CampaignSnapshot.objects.exists()
+
+    # Zeros an older version counted while the campaign was scheduled.
+    CampaignSnapshot.objects.create(
+        campaign=campaign, taken_at=timezone.now() - timedelta(days=7)
+    )
+    started = timezone.now() - timedelta(hours=1)
+    Campaign.objects.filter(pk=campaign.pk).update(status="sending", started_at=started)
+    messages(campaign, "delivered", 3)
+    snapshot = campaign_snapshot_take(campaign=campaign)
+    CampaignSnapshot.objects.filter(pk=snapshot.pk).update(
+        taken_at=started + timedelta(minutes=30)
+    )
+    campaign_snapshot_take(campaign=campaign)
+
+    response = admin_client.get(change_url(campaign))
+
+    attrs, _ = element(response, "dashboard-chart")
+    # The start of sending and the two snapshots since: not the zeros.
+    assert attrs["data-points"] == "3"
+    html = response.content.decode()
+    delivered = re.search(r'dashboard-line-delivered" points="([^"]+)"', html)
+    first, second = delivered.group(1).split()[:2]
+    assert first.startswith("64.0,")  # the plot's left edge is the start
+    assert 300 < float(second.split(",")[0]) < 400  # half an hour of the hour
+    assert ":" in element(response, "dashboard-chart")[1]  # times, not days
+
+
+def test_only_one_request_counts_at_a_time(admin_client, campaign):
+    admin_client.get(change_url(campaign))
+    snapshots = CampaignSnapshot.objects.filter(campaign=campaign)
+    snapshots.update(taken_at=timezone.now() - timedelta(minutes=1))
+    MessageFactory(campaign=campaign, status="delivered")
+    # Another request is counting this campaign right now.
+    assert cache.add(f"campaigns:snapshot-lock:{campaign.pk}", True, 30)
+
+    busy = admin_client.get(progress_url(campaign), {"format": "html", "fresh": 1})
+
+    assert snapshots.count() == 1
+    assert count(busy, "delivered") == 4  # the latest figures meanwhile
+    assert element(busy, "dashboard")[0]["data-live"] == "true"
+
+    cache.delete(f"campaigns:snapshot-lock:{campaign.pk}")
+    done = admin_client.get(progress_url(campaign), {"format": "html", "fresh": 1})
+    assert snapshots.count() == 2
+    assert count(done, "delivered") == 5
+    assert cache.add(f"campaigns:snapshot-lock:{campaign.pk}", True, 30)
+
+
+def test_users_who_may_only_view_never_count(client, campaign):
+    client.force_login(staff_with("campaigns.view_campaign"))
+    page = client.get(change_url(campaign))
+    assert "Preparing the messages" in element(page, "dashboard-hint")[1]
+    client.get(progress_url(campaign), {"fresh": 1})
+    assert not CampaignSnapshot.objects.exists()
+
+    campaign_snapshot_take(campaign=campaign)
+    CampaignSnapshot.objects.update(taken_at=timezone.now() - timedelta(minutes=5))
+    MessageFactory(campaign=campaign, status="delivered")
+    for _ in range(3):
+        response = client.get(progress_url(campaign), {"format": "html", "fresh": 1})
+
+    assert CampaignSnapshot.objects.count() == 1
+    assert count(response, "delivered") == 4
+    assert element(response, "dashboard")[0]["data-stale"] == "false"
+
+
+# --- Deleting ------------------------------------------------------------------------
+
+
+def delete_url(campaign) -> str:
+    return reverse("admin:campaigns_campaign_delete", args=[campaign.pk])
+
+
+@pytest.mark.parametrize("status", ["sending", "paused", "completed", "cancelled"])
+def test_a_campaign_that_sent_messages_cannot_be_deleted(admin_client, status):
+    campaign = CampaignFactory(status=status, started_at=timezone.now())
+    messages(campaign, "delivered", 5)
+
+    page = admin_client.get(change_url(campaign))
+    confirm = admin_client.get(delete_url(campaign))
+    posted = admin_client.post(delete_url(campaign), {"post": "yes"})
+
+    assert 'class="deletelink"' not in page.content.decode()
+    for response in (confirm, posted):
+        assert response.status_code == 302
+        assert response["Location"] == change_url(campaign)
+    assert "only drafts and scheduled campaigns can be deleted" in flashed(posted)[0]
+    assert Campaign.objects.filter(pk=campaign.pk).exists()
+    assert Message.objects.filter(campaign=campaign).count() == 5
+
+
+def test_a_draft_is_deleted_through_campaign_delete_without_listing_rows(
+    admin_client, django_assert_max_num_queries
+):
+    draft = CampaignFactory(name="Old idea")
+    CampaignSnapshot.objects.create(campaign=draft)  # left from an older version
+    messages(draft, "queued", 3)  # none in practice; counted, not listed
+
+    with django_assert_max_num_queries(12):
+        confirm = admin_client.get(delete_url(draft))
+
+    html = confirm.content.decode()
+    assert confirm.status_code == 200
+    assert "Old idea" in html
+    assert "Message:" not in html
+    assert re.search(r"<li>messages: 3</li>", html, re.IGNORECASE)
+    assert re.search(r"<li>campaign snapshots: 1</li>", html, re.IGNORECASE)
+
+    response = admin_client.post(delete_url(draft), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Campaign.objects.filter(pk=draft.pk).exists()
+
+
+def test_deleting_a_campaign_that_started_meanwhile_is_refused(
+    admin_client, monkeypatch
+):
+    scheduled = CampaignFactory(status=Campaign.Status.SCHEDULED)
+    from campaigns import admin as campaign_admin
+    from campaigns.launch import CampaignError
+
+    def started_meanwhile(*, campaign):
+        # What campaign_delete says when the campaign left "scheduled" meanwhile.
+        raise CampaignError(
+            f"Campaign {campaign.pk} is sending: only drafts and scheduled campaigns "
+            "can be deleted (cancel it instead)"
+        )
+
+    monkeypatch.setattr(campaign_admin, "campaign_delete", started_meanwhile)
+
+    response = admin_client.post(delete_url(scheduled), {"post": "yes"})
+
+    assert response.status_code == 302
+    assert response["Location"] == change_url(scheduled)
+    assert Campaign.objects.filter(pk=scheduled.pk).exists()
+    assert "is sending" in flashed(response)[0]
+    from django.contrib.admin.models import LogEntry
+
+    assert not LogEntry.objects.exists()  # rolled back with the deletion
+
+
+def test_bulk_delete_refuses_a_selection_with_sent_campaigns(admin_client):
+    draft = CampaignFactory(name="Draft one")
+    sending = CampaignFactory(
+        name="Big send", status="sending", started_at=timezone.now()
+    )
+    messages(sending, "delivered", 3)
+    changelist = reverse("admin:campaigns_campaign_changelist")
+    selection = {
+        "action": "delete_selected",
+        "_selected_action": [draft.pk, sending.pk],
+    }
+
+    confirm = admin_client.post(changelist, selection)
+    admin_client.post(changelist, {**selection, "post": "yes"})
+
+    _, refused = element(confirm, "delete-refused")
+    assert "Big send (sending)" in refused
+    assert "Draft one" not in refused
+    assert "Message:" not in confirm.content.decode()
+    assert Campaign.objects.count() == 2
+
+    admin_client.post(
+        changelist,
+        {"action": "delete_selected", "_selected_action": [draft.pk], "post": "yes"},
+    )
+    assert list(Campaign.objects.all()) == [sending]
+
+
+def test_messages_and_receipts_cannot_be_added_changed_or_deleted(admin_client):
+    message = MessageFactory(status="delivered", body="Hello")
+    event = DeliveryEvent.objects.create(
+        provider="locmem", provider_message_id="SM-1", message=message
+    )
+    message_change = reverse("admin:campaigns_message_change", args=[message.pk])
+
+    page = admin_client.get(message_change)
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    assert admin_client.post(message_change, {"body": "Changed"}).status_code == 403
+    assert admin_client.get(reverse("admin:campaigns_message_add")).status_code == 403
+    for name, obj in (("message", message), ("deliveryevent", event)):
+        url = reverse(f"admin:campaigns_{name}_delete", args=[obj.pk])
+        assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    changelist = admin_client.get(reverse("admin:campaigns_deliveryevent_changelist"))
+    assert f"Message {message.pk}</a>" in changelist.content.decode()
+    message.refresh_from_db()
+    assert message.body == "Hello"
+    assert DeliveryEvent.objects.filter(pk=event.pk).exists()
+
+
+# --- Contact data in the message list ---------------------------------------------
+
+
+def test_numbers_and_texts_are_masked_for_staff_who_may_not_view_contacts(client):
+    contact = ContactFactory(phone="+14155550123", first_name="Zed")
+    message = MessageFactory(contact=contact, status="delivered", body="Hi Zed")
+    DeliveryEvent.objects.create(
+        provider="locmem",
+        recipient="+14155550123",
+        message=message,
+        payload={"to": "+14155550123"},
+    )
+    changelist = reverse("admin:campaigns_message_changelist")
+    detail = reverse("admin:campaigns_message_change", args=[message.pk])
+    receipts = reverse("admin:campaigns_deliveryevent_changelist")
+    client.force_login(
+        staff_with("campaigns.view_message", "campaigns.view_deliveryevent")
+    )
+
+    pages = [
+        client.get(changelist),
+        client.get(detail),
+        client.get(receipts),
+        client.get(reverse("admin:campaigns_message_history", args=[message.pk])),
+        client.get(
+            reverse(
+                "admin:campaigns_deliveryevent_change",
+                args=[DeliveryEvent.objects.get().pk],
+            )
+        ),
+    ]
+    for response in pages:
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "+14155550123" not in html
+        assert "Zed" not in html
+    assert "+14*******23" in pages[0].content.decode()
+    assert "+14*******23" in pages[1].content.decode()
+    # Searching by the whole number still finds it; prefixes reveal nothing.
+    found = client.get(changelist, {"q": "(415) 555-0123"})
+    assert [m.pk for m in found.context["cl"].result_list] == [message.pk]
+    assert client.get(changelist, {"to__startswith": "+1415"}).status_code == 400
+    assert client.get(receipts, {"q": "4155550"}).context["cl"].result_count == 0
+
+    client.force_login(
+        staff_with(
+            "campaigns.view_message",
+            "campaigns.view_deliveryevent",
+            "contacts.view_contact",
+        )
+    )
+    assert "+14155550123" in client.get(changelist).content.decode()
+    html = client.get(detail).content.decode()
+    assert "Hi Zed" in html
+    assert "+14155550123" in html
+    assert client.get(receipts, {"q": "4155550"}).context["cl"].result_count == 1
+
+
+def test_the_cost_says_when_a_fallback_provider_may_price_in_another_currency(
+    admin_client, campaign
+):
+    response = admin_client.get(change_url(campaign))
+    assert element(response, "dashboard-cost-note") is None
+
+    Campaign.objects.filter(pk=campaign.pk).update(fallback_provider="locmem")
+    response = admin_client.get(change_url(campaign))
+    assert "priced in USD only" in element(response, "dashboard-cost-note")[1]

@@ -338,7 +338,9 @@ def test_update_checks_the_body_against_the_new_lists(api, campaign, audience):
     "change", [{"body": "Other text"}, {"provider": "console"}, {"lists": []}]
 )
 def test_content_of_a_started_campaign_cannot_change(api, campaign, status, change):
-    Campaign.objects.filter(pk=campaign.pk).update(status=status)
+    Campaign.objects.filter(pk=campaign.pk).update(
+        status=status, started_at=timezone.now()
+    )
     response = api.patch(url(campaign), change)
     assert response.status_code == 409
     assert error(response)["code"] == "conflict"

@@ -13,7 +13,9 @@ from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, CampaignSnapshot
 from campaigns.stats import (
     campaign_progress,
+    campaign_snapshot_refresh,
     campaign_snapshot_take,
+    campaign_snapshot_take_once,
     campaign_snapshots_prune,
     campaign_stats,
 )
@@ -109,7 +111,9 @@ def test_failure_reasons_are_the_top_ten_and_always_the_skipped():
 
 
 def test_progress_reads_a_fresh_snapshot_and_counts_again_when_stale():
-    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    campaign = CampaignFactory(
+        status=Campaign.Status.SENDING, started_at=timezone.now() - timedelta(hours=1)
+    )
     messages(campaign, "queued", 2)
 
     first = campaign_progress(campaign=campaign)
@@ -149,7 +153,11 @@ def test_a_finished_campaign_is_counted_again_only_while_it_can_change(
     ended_ago, in_flight, taken_before_end, counts_again
 ):
     ended = timezone.now() - ended_ago
-    campaign = CampaignFactory(status=Campaign.Status.COMPLETED, completed_at=ended)
+    campaign = CampaignFactory(
+        status=Campaign.Status.COMPLETED,
+        started_at=ended - timedelta(hours=1),
+        completed_at=ended,
+    )
     messages(campaign, "delivered", 2)
     if in_flight:
         messages(campaign, "sent", 1)
@@ -164,9 +172,11 @@ def test_a_finished_campaign_is_counted_again_only_while_it_can_change(
 
 
 def test_tick_snapshots_sending_campaigns_at_most_every_fifteen_seconds():
-    sending = CampaignFactory(status=Campaign.Status.SENDING)
+    sending = CampaignFactory(status=Campaign.Status.SENDING, started_at=timezone.now())
     messages(sending, "submitted", 2)
-    completed = CampaignFactory(status=Campaign.Status.COMPLETED)
+    completed = CampaignFactory(
+        status=Campaign.Status.COMPLETED, started_at=timezone.now()
+    )
     messages(completed, "delivered", 1)
 
     assert scheduling.tick()["snapshots"] == 1
@@ -184,6 +194,7 @@ def test_tick_snapshots_sending_campaigns_at_most_every_fifteen_seconds():
 def test_tick_follows_a_finished_campaign_until_its_receipts_are_in():
     campaign = CampaignFactory(
         status=Campaign.Status.COMPLETED,
+        started_at=timezone.now() - timedelta(minutes=5),
         completed_at=timezone.now() - timedelta(minutes=1),
     )
     waiting = messages(campaign, "submitted", 2)
@@ -263,3 +274,58 @@ def test_cost_is_in_the_currency_with_the_largest_total():
     ]
     assert stats.counts["delivered"] == 3
     assert sum(stats.counts.values()) == 6
+
+
+@pytest.mark.parametrize("status", ["scheduled", "paused", "cancelled"])
+def test_nothing_is_counted_before_a_campaign_starts_sending(status):
+    campaign = CampaignFactory(
+        status=status,
+        # Not due yet: the tick would launch it.
+        scheduled_at=timezone.now() + timedelta(days=1),
+        completed_at=timezone.now() if status == "cancelled" else None,
+    )
+
+    assert campaign_progress(campaign=campaign) is None
+    assert scheduling.tick()["snapshots"] == 0
+    assert not CampaignSnapshot.objects.exists()
+
+
+def test_a_snapshot_from_before_the_start_is_counted_again():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    zeros = CampaignSnapshot.objects.create(campaign=campaign)
+    Campaign.objects.filter(pk=campaign.pk).update(started_at=timezone.now())
+    campaign.refresh_from_db()
+    messages(campaign, "queued", 2)
+
+    latest = campaign_progress(campaign=campaign)
+
+    assert latest.pk != zeros.pk
+    assert latest.counts["queued"] == 2
+    assert campaign_progress(campaign=campaign, may_count=False).pk == latest.pk
+
+
+def test_one_process_counts_a_campaign_at_a_time_and_viewers_never():
+    campaign = CampaignFactory(
+        status=Campaign.Status.SENDING, started_at=timezone.now() - timedelta(hours=1)
+    )
+    messages(campaign, "queued", 2)
+    assert campaign_progress(campaign=campaign, may_count=False) is None
+    first = campaign_progress(campaign=campaign)
+    age(first, minutes=5)
+    lock = f"campaigns:snapshot-lock:{campaign.pk}"
+    cache.add(lock, True, 30)  # someone else is counting
+
+    assert campaign_progress(campaign=campaign).pk == first.pk
+    assert (
+        campaign_snapshot_refresh(campaign=campaign, min_interval=timedelta(seconds=15))
+        is None
+    )
+    assert campaign_snapshot_take_once(campaign=campaign) is None
+    cache.delete(lock)
+    assert campaign_progress(campaign=campaign, may_count=False).pk == first.pk
+
+    fresh = campaign_progress(campaign=campaign)
+
+    assert fresh.pk != first.pk
+    assert CampaignSnapshot.objects.count() == 2
+    assert cache.add(lock, True, 30)  # released after counting

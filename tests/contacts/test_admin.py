@@ -7,10 +7,11 @@ import pytest
 
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission, User
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from contacts import admin_views, tasks
+from contacts import admin as contacts_admin, admin_views, tasks
 from contacts.models import (
     ConsentEvent,
     Contact,
@@ -20,6 +21,7 @@ from contacts.models import (
     Source,
     Suppression,
 )
+from smscampaigns.admin_paginator import CappedCountPaginator
 from tests.factories import ContactFactory, ContactListFactory, ListMembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -660,3 +662,149 @@ def test_lists_show_member_counts_and_link_to_their_contacts(
     ).content.decode()
     assert "3 contacts" in page
     assert "0 contacts" not in page
+
+
+# --- A million contacts: filters, search and counts that stay cheap -------------
+
+
+@pytest.fixture
+def no_cached_countries():
+    cache.delete(contacts_admin.COUNTRY_CHOICES_CACHE_KEY)
+    yield
+    cache.delete(contacts_admin.COUNTRY_CHOICES_CACHE_KEY)
+
+
+def test_filtering_by_list_shows_each_member_once(
+    admin_client, django_assert_max_num_queries
+):
+    vip, spring = ContactListFactory(name="VIP"), ContactListFactory(name="Spring")
+    both = ContactFactory(first_name="Both")
+    both.lists.add(vip, spring)
+    only_vip = ContactFactory(first_name="Onlyvip")
+    only_vip.lists.add(vip)
+    outsider = ContactFactory(first_name="Outsider")
+    # The link the lists page and the contact page use.
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(
+            CHANGELIST, {"memberships__contact_list__id__exact": vip.pk}
+        ).content.decode()
+    assert page.count(f">{both.phone}</a>") == 1
+    assert only_vip.phone in page
+    assert outsider.phone not in page
+    assert '<span id="contacts-count">2 contacts</span>' in page
+    assert ">VIP</a>" in page
+    assert ">Spring</a>" in page
+
+
+@pytest.mark.parametrize("value", ["abc", "999999", str(2**70), "²"])
+def test_an_unknown_list_in_the_filter_lists_nobody(admin_client, value):
+    ContactFactory()
+    response = admin_client.get(
+        CHANGELIST, {"memberships__contact_list__id__exact": value}
+    )
+    assert response.status_code == 200
+    assert '<span id="contacts-count">0 contacts</span>' in response.content.decode()
+
+
+def test_the_country_filter_names_the_countries_of_the_contacts(
+    admin_client, no_cached_countries
+):
+    american = ContactFactory(phone="+14155550101")
+    german = ContactFactory(phone="+4915112345678")
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert "Germany (+49)</a>" in page
+    assert "United States (+1)</a>" in page
+    assert "France" not in page
+
+    page = admin_client.get(CHANGELIST, {"country": "DE"}).content.decode()
+    assert german.phone in page
+    assert american.phone not in page
+
+
+def test_a_new_country_filters_at_once_while_the_choices_are_cached(
+    admin_client, no_cached_countries
+):
+    ContactFactory(phone="+14155550101")
+    admin_client.get(CHANGELIST)  # the choices are now cached
+    french = ContactFactory(phone="+33612345678")
+
+    page = admin_client.get(CHANGELIST, {"country": "FR"}).content.decode()
+
+    assert french.phone in page
+    assert "France (+33)</a>" in page  # the chosen country is offered
+
+
+@pytest.mark.parametrize(
+    "typed", ["(415) 555-0101", "+1 415-555-0101", "4155550101", "+14155550101"]
+)
+def test_a_whole_number_in_any_format_finds_its_contact(
+    admin_client, typed, django_assert_max_num_queries
+):
+    ada = ContactFactory(phone="+14155550101", first_name="Ada")
+    ContactFactory(phone="+14155550102", first_name="Alan")
+    with django_assert_max_num_queries(10):
+        page = admin_client.get(CHANGELIST, {"q": typed}).content.decode()
+    assert ada.phone in page
+    assert "+14155550102" not in page
+    assert "1 result" in page
+
+
+def test_part_of_a_number_and_names_are_searched(admin_client):
+    ada = ContactFactory(phone="+14155550101", first_name="Ada", last_name="Lovelace")
+    alan = ContactFactory(phone="+12065550199", first_name="Alan", last_name="Turing")
+
+    def found(text: str) -> set[str]:
+        page = admin_client.get(CHANGELIST, {"q": text}).content.decode()
+        return {c.phone for c in (ada, alan) if c.phone in page}
+
+    assert found("555-01") == {ada.phone, alan.phone}
+    assert found("(415) 555") == {ada.phone}
+    assert found("ada love") == {ada.phone}
+    assert found("turing") == {alan.phone}
+    assert found("Zebedee") == set()
+
+
+def test_a_large_result_is_counted_up_to_a_cap(admin_client, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "cap", 3)
+    ContactFactory.create_batch(5)
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert '<span id="contacts-count">More than 3 contacts</span>' in page
+    assert "Filter by list, subscription or country, or search" in page
+
+    page = admin_client.get(CHANGELIST, {"q": "555"}).content.decode()
+    assert "more than 3 results" in page
+
+
+def test_a_small_result_is_listed_without_searching_again(
+    admin_client, django_assert_num_queries
+):
+    ada = ContactFactory(first_name="Ada", last_name="Lovelace")
+    ContactFactory.create_batch(3, first_name="Alan", last_name="Turing")
+    admin_client.get(CHANGELIST)  # the country filter's choices are now cached
+    # Session, user, the list filter's lists, the ids found (the count), then the
+    # contact found, fetched by its id rather than by searching the table again.
+    with django_assert_num_queries(5) as captured:
+        page = admin_client.get(CHANGELIST, {"q": "lovelace"}).content.decode()
+    assert ada.phone in page
+    assert "Turing" not in page
+    listing = captured.captured_queries[-1]["sql"]
+    assert f'"contacts_contact"."id" IN ({ada.pk})' in listing
+
+
+def test_only_the_number_column_offers_sorting(admin_client):
+    ContactFactory()
+    page = admin_client.get(CHANGELIST).content.decode()
+    assert page.count('class="sortable') == 1
+    assert 'class="sortable column-phone' in page
+
+
+def test_lists_can_be_sorted_by_their_member_counts(admin_client):
+    small, large = ContactListFactory(name="Small"), ContactListFactory(name="Large")
+    ListMembershipFactory(contact_list=small)
+    for contact in ContactFactory.create_batch(3):
+        ListMembershipFactory(contact_list=large, contact=contact)
+    url = reverse("admin:contacts_contactlist_changelist")
+    page = admin_client.get(url, {"o": "-2"}).content.decode()
+    assert page.index(">Large</a>") < page.index(">Small</a>")
+    assert "3 contacts" in page
+    assert "1 contact<" in page

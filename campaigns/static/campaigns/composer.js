@@ -7,6 +7,14 @@
     const DEBOUNCE_MS = 200;
     const NETWORK_ERROR =
         "The preview could not be updated (connection problem). Your text is kept; keep typing to try again.";
+    const SESSION_EXPIRED = "Your session has expired: log in again (your text is still here).";
+    const REPLACE_MOVING =
+        "The text kept changing while it was being converted; click the button again.";
+
+    // The endpoint answered with something other than the panel's JSON: the
+    // session ended (the admin redirects to its login page) or the CSRF token
+    // went stale with it.
+    class SessionExpired extends Error {}
 
     function formatNumber(value) {
         return Number(value).toLocaleString("en-US");
@@ -75,6 +83,9 @@
         let inFlight = false;
         let again = false;
         let lastSent = null;
+        // The request (params().toString()) that `state` answers; null: unknown.
+        let stateKey = null;
+        let replacing = false;
         // Where the cursor was in the body when it lost focus; null: never focused.
         let bodySelection = null;
 
@@ -133,6 +144,37 @@
             }
         }
 
+        // The panel's figures for `data`: {ok, status, answer}. Throws
+        // SessionExpired, or a TypeError when the network fails.
+        async function ask(data) {
+            const response = await fetch(url, {
+                method: "POST",
+                body: data,
+                credentials: "same-origin",
+                headers: {
+                    "X-CSRFToken": csrfInput ? csrfInput.value : "",
+                    "X-Requested-With": "XMLHttpRequest",
+                },
+            });
+            const type = response.headers.get("Content-Type") || "";
+            const json = type.startsWith("application/json");
+            if (
+                response.redirected ||
+                response.type === "opaqueredirect" ||
+                response.status === 302 ||
+                response.status === 403 ||
+                (response.ok && !json)
+            ) {
+                throw new SessionExpired();
+            }
+            const answer = json ? await response.json().catch(() => ({})) : {};
+            return { ok: response.ok, status: response.status, answer };
+        }
+
+        function failureText(error) {
+            return error instanceof SessionExpired ? SESSION_EXPIRED : NETWORK_ERROR;
+        }
+
         async function refresh() {
             if (inFlight) {
                 again = true;
@@ -148,27 +190,19 @@
             inFlight = true;
             panel.setAttribute("aria-busy", "true");
             try {
-                const response = await fetch(url, {
-                    method: "POST",
-                    body: data,
-                    credentials: "same-origin",
-                    headers: {
-                        "X-CSRFToken": csrfInput ? csrfInput.value : "",
-                        "X-Requested-With": "XMLHttpRequest",
-                    },
-                });
-                const answer = await response.json().catch(() => ({}));
-                if (response.ok) {
+                const { ok, status, answer } = await ask(data);
+                if (ok) {
                     state = answer;
+                    stateKey = key;
                     render(state);
                 } else {
                     // Ask again on the next change, even if it is back to this text.
                     lastSent = null;
-                    showError(answer.error || `The preview could not be updated (error ${response.status}).`);
+                    showError(answer.error || `The preview could not be updated (error ${status}).`);
                 }
             } catch (error) {
                 lastSent = null;
-                showError(NETWORK_ERROR);
+                showError(failureText(error));
             } finally {
                 inFlight = false;
                 panel.removeAttribute("aria-busy");
@@ -245,6 +279,7 @@
             const button = byId("composer-replace-gsm");
             if (button) {
                 button.hidden = !data.gsm.changes;
+                button.disabled = replacing;
             }
         }
 
@@ -289,7 +324,10 @@
                     ...data.samples.map((sample) => new Option(sample.label, String(sample.id))),
                 );
                 if (data.samples.length === 0) {
-                    sampleSelect.append(new Option("No contacts: placeholder defaults", ""));
+                    const label = data.contacts_hidden
+                        ? "Placeholder defaults (contacts are not shown to you)"
+                        : "No contacts: placeholder defaults";
+                    sampleSelect.append(new Option(label, ""));
                 }
             }
             sampleSelect.disabled = data.samples.length === 0;
@@ -349,13 +387,60 @@
             }
         }
 
-        function replaceWithGsm() {
-            body.value = state.gsm.body;
-            if (footer) {
-                footer.value = state.gsm.opt_out_footer;
+        // Replace the field's whole text as if typed, so Ctrl+Z brings it back.
+        function replaceText(field, text) {
+            if (field.value === text) {
+                return;
             }
-            body.dispatchEvent(new Event("input", { bubbles: true }));
-            schedule(0);
+            field.focus();
+            field.select();
+            const command = text ? "insertText" : "delete";
+            const done = document.execCommand && document.execCommand(command, false, text);
+            if (!done || field.value !== text) {
+                field.value = text;
+                field.dispatchEvent(new Event("input", { bubbles: true }));
+            }
+        }
+
+        // The GSM-safe version of the text as it is now: the panel's answer when it
+        // is about exactly this text, else a fresh one (asked again if the text
+        // changes meanwhile), so nothing typed since is lost.
+        async function replaceWithGsm(button) {
+            if (replacing) {
+                return;
+            }
+            replacing = true;
+            button.disabled = true;
+            try {
+                for (let attempt = 0; attempt < 3; attempt += 1) {
+                    const data = params();
+                    const key = data.toString();
+                    let gsm = key === stateKey ? state.gsm : null;
+                    if (gsm === null) {
+                        const { ok, status, answer } = await ask(data);
+                        if (!ok) {
+                            showError(answer.error || `The text could not be converted (error ${status}).`);
+                            return;
+                        }
+                        gsm = answer.gsm;
+                    }
+                    if (params().toString() !== key) {
+                        continue; // typed meanwhile: convert the newer text
+                    }
+                    if (footer) {
+                        replaceText(footer, gsm.opt_out_footer);
+                    }
+                    replaceText(body, gsm.body);
+                    schedule(0);
+                    return;
+                }
+                showError(REPLACE_MOVING);
+            } catch (error) {
+                showError(failureText(error));
+            } finally {
+                replacing = false;
+                button.disabled = false;
+            }
         }
 
         body.addEventListener("input", () => schedule());
@@ -389,12 +474,11 @@
                 insertPlaceholder(chip.dataset.placeholder);
             } else if (event.target.closest("#composer-replace-gsm")) {
                 event.preventDefault();
-                replaceWithGsm();
+                replaceWithGsm(event.target.closest("#composer-replace-gsm"));
             }
         });
 
         // The page shows what the server rendered; only a browser that restored
-        // different text (back button) needs a fresh count right away.
         // different text (back button) or a large audience still to count needs a
         // request right away.
         lastSent = params().toString();
@@ -403,6 +487,8 @@
         if (restored || state.audience_pending) {
             lastSent = null;
             schedule(0);
+        } else {
+            stateKey = lastSent;
         }
     }
 

@@ -7,7 +7,7 @@ command) can apply the same ones.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +17,6 @@ from django.utils import timezone
 from contacts.models import Contact, Suppression
 from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
 
-from .actions import campaign_schedule
 from .launch import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_audience
@@ -266,17 +265,6 @@ def campaign_delete(*, campaign: Campaign) -> None:
             f"Campaign {campaign.pk} is {campaign.get_status_display().lower()}: only "
             "drafts and scheduled campaigns can be deleted (cancel it instead)"
         )
-
-
-@transaction.atomic
-def campaign_schedule_with_window(
-    *, campaign: Campaign, at: datetime, send_window: dict | None = None
-) -> Campaign:
-    """Schedule ``campaign`` for ``at``, first setting its send window if given."""
-    if send_window is not None:
-        Campaign.objects.filter(pk=campaign.pk).update(send_window=send_window)
-    # A CampaignError here rolls the window back with the schedule.
-    return campaign_schedule(campaign=campaign, at=at)
 
 
 # --- Test sends ------------------------------------------------------------------

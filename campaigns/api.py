@@ -31,6 +31,7 @@ from .actions import (
     campaign_pause,
     campaign_resume,
     campaign_retry_failed,
+    campaign_schedule,
     campaign_send_now,
 )
 from .adhoc import (
@@ -40,7 +41,6 @@ from .adhoc import (
     campaign_create,
     campaign_create_adhoc,
     campaign_delete,
-    campaign_schedule_with_window,
     campaign_send_test,
     campaign_update,
 )
@@ -228,7 +228,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
         campaign = self.get_object()
         data = _validated(ScheduleInputSerializer, request)
         campaign = _run(
-            campaign_schedule_with_window,
+            campaign_schedule,
             campaign=campaign,
             at=data["scheduled_at"],
             send_window=data.get("send_window"),

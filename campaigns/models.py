@@ -68,7 +68,7 @@ class Campaign(models.Model):
         null=True,
         blank=True,
         validators=[validate_send_window],
-        help_text='Quiet hours in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
+        help_text='Sending hours: messages go out only between start and end, in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
     )
     status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
     waiting_reason = models.CharField(

@@ -59,7 +59,7 @@ class AwareDateTimeField(serializers.DateTimeField):
 
 
 class SendWindowSerializer(serializers.Serializer):
-    """Quiet hours, on each recipient's wall clock."""
+    """Sending hours: when messages may go out, on each recipient's wall clock."""
 
     start = serializers.RegexField(
         CLOCK, help_text="HH:MM, e.g. 09:00.", error_messages=CLOCK_ERRORS
@@ -155,6 +155,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "sender",
             "status",
             "scheduled_at",
+            "schedule_time_zone",
             "send_window",
             "created_at",
             "waiting_reason",
@@ -163,6 +164,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "status",
             "scheduled_at",
+            "schedule_time_zone",
             "created_at",
             "waiting_reason",
         ]

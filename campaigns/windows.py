@@ -1,4 +1,4 @@
-"""Quiet hours: send windows evaluated in each recipient's local time.
+"""Sending hours: send windows evaluated in each recipient's local time.
 
 A campaign may carry a :class:`SendWindow` such as 09:00-20:00 Monday-Friday. The
 window is read on the recipient's wall clock (``Contact.time_zone``, an IANA name

@@ -31,6 +31,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls(URLCONF)]
 FOOTER = "\nReply STOP to opt out"
 
 CAMPAIGN_FIELDS = {
+    "schedule_time_zone",
     "id",
     "name",
     "body",

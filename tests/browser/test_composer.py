@@ -119,3 +119,53 @@ def _select_list(browser, contact_list) -> None:
         browser.click("#id_lists_add")
         return
     Select(browser.find("#id_lists")).select_by_value(str(contact_list.pk))
+
+
+def test_replacing_converts_the_text_as_it_is_now(browser):
+    browser.get("/admin/campaigns/campaign/add/")
+    body = browser.find("#id_body")
+    body.send_keys(f"Don{CURLY_APOSTROPHE}t miss it")
+    browser.wait_for(
+        lambda d: browser.find("#composer-replace-gsm").is_displayed(),
+        "the replace button never appeared",
+    )
+    # More text the panel has not been asked about yet (no input event).
+    converting = browser.driver.execute_script(
+        """
+        const body = document.getElementById("id_body");
+        body.value += " \u2013 it\u2019s on";
+        const button = document.getElementById("composer-replace-gsm");
+        button.click();
+        return button.disabled;
+        """
+    )
+
+    assert converting is True  # while the current text is being converted
+    browser.wait_for(
+        lambda d: body.get_attribute("value") == "Don't miss it - it's on",
+        "the text typed after the last answer was lost or not converted",
+    )
+    browser.wait_for(
+        lambda d: not browser.find("#composer-replace-gsm").get_attribute("disabled"),
+        "the button stayed disabled",
+    )
+    browser.wait_for_text("#composer-encoding", "GSM-7")
+    # The replacement is in the undo history.
+    browser.driver.execute_script("document.execCommand('undo')")
+    assert body.get_attribute("value") == (
+        f"Don{CURLY_APOSTROPHE}t miss it {EN_DASH} it{CURLY_APOSTROPHE}s on"
+    )
+
+
+def test_an_expired_session_is_named_and_the_text_kept(browser):
+    browser.get("/admin/campaigns/campaign/add/")
+    browser.wait_for_text("#composer-characters", "")
+    browser.driver.delete_cookie("sessionid")
+
+    browser.find("#id_body").send_keys("Spring sale")
+
+    browser.wait_for_text("#composer-error", "Your session has expired: log in again")
+    assert browser.find("#composer-error").text == (
+        "Your session has expired: log in again (your text is still here)."
+    )
+    assert browser.find("#id_body").get_attribute("value") == "Spring sale"

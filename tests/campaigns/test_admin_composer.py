@@ -16,14 +16,7 @@ from campaigns.adhoc import content_locked
 from campaigns.launch import CampaignError
 from campaigns.models import Campaign
 from contacts.models import Suppression
-from tests.browser import conftest as browser_fixtures
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
-
-# The browser tests' fixtures (a logged-in headless Chromium on a live server).
-browser = browser_fixtures.browser
-chromium_paths = browser_fixtures.chromium_paths
-driver_session = browser_fixtures.driver_session
-site_server = browser_fixtures.site_server
 
 pytestmark = pytest.mark.django_db
 
@@ -687,62 +680,6 @@ def test_a_large_audience_is_counted_after_the_page_loads(
     # The panel's first request counts it.
     data = compose(admin_client, body="Hi {first_name}", lists=[spring["lists"][0].pk])
     assert data.json()["audience"]["recipients"] == 2
-
-
-# --- In the browser (composer.js) ----------------------------------------------------
-# Skipped without Chromium, like tests/browser, whose fixtures these use.
-
-
-@pytest.mark.django_db(transaction=True)
-def test_replacing_converts_the_text_as_it_is_now(browser):
-    browser.get(ADD)
-    body = browser.find("#id_body")
-    body.send_keys(f"Don{RIGHT_QUOTE}t miss it")
-    browser.wait_for(
-        lambda d: browser.find("#composer-replace-gsm").is_displayed(),
-        "the replace button never appeared",
-    )
-    # More text the panel has not been asked about yet (no input event).
-    converting = browser.driver.execute_script(
-        """
-        const body = document.getElementById("id_body");
-        body.value += " \u2013 it\u2019s on";
-        const button = document.getElementById("composer-replace-gsm");
-        button.click();
-        return button.disabled;
-        """
-    )
-
-    assert converting is True  # while the current text is being converted
-    browser.wait_for(
-        lambda d: body.get_attribute("value") == "Don't miss it - it's on",
-        "the text typed after the last answer was lost or not converted",
-    )
-    browser.wait_for(
-        lambda d: not browser.find("#composer-replace-gsm").get_attribute("disabled"),
-        "the button stayed disabled",
-    )
-    browser.wait_for_text("#composer-encoding", "GSM-7")
-    # The replacement is in the undo history.
-    browser.driver.execute_script("document.execCommand('undo')")
-    assert body.get_attribute("value") == (
-        f"Don{RIGHT_QUOTE}t miss it {EN_DASH} it{RIGHT_QUOTE}s on"
-    )
-
-
-@pytest.mark.django_db(transaction=True)
-def test_an_expired_session_is_named_and_the_text_kept(browser):
-    browser.get(ADD)
-    browser.wait_for_text("#composer-characters", "")
-    browser.driver.delete_cookie("sessionid")
-
-    browser.find("#id_body").send_keys("Spring sale")
-
-    browser.wait_for_text("#composer-error", "Your session has expired: log in again")
-    assert browser.find("#composer-error").text == (
-        "Your session has expired: log in again (your text is still here)."
-    )
-    assert browser.find("#id_body").get_attribute("value") == "Spring sale"
 
 
 def staff_with(*permissions: str) -> User:

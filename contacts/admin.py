@@ -1,6 +1,6 @@
 import uuid
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.cache import cache
 from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.fields.json import KT
@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from smscampaigns.admin_paginator import CappedCountChangeList, CappedCountPaginator
 
-from . import admin_views
+from . import admin_views, services
 from .forms import region_choices
 from .models import (
     ConsentEvent,
@@ -19,6 +19,7 @@ from .models import (
     ContactList,
     ImportJob,
     ListMembership,
+    Source,
     Suppression,
 )
 from .querysets import member_count
@@ -233,6 +234,19 @@ class ContactAdmin(admin.ModelAdmin):
             lookup, value, request
         )
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        # The opt-out and the consent history belong to the number: changing the
+        # number of an existing contact would move them to another person.
+        if obj is not None:
+            return ["phone", *self.readonly_fields]
+        return self.readonly_fields
+
+    def delete_model(self, request: HttpRequest, obj: Contact) -> None:
+        services.contact_delete(contact=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        services.contacts_delete(contacts=queryset)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
             super()
@@ -296,7 +310,7 @@ class ContactAdmin(admin.ModelAdmin):
             view(
                 admin_views.contact_consent,
                 "consent",
-                "<path:object_id>/consent/<str:kind>/",
+                "<int:object_id>/consent/<str:kind>/",
             ),
             *super().get_urls(),
         ]
@@ -306,7 +320,30 @@ class ContactAdmin(admin.ModelAdmin):
     ):
         if obj is not None:
             context["consent"] = self._consent_panel(obj)
+            context["contact_links"] = self._related_links(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _related_links(self, request: HttpRequest, contact: Contact) -> list:
+        """Links to the contact's messages and replies, for users who may see them."""
+        links = []
+        for label, model_label, url_name in (
+            (
+                "Messages sent",
+                "campaigns.message",
+                "admin:campaigns_message_changelist",
+            ),
+            (
+                "Replies",
+                "webhooks.inboundmessage",
+                "admin:webhooks_inboundmessage_changelist",
+            ),
+        ):
+            app_label, model_name = model_label.split(".")
+            if request.user.has_perm(f"{app_label}.view_{model_name}"):
+                links.append(
+                    (label, f"{reverse(url_name)}?contact__id__exact={contact.pk}")
+                )
+        return links
 
     def _consent_panel(self, contact: Contact) -> dict:
         suppression = Suppression.objects.filter(phone=contact.phone).first()
@@ -490,6 +527,54 @@ class ConsentEventAdmin(admin.ModelAdmin):
 
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    """Numbers that get no marketing. Opt-outs are the person's decision: they are
+    never deleted or changed here (an opt-in lifts them, with its ConsentEvent)."""
+
     list_display = ["phone", "reason", "source", "note", "created_at"]
     list_filter = ["reason", "source"]
     search_fields = ["phone", "note"]
+    fields = ["phone", "reason", "source", "note", "created_at"]
+    readonly_fields = ["source", "created_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        if obj is not None:
+            # Only the note changes: a new number or reason is a new suppression.
+            return ["phone", "reason", *self.readonly_fields]
+        return self.readonly_fields
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        if obj is not None and obj.reason == Suppression.Reason.OPT_OUT:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # Per row, so "Delete selected" also refuses a selection holding an opt-out.
+        if obj is not None and obj.reason == Suppression.Reason.OPT_OUT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Suppression, form, change) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        saved, _ = services.suppression_add(
+            phone=obj.phone,
+            reason=obj.reason,
+            source=Source.ADMIN,
+            note=obj.note,
+        )
+        obj.pk, obj.created_at, obj.source = saved.pk, saved.created_at, saved.source
+        obj._state.adding = False
+
+    def delete_model(self, request: HttpRequest, obj: Suppression) -> None:
+        services.suppression_delete(suppression=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        _, kept = services.suppressions_delete(suppressions=queryset)
+        if kept:
+            self.message_user(
+                request,
+                f"{kept} opt-out{'' if kept == 1 else 's'} kept: only an opt-in "
+                "lifts an opt-out.",
+                messages.WARNING,
+            )

@@ -25,15 +25,22 @@ from campaigns.scheduling import broker_configured
 
 from . import services
 from .forms import (
+    REPORT_COLUMNS,
     ColumnMappingForm,
     ImportUploadForm,
     ListActionForm,
+    OptInEvidenceForm,
     looks_like_phone,
     region_choices,
 )
 from .imports import MAX_STORED_ERRORS, ContactImportError, csv_preview
 from .models import Contact, ContactList, ImportJob, Source
-from .tasks import import_job_discard, import_job_start, import_job_store
+from .tasks import (
+    import_job_discard,
+    import_job_stalled,
+    import_job_start,
+    import_job_store,
+)
 
 PREVIEW_ROWS = 5
 ERRORS_SHOWN = 100
@@ -45,13 +52,17 @@ _BACKGROUND_BYTES = 2 * 1024 * 1024
 def import_upload(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     """Step 1: upload the file and choose the country and list."""
     _require_import_permission(model_admin, request)
-    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    form = ImportUploadForm(
+        request.POST or None,
+        request.FILES or None,
+        allow_new=can_add_lists(model_admin, request),
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         job = import_job_store(
             file=data["file"],
             contact_list=data["contact_list"],
-            new_list_name=data["new_list_name"],
+            new_list_name=data.get("new_list_name", ""),
             region=data["region"],
             created_by=request.user,
         )
@@ -95,7 +106,9 @@ def import_columns(
         threshold = getattr(
             settings, "CONTACT_IMPORT_BACKGROUND_BYTES", _BACKGROUND_BYTES
         )
-        background = broker_configured() and job.file.size > threshold
+        # A large file never runs inside the request: a Celery worker or, without
+        # a broker, ``run_worker`` picks it up.
+        background = job.file.size > threshold
         import_job_start(
             job_id=job.pk, columns=form.cleaned_data["columns"], background=background
         )
@@ -147,13 +160,19 @@ def import_result(
     waiting_for_columns = job.status == ImportJob.Status.PENDING and job.columns is None
     if waiting_for_columns and job.created_by_id is not None:
         return redirect("admin:contacts_contact_import_columns", job_id=job.pk)
+    # Shown as stopped at once; run_worker marks it failed on its next round.
+    stalled = import_job_stalled(job)
     context = _context(
         model_admin,
         request,
         title=f"Import of {job.file_name or 'a file'}",
         step=3,
         job=job,
-        in_progress=job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING),
+        in_progress=job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING)
+        and not stalled,
+        stalled=stalled,
+        waiting_for_worker=job.status == ImportJob.Status.PENDING
+        and not broker_configured(),
         result=result,
         errors=errors[:ERRORS_SHOWN],
         errors_shown=min(len(errors), ERRORS_SHOWN),
@@ -173,19 +192,31 @@ def import_error_report(
     """The rows the import refused, as a CSV the marketer can fix and import again."""
     _require_view_permission(model_admin, request)
     job = get_object_or_404(ImportJob, pk=job_id)
-    errors = (job.result or {}).get("errors", [])
+    result = job.result or {}
+    errors = result.get("errors", [])
+    header = result.get("header")
 
     def lines() -> Iterator[str]:
         writer = csv.writer(_Echo())
+        safe = _spreadsheet_safe
         # A byte-order mark, so Excel opens the report as UTF-8.
-        yield "\ufeff" + writer.writerow(["row", "phone", "error"])
+        if header is None:
+            # Records from the API (or an import from before cells were kept).
+            yield "\ufeff" + writer.writerow(["row", "phone", "error"])
+            for error in errors:
+                yield writer.writerow(
+                    [error["row"], safe(error["phone"]), safe(error["error"])]
+                )
+            return
+        # The file's own columns after ours, so the report can be fixed and
+        # imported again as it is (the wizard ignores our two columns).
+        yield "\ufeff" + writer.writerow(
+            [*REPORT_COLUMNS, *(safe(cell) for cell in header)]
+        )
         for error in errors:
+            cells = error.get("cells") or []
             yield writer.writerow(
-                [
-                    error["row"],
-                    _spreadsheet_safe(error["phone"]),
-                    _spreadsheet_safe(error["error"]),
-                ]
+                [error["row"], safe(error["error"]), *(safe(cell) for cell in cells)]
             )
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
@@ -204,11 +235,14 @@ def list_action(
     million contacts is one INSERT or DELETE.
     """
     confirmed = "post" in request.POST
-    form = ListActionForm(request.POST if confirmed else None, allow_new=add)
+    form = ListActionForm(
+        request.POST if confirmed else None,
+        allow_new=add and can_add_lists(model_admin, request),
+    )
     if confirmed and form.is_valid():
         contact_list = form.cleaned_data["contact_list"]
         if contact_list is None:
-            contact_list, _ = ContactList.objects.get_or_create(
+            contact_list, _ = services.contact_list_get_or_create(
                 name=form.cleaned_data["new_list_name"]
             )
         if add:
@@ -239,17 +273,44 @@ def list_action(
     return TemplateResponse(request, "admin/contacts/contact/list_action.html", context)
 
 
+#: Most contacts one "Opt in…" may change: opting people back in is done one
+#: request at a time, never to a whole filtered audience at once.
+MAX_OPT_IN = 100
+
+
 def consent_action(
     model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet, *, opt_out: bool
 ) -> HttpResponse | None:
     """The "Opt out" and "Opt in" actions: confirm, then record it for every contact
-    whose state changes (each gets a ConsentEvent with source "admin")."""
-    if "post" in request.POST:
+    whose state changes (each gets a ConsentEvent with source "admin").
+
+    Opting in needs a written note of the evidence of consent, kept on each
+    ConsentEvent, and is refused for more than :data:`MAX_OPT_IN` contacts.
+    """
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    confirmed = "post" in request.POST
+    form = None
+    if not opt_out:
+        if queryset[: MAX_OPT_IN + 1].count() > MAX_OPT_IN:
+            model_admin.message_user(
+                request,
+                f"Opt in at most {MAX_OPT_IN} contacts at a time: only people who "
+                "asked for it, each with the evidence of their consent.",
+                messages.ERROR,
+            )
+            return None
+        form = OptInEvidenceForm(request.POST if confirmed else None)
+    if confirmed and (form is None or form.is_valid()):
         if opt_out:
             count = services.contacts_opt_out(contacts=queryset, source=Source.ADMIN)
             message = f"Opted out {count:,} contact{_s(count)}."
         else:
-            count = services.contacts_opt_in(contacts=queryset, source=Source.ADMIN)
+            count = services.contacts_opt_in(
+                contacts=queryset,
+                source=Source.ADMIN,
+                text=form.cleaned_data["evidence"],
+            )
             message = f"Opted in {count:,} contact{_s(count)}."
         model_admin.message_user(request, message, messages.SUCCESS)
         return None
@@ -265,6 +326,8 @@ def consent_action(
         title="Opt out contacts" if opt_out else "Opt contacts back in",
         opt_out=opt_out,
         changing=changing,
+        form=form,
+        max_opt_in=MAX_OPT_IN,
     )
     return TemplateResponse(
         request, "admin/contacts/contact/consent_action.html", context
@@ -272,9 +335,14 @@ def consent_action(
 
 
 def contact_consent(
-    model_admin: ModelAdmin, request: HttpRequest, object_id: str, kind: str
+    model_admin: ModelAdmin, request: HttpRequest, object_id: int, kind: str
 ) -> HttpResponse:
-    """Opt one contact out or in from its page, after a confirmation."""
+    """Opt one contact out or in from its page, after a confirmation (an opt-in
+    with a note of the evidence of consent)."""
+    # Permission first: a 404 for some ids and a 403 for others would tell someone
+    # without access which contacts exist.
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
     if kind not in ("opt-out", "opt-in"):
         raise Http404("No such consent change.")
     contact = get_object_or_404(Contact, pk=object_id)
@@ -282,9 +350,19 @@ def contact_consent(
         raise PermissionDenied
     opt_out = kind == "opt-out"
     change_url = reverse("admin:contacts_contact_change", args=[contact.pk])
-    if request.method == "POST":
-        record = services.contact_opt_out if opt_out else services.contact_opt_in
-        _, changed = record(phone=contact.phone, source=Source.ADMIN)
+    posted = request.POST if request.method == "POST" else None
+    form = None if opt_out else OptInEvidenceForm(posted)
+    if request.method == "POST" and (form is None or form.is_valid()):
+        if opt_out:
+            _, changed = services.contact_opt_out(
+                phone=contact.phone, source=Source.ADMIN
+            )
+        else:
+            _, changed = services.contact_opt_in(
+                phone=contact.phone,
+                source=Source.ADMIN,
+                text=form.cleaned_data["evidence"],
+            )
         state = "opted out" if opt_out else "subscribed"
         if changed:
             model_admin.message_user(
@@ -302,10 +380,17 @@ def contact_consent(
         contact=contact,
         opt_out=opt_out,
         change_url=change_url,
+        form=form,
     )
     return TemplateResponse(
         request, "admin/contacts/contact/contact_consent.html", context
     )
+
+
+def can_add_lists(model_admin: ModelAdmin, request: HttpRequest) -> bool:
+    """Whether the user may create contact lists (a new list name in a form)."""
+    list_admin = model_admin.admin_site._registry.get(ContactList)
+    return list_admin is not None and list_admin.has_add_permission(request)
 
 
 def _require_import_permission(model_admin: ModelAdmin, request: HttpRequest) -> None:
@@ -375,20 +460,21 @@ def _s(count: int) -> str:
     return "" if count == 1 else "s"
 
 
-_FORMULA_START = ("=", "@", "\t", "\r")
-_PHONE_LIKE = re.compile(r"^[+\-]?[\d\s().\-/]*$")
+_FORMULA_START = ("=", "+", "-", "@")
+_CONTROL_START = ("\t", "\r")
 
 
-def _spreadsheet_safe(value: str) -> str:
+def _spreadsheet_safe(value: object) -> str:
     """``value`` as text a spreadsheet will not run as a formula.
 
-    Cells come from an uploaded file, so "=HYPERLINK(…)" is possible; a leading "+"
-    or "-" is kept when the rest looks like a phone number (the usual case).
+    Cells come from an uploaded file, so "=HYPERLINK(…)" is possible. Spreadsheets
+    skip leading spaces and line breaks, and evaluate "+1-2-3" too, so any cell that
+    starts, after them, with = + - or @ (or starts with a tab or carriage return)
+    gets a leading apostrophe: shown as text, and dropped when saved as CSV, so a
+    phone number "+1415…" imports again unchanged.
     """
     text = str(value)
-    if text.startswith(_FORMULA_START) or (
-        text.startswith(("+", "-")) and not _PHONE_LIKE.match(text)
-    ):
+    if text.startswith(_CONTROL_START) or text.lstrip().startswith(_FORMULA_START):
         return "'" + text
     return text
 

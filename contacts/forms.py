@@ -29,6 +29,10 @@ COLUMN_CHOICES = [
     (IGNORE, "Ignore"),
 ]
 
+REPORT_COLUMNS = ("Import row", "Import error")
+"""The columns an import's error report puts before the file's own: ignored when
+the report is imported again."""
+_REPORT_KEYS = {"import_row", "import_error"}
 _PHONE_NAMES = {"phone", "mobile", "cell", "number", "msisdn", "tel", "telephone"}
 _FIRST_NAMES = {"first_name", "firstname", "first", "given_name", "forename"}
 _LAST_NAMES = {"last_name", "lastname", "last", "surname", "family_name"}
@@ -70,6 +74,8 @@ def attribute_key(column: str) -> str:
 def guess_column(column: str) -> str:
     key = attribute_key(column)
     words = set(key.split("_"))
+    if key in _REPORT_KEYS:
+        return IGNORE
     if key in _FIRST_NAMES:
         return FIRST_NAME
     if key in _LAST_NAMES:
@@ -118,6 +124,8 @@ class ListChoiceMixin(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         name = (data.get("new_list_name") or "").strip()
+        if "new_list_name" not in self.fields:
+            name = ""
         data["new_list_name"] = name
         if data.get("contact_list") and name:
             raise ValidationError(
@@ -147,13 +155,17 @@ class ImportUploadForm(ListChoiceMixin):
 
     field_order = ["file", "region", "contact_list", "new_list_name"]
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, allow_new: bool = True, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["region"].choices = region_choices()
         self.fields["region"].initial = settings.PHONE_DEFAULT_REGION
         self.fields["contact_list"].label = "Add the contacts to a list"
         self.fields["contact_list"].help_text = "Optional."
-        self.fields["new_list_name"].label = "…or a new list"
+        if allow_new:
+            self.fields["new_list_name"].label = "…or a new list"
+        else:
+            # Creating lists needs the permission to add them.
+            del self.fields["new_list_name"]
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -273,3 +285,21 @@ class ListActionForm(ListChoiceMixin):
         if no_list and "new_list_name" in self.fields:
             raise ValidationError("Choose a list or type a new list name.")
         return data
+
+
+class OptInEvidenceForm(forms.Form):
+    """How the person asked to get messages again: kept on each opt-in's ConsentEvent."""
+
+    evidence = forms.CharField(
+        label="Evidence of consent",
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="How and when they asked, e.g. “Signed form at the Austin store, "
+        "2026-05-02” or “Called support, ticket 4411”. Kept in their consent history.",
+    )
+
+    def clean_evidence(self) -> str:
+        evidence = self.cleaned_data["evidence"].strip()
+        if not evidence:
+            raise ValidationError("Say how these people gave their consent.")
+        return evidence

@@ -60,6 +60,8 @@ _ATTRIBUTES_KEY = "attributes"
 
 Records = Iterable[Mapping[str, Any]]
 ChunkCallback = Callable[["ImportResult"], None]
+_Numbered = tuple[int, "dict[str, Any] | ImportRowError", "list[str] | None"]
+"""A row's number, its values (or why it cannot be read) and its CSV cells."""
 
 
 class ContactImportError(ValueError):
@@ -77,9 +79,15 @@ class ImportRowError:
     phone: str
     """The phone value as given (cut to 64 characters)."""
     error: str
+    cells: list[str] | None = field(default=None, compare=False)
+    """CSV: the row's cells as read, so an error report can be fixed and imported
+    again as it is."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"row": self.row, "phone": self.phone, "error": self.error}
+    def to_dict(self, *, with_cells: bool = False) -> dict[str, Any]:
+        values = {"row": self.row, "phone": self.phone, "error": self.error}
+        if with_cells and self.cells is not None:
+            values["cells"] = self.cells
+        return values
 
 
 @dataclass(slots=True)
@@ -91,20 +99,31 @@ class ImportResult:
     """The first ``MAX_STORED_ERRORS`` errors, in input order."""
     error_count: int = 0
     """All rows in error, including those not kept in ``errors``."""
+    header: list[str] | None = None
+    """CSV: the header row as read, naming the ``cells`` of each error."""
 
-    def add_error(self, row: int, phone: str, error: str) -> None:
+    def add_error(
+        self, row: int, phone: str, error: str, cells: list[str] | None = None
+    ) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_STORED_ERRORS:
-            self.errors.append(ImportRowError(row, phone[:_MAX_RAW_PHONE], error))
+            self.errors.append(
+                ImportRowError(row, phone[:_MAX_RAW_PHONE], error, cells)
+            )
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, with_cells: bool = False) -> dict[str, Any]:
+        """The counts and errors; ``with_cells`` adds the header and each error's
+        cells (stored for the admin's error report, not part of the API)."""
+        values = {
             "created": self.created,
             "updated": self.updated,
             "skipped": self.skipped,
             "error_count": self.error_count,
-            "errors": [error.to_dict() for error in self.errors],
+            "errors": [error.to_dict(with_cells=with_cells) for error in self.errors],
         }
+        if with_cells and self.header is not None:
+            values["header"] = self.header
+        return values
 
 
 @dataclass(slots=True)
@@ -166,7 +185,7 @@ def contact_import_csv(
         raise ContactImportError(_not_text_message(encoding))
     targets = _column_targets(header, columns or {})
 
-    def rows() -> Iterator[tuple[int, dict[str, Any] | ImportRowError]]:
+    def rows() -> Iterator[_Numbered]:
         # Spreadsheet numbering: the header is row 1, so data starts at row 2.
         number = 1
         while True:
@@ -176,10 +195,11 @@ def contact_import_csv(
             except StopIteration:
                 return
             except UnicodeDecodeError as exc:
-                yield number, ImportRowError(number, "", _stopped_message(exc))
+                yield number, ImportRowError(number, "", _stopped_message(exc)), None
                 return
             except csv.Error as exc:
-                yield number, ImportRowError(number, "", f"Unreadable CSV row: {exc}")
+                error = ImportRowError(number, "", f"Unreadable CSV row: {exc}")
+                yield number, error, None
                 continue
             values = {
                 target: cell
@@ -190,12 +210,13 @@ def contact_import_csv(
                 lines.undecodable = False
                 raw = str(values.get("phone", ""))
                 message = f"The row is not valid {encoding} text."
-                yield number, ImportRowError(number, raw, message)
+                yield number, ImportRowError(number, raw, message), cells
                 continue
-            yield number, values
+            yield number, values, cells
 
     return _import(
         rows(),
+        header=header,
         contact_list=contact_list,
         region=region,
         source=source,
@@ -264,7 +285,7 @@ def contact_import_records(
     """
 
     rows = (
-        (number, _record_values(number, record))
+        (number, _record_values(number, record), None)
         for number, record in enumerate(records, start=1)
     )
     return _import(
@@ -278,24 +299,25 @@ def contact_import_records(
 
 
 def _import(
-    rows: Iterator[tuple[int, dict[str, Any] | ImportRowError]],
+    rows: Iterator[_Numbered],
     *,
+    header: list[str] | None = None,
     contact_list: ContactList | None,
     region: str | None,
     source: str,
     chunk_size: int,
     on_chunk: ChunkCallback | None,
 ) -> ImportResult:
-    result = ImportResult()
+    result = ImportResult(header=header)
     chunk: list[_Row] = []
-    for number, values in rows:
+    for number, values, cells in rows:
         row = (
             values
             if isinstance(values, ImportRowError)
             else _row(number, values, region)
         )
         if isinstance(row, ImportRowError):
-            result.add_error(row.row, row.phone, row.error)
+            result.add_error(row.row, row.phone, row.error, cells)
         elif row is not None:
             chunk.append(row)
         if len(chunk) >= chunk_size:

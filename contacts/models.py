@@ -236,6 +236,12 @@ class ImportJob(models.Model):
         help_text="A list to create when the import runs, if no list was chosen.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    progress_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the running import last finished a chunk of rows: a job "
+        "running with no progress for long has lost its worker.",
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

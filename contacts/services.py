@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -122,13 +122,13 @@ def contacts_opt_out(*, contacts: QuerySet[Contact], source: str) -> int:
     return changed
 
 
-def contacts_opt_in(*, contacts: QuerySet[Contact], source: str) -> int:
+def contacts_opt_in(*, contacts: QuerySet[Contact], source: str, text: str = "") -> int:
     """Opt back in every contact in ``contacts`` that opted out: :func:`contact_opt_in`
     for many.
 
     Like the single form it also lifts opt-out suppressions of their numbers (other
     suppressions stay), and records a ConsentEvent for each contact whose state
-    changes. Returns how many changed.
+    changes, with ``text`` (the evidence of consent) on each. Returns how many changed.
     """
     changed = 0
     opt_out_suppressions = Suppression.objects.filter(reason=Suppression.Reason.OPT_OUT)
@@ -140,7 +140,9 @@ def contacts_opt_in(*, contacts: QuerySet[Contact], source: str) -> int:
                 Q(opted_out_at__isnull=False)
                 | Q(phone__in=opt_out_suppressions.values("phone"))
             )
-            changed += _record_consent(targets, ConsentEvent.Kind.OPT_IN, source, now)
+            changed += _record_consent(
+                targets, ConsentEvent.Kind.OPT_IN, source, now, text=text
+            )
             opt_out_suppressions.filter(phone__in=selected.values("phone")).delete()
             selected.filter(opted_out_at__isnull=False).update(
                 opted_out_at=None, opt_out_source="", updated_at=now
@@ -149,7 +151,7 @@ def contacts_opt_in(*, contacts: QuerySet[Contact], source: str) -> int:
 
 
 def _record_consent(
-    contacts: QuerySet[Contact], kind: str, source: str, now: datetime
+    contacts: QuerySet[Contact], kind: str, source: str, now: datetime, text: str = ""
 ) -> int:
     """One ConsentEvent per contact in ``contacts``, in one INSERT … SELECT."""
     selected_sql, selected_params = _pk_subquery(contacts)
@@ -166,12 +168,12 @@ def _record_consent(
     ]
     sql = f"""
         INSERT INTO {qn(event.db_table)} ({", ".join(qn(c) for c in columns)})
-        SELECT c.{qn("phone")}, c.{qn("id")}, %s, %s, '', '', %s
+        SELECT c.{qn("phone")}, c.{qn("id")}, %s, %s, %s, '', %s
         FROM {qn(contact.db_table)} c
         WHERE c.{qn("id")} IN ({selected_sql})
         ORDER BY c.{qn("id")}
     """
-    params = [kind, source, connection.ops.adapt_datetimefield_value(now)]
+    params = [kind, source, text, connection.ops.adapt_datetimefield_value(now)]
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *selected_params])
         return max(cursor.rowcount, 0)
@@ -282,3 +284,132 @@ def _consent_phone(phone: str) -> str:
         return parse_phone(phone).e164
     except InvalidPhoneNumber:
         return phone.strip()
+
+
+def contacts_delete(*, contacts: QuerySet[Contact]) -> int:
+    """Delete contacts, keeping the opt-out of each one that opted out.
+
+    The opt-out belongs to the number, not to the contact row: each opted-out
+    number goes on the suppression list (reason opt-out) first, so a contact
+    created for it later, by an import or the API, still gets no marketing. Their
+    ConsentEvents stay too (detached from the contact). Set-based: one
+    INSERT … SELECT per chunk of contacts. Returns how many contacts were deleted.
+    """
+    deleted = 0
+    for ids in _pk_chunks(contacts):
+        with transaction.atomic():
+            chunk = Contact.objects.filter(pk__in=ids)
+            _suppress_opted_out(chunk.filter(opted_out_at__isnull=False))
+            deleted += chunk.delete()[1].get(Contact._meta.label, 0)
+    return deleted
+
+
+def contact_delete(*, contact: Contact) -> None:
+    """Delete one contact, keeping its opt-out: :func:`contacts_delete` for one."""
+    contacts_delete(contacts=Contact.objects.filter(pk=contact.pk))
+
+
+def _suppress_opted_out(contacts: QuerySet[Contact]) -> None:
+    """An opt-out suppression for the number of each contact in ``contacts``.
+
+    A number already suppressed keeps its row (it gets no marketing either way).
+    """
+    selected_sql, selected_params = _pk_subquery(contacts)
+    suppression, contact = Suppression._meta, Contact._meta
+    qn = connection.ops.quote_name
+    sql = f"""
+        INSERT INTO {qn(suppression.db_table)}
+            ({qn("phone")}, {qn("reason")}, {qn("source")}, {qn("note")},
+             {qn("created_at")})
+        SELECT c.{qn("phone")}, %s,
+            CASE WHEN c.{qn("opt_out_source")} = '' THEN %s
+                 ELSE c.{qn("opt_out_source")} END,
+            %s, %s
+        FROM {qn(contact.db_table)} c
+        WHERE c.{qn("id")} IN ({selected_sql})
+        ON CONFLICT DO NOTHING
+    """
+    params = [
+        Suppression.Reason.OPT_OUT,
+        Source.ADMIN,
+        "Kept when the opted-out contact was deleted.",
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *selected_params])
+
+
+class SuppressionProtected(ValueError):
+    """An opt-out suppression: only the person can lift it, by opting back in."""
+
+
+@transaction.atomic
+def suppression_add(
+    *, phone: str, reason: str, source: str = Source.ADMIN, note: str = ""
+) -> tuple[Suppression, bool]:
+    """Put ``phone`` on the suppression list; return the row and whether it is new.
+
+    A suppression for reason opt-out records the person's opt-out: it gets its
+    ConsentEvent (with ``note`` as the text), and a contact with that number is
+    marked opted out as well. Other reasons are our decision, not the person's,
+    so they leave the consent history alone.
+    """
+    e164 = parse_phone(phone).e164
+    suppression, created = Suppression.objects.get_or_create(
+        phone=e164, defaults={"reason": reason, "source": source, "note": note}
+    )
+    if created and reason == Suppression.Reason.OPT_OUT:
+        now = timezone.now()
+        contact = Contact.objects.filter(phone=e164).first()
+        if contact is not None and contact.opted_out_at is None:
+            Contact.objects.filter(pk=contact.pk).update(
+                opted_out_at=now, opt_out_source=source, updated_at=now
+            )
+        ConsentEvent.objects.create(
+            phone=e164,
+            contact=contact,
+            kind=ConsentEvent.Kind.OPT_OUT,
+            source=source,
+            text=note,
+            created_at=now,
+        )
+    return suppression, created
+
+
+def suppression_delete(*, suppression: Suppression) -> None:
+    """Take a number off the suppression list.
+
+    Raises SuppressionProtected for an opt-out: deleting it would message someone
+    who said STOP; it is lifted only by an opt-in (:func:`contact_opt_in`), which
+    records the consent.
+    """
+    if suppression.reason == Suppression.Reason.OPT_OUT:
+        raise SuppressionProtected(
+            f"{suppression.phone} opted out; only an opt-in can lift that."
+        )
+    suppression.delete()
+
+
+def suppressions_delete(*, suppressions: QuerySet[Suppression]) -> tuple[int, int]:
+    """Delete the suppressions that are not opt-outs; return (deleted, kept opt-outs)."""
+    with transaction.atomic():
+        kept = suppressions.filter(reason=Suppression.Reason.OPT_OUT).count()
+        deleted, _ = suppressions.exclude(reason=Suppression.Reason.OPT_OUT).delete()
+    return deleted, kept
+
+
+def contact_list_get_or_create(*, name: str) -> tuple[ContactList, bool]:
+    """The list named ``name`` (ignoring case: "VIP" means "vip"), created if missing.
+
+    Returns the list and whether it was created.
+    """
+    name = name.strip()
+    existing = ContactList.objects.filter(name__iexact=name).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            return ContactList.objects.create(name=name), True
+    except IntegrityError:
+        # Created by someone else since the lookup.
+        return ContactList.objects.get(name__iexact=name), False

@@ -11,6 +11,7 @@ either way the job keeps the result and its row errors for the report.
 """
 
 import logging
+from datetime import timedelta
 from functools import partial
 
 from celery import shared_task
@@ -18,12 +19,14 @@ from celery import shared_task
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from smscampaigns.models import ApiKey
 
-from .imports import ContactImportError, contact_import_csv
+from .imports import ContactImportError, ImportResult, contact_import_csv
 from .models import ContactList, ImportJob
+from .services import contact_list_get_or_create
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +88,9 @@ def import_job_start(
 ) -> ImportJob | None:
     """Fix the column mapping of a job stored by :func:`import_job_store` and run it.
 
-    ``background`` queues it for a worker; otherwise it runs here and the finished
-    job is returned. A list named ``new_list_name`` is created (or found) first.
+    ``background`` leaves it to a worker: queued for Celery when a broker is
+    configured, else left pending for ``run_worker`` (:func:`import_jobs_run_pending`).
+    Otherwise it runs here and the finished job is returned. A list named ``new_list_name`` is created (or found) first.
     Returns None when the job was already started, e.g. by a form submitted twice.
     """
     # Setting the mapping is the claim: a second submission finds it set.
@@ -97,10 +101,13 @@ def import_job_start(
         return None
     job = ImportJob.objects.get(pk=job_id)
     if job.contact_list_id is None and job.new_list_name:
-        job.contact_list, _ = ContactList.objects.get_or_create(name=job.new_list_name)
+        job.contact_list, _ = contact_list_get_or_create(name=job.new_list_name)
         job.save(update_fields=["contact_list"])
     if background:
-        import_job_enqueue(job_id=job.pk)
+        from campaigns.scheduling import broker_configured
+
+        if broker_configured():
+            import_job_enqueue(job_id=job.pk)
         return job
     return import_job_run(job_id=job.pk)
 
@@ -139,10 +146,15 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
     """
     claimed = ImportJob.objects.filter(
         pk=job_id, status__in=[ImportJob.Status.PENDING, ImportJob.Status.RUNNING]
-    ).update(status=ImportJob.Status.RUNNING)
+    ).update(status=ImportJob.Status.RUNNING, progress_at=timezone.now())
     if not claimed:
         return None
     job = ImportJob.objects.select_related("contact_list").get(pk=job_id)
+
+    def heartbeat(result: ImportResult) -> None:
+        # Each chunk written shows the worker is alive (see import_jobs_fail_stalled).
+        ImportJob.objects.filter(pk=job_id).update(progress_at=timezone.now())
+
     try:
         with job.file.open("rb") as file:
             result = contact_import_csv(
@@ -150,6 +162,7 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
                 columns=job.columns,
                 contact_list=job.contact_list,
                 region=job.region or None,
+                on_chunk=heartbeat,
             )
     except ContactImportError as exc:
         _finish(job.pk, status=ImportJob.Status.FAILED, error=str(exc))
@@ -161,7 +174,12 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
         )
         raise
     else:
-        _finish(job.pk, status=ImportJob.Status.DONE, result=result.to_dict())
+        # With each error's cells, for the admin's error report.
+        _finish(
+            job.pk,
+            status=ImportJob.Status.DONE,
+            result=result.to_dict(with_cells=True),
+        )
     job.refresh_from_db()
     return job
 
@@ -180,3 +198,97 @@ def _finish(
         file="",
         finished_at=timezone.now(),
     )
+
+
+STALLED_MINUTES = 15
+"""A running import with no progress for this long lost its worker: it fails.
+(A chunk of 2,000 rows takes well under a second.)"""
+ABANDONED_HOURS = 24
+"""Uploads left at the column-matching step are deleted after this long."""
+
+
+def import_job_stalled(job: ImportJob) -> bool:
+    """Whether ``job`` is running with no progress for so long its worker must be dead.
+
+    A chunk takes seconds, so minutes without one means the process stopped.
+    """
+    if job.status != ImportJob.Status.RUNNING:
+        return False
+    last = job.progress_at or job.created_at
+    return last < timezone.now() - _stalled_after()
+
+
+def import_jobs_run_pending(*, limit: int = 1) -> int:
+    """The ``run_worker`` round's import work, for a machine without a broker.
+
+    Runs up to ``limit`` imports that wait for a worker (large wizard uploads, API
+    uploads), marks failed the running imports whose worker died, and deletes
+    wizard uploads abandoned at the column-matching step. With a broker, Celery
+    runs the imports and only the clean-up happens here. Returns how many
+    imports ran.
+    """
+    from campaigns.scheduling import broker_configured
+
+    import_jobs_fail_stalled()
+    import_jobs_discard_abandoned()
+    if broker_configured():
+        return 0
+    waiting = (
+        ImportJob.objects.filter(status=ImportJob.Status.PENDING)
+        # A wizard upload is ready once its columns are matched.
+        .exclude(columns__isnull=True, created_by__isnull=False)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    ran = 0
+    for job_id in list(waiting[:limit]):
+        # The pending → running update is the claim: two workers never share a job.
+        claimed = ImportJob.objects.filter(
+            pk=job_id, status=ImportJob.Status.PENDING
+        ).update(status=ImportJob.Status.RUNNING, progress_at=timezone.now())
+        if claimed:
+            import_job_run(job_id=job_id)
+            ran += 1
+    return ran
+
+
+def import_jobs_fail_stalled() -> int:
+    """Mark failed the running imports with no progress for a while (their worker
+    died); return how many. The rows imported before it stopped are kept."""
+    minutes = int(_stalled_after().total_seconds() // 60)
+    cutoff = timezone.now() - _stalled_after()
+    stalled = ImportJob.objects.filter(status=ImportJob.Status.RUNNING).filter(
+        Q(progress_at__lt=cutoff) | Q(progress_at__isnull=True, created_at__lt=cutoff)
+    )
+    failed = 0
+    for job_id in stalled.values_list("pk", flat=True):
+        failed += 1
+        _finish(
+            job_id,
+            status=ImportJob.Status.FAILED,
+            error=f"The worker running the import stopped (no progress for {minutes} "
+            "minutes). The rows imported before that are kept; upload the file "
+            "again to import the rest (rows already imported are skipped).",
+        )
+    return failed
+
+
+def import_jobs_discard_abandoned() -> int:
+    """Delete wizard uploads whose columns were never matched within
+    :data:`ABANDONED_HOURS` (the stored file holds people's numbers)."""
+    cutoff = timezone.now() - timedelta(hours=ABANDONED_HOURS)
+    abandoned = ImportJob.objects.filter(
+        status=ImportJob.Status.PENDING,
+        columns__isnull=True,
+        created_by__isnull=False,
+        created_at__lt=cutoff,
+    )
+    count = 0
+    for job in abandoned:
+        import_job_discard(job=job)
+        count += 1
+    return count
+
+
+def _stalled_after() -> timedelta:
+    return timedelta(minutes=STALLED_MINUTES)

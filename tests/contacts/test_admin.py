@@ -2,6 +2,7 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -9,9 +10,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission, User
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
-from contacts import admin as contacts_admin, admin_views, tasks
+from contacts import admin as contacts_admin, admin_views, services, tasks
 from contacts.models import (
     ConsentEvent,
     Contact,
@@ -134,9 +137,18 @@ def test_the_wizard_imports_good_rows_and_reports_the_bad_one(
     assert report["Content-Type"].startswith("text/csv")
     assert 'filename="spring-errors.csv"' in report["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
-    assert rows[0] == ["\ufeffrow", "phone", "error"]
-    assert rows[1][:2] == ["3", "not a number"]
-    assert rows[1][2].startswith("Invalid phone number")
+    # Our two columns, then the file's own, so the report imports again as it is.
+    assert rows[0] == [
+        "\ufeffImport row",
+        "Import error",
+        "Mobile",
+        "First Name",
+        "Last Name",
+        "Shoe size",
+    ]
+    assert rows[1][0] == "3"
+    assert rows[1][1].startswith("Invalid phone number")
+    assert rows[1][2:] == ["not a number", "Bad", "Row", "40"]
 
 
 def test_the_default_country_reads_national_numbers(admin_client):
@@ -259,7 +271,7 @@ def test_a_large_file_is_queued_when_a_broker_is_configured(
     admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     settings.CONTACT_IMPORT_BACKGROUND_BYTES = 10
-    monkeypatch.setattr(admin_views, "broker_configured", lambda: True)
+    settings.CELERY_BROKER_URL = "memory://"
     queued = []
     monkeypatch.setattr(tasks.run_import, "delay", queued.append)
     upload(admin_client, new_list_name="Big")
@@ -346,7 +358,63 @@ def test_the_error_report_cannot_run_spreadsheet_formulas(admin_client):
         reverse("admin:contacts_contact_import_errors", args=[job.pk])
     )
     rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
-    assert [row[1] for row in rows[1:]] == ["'=HYPERLINK(1)", "+1 (415) 555"]
+    # Spreadsheets evaluate "+1 (415) 555" too; the apostrophe only shows it as text.
+    assert [row[1] for row in rows[1:]] == ["'=HYPERLINK(1)", "'+1 (415) 555"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("+1-2-3", "'+1-2-3"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        (" =HYPERLINK(1)", "' =HYPERLINK(1)"),
+        ("\n=1+1", "'\n=1+1"),
+        ("\t1", "'\t1"),
+        ("\r1", "'\r1"),
+        ("Ada", "Ada"),
+        ("415 555 0101", "415 555 0101"),
+    ],
+)
+def test_report_cells_are_never_formulas(cell, safe):
+    assert admin_views._spreadsheet_safe(cell) == safe
+
+
+def test_the_error_report_keeps_every_cell_safe_and_imports_again(admin_client):
+    upload(
+        admin_client,
+        "Mobile,First Name,Notes\nnot a number, =CMD(1),@evil\n+14155550111,Ok,\n",
+    )
+    job = ImportJob.objects.get()
+    admin_client.post(
+        columns_url(job), mapping(**{"0": "phone", "1": "first_name", "2": "ignore"})
+    )
+    report = admin_client.get(
+        reverse("admin:contacts_contact_import_errors", args=[job.pk])
+    )
+    text = b"".join(report.streaming_content).decode()
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][2:] == ["Mobile", "First Name", "Notes"]
+    assert rows[1][2:] == ["not a number", "' =CMD(1)", "'@evil"]
+
+    # The report goes straight back into the wizard: our columns are ignored.
+    upload(admin_client, text.replace("not a number", "(415) 555-0112"))
+    again = ImportJob.objects.exclude(pk=job.pk).get()
+    page = admin_client.get(columns_url(again)).content.decode()
+    assert '<option value="ignore" selected>Ignore</option>' in page
+    admin_client.post(
+        columns_url(again),
+        mapping(
+            **{
+                "0": "ignore",
+                "1": "ignore",
+                "2": "phone",
+                "3": "first_name",
+                "4": "ignore",
+            }
+        ),
+    )
+    assert Contact.objects.filter(phone="+14155550112").exists()
 
 
 def test_imports_are_listed_with_their_results(
@@ -512,7 +580,13 @@ def test_opt_in_records_consent_events_and_lifts_opt_out_suppressions(admin_clie
     page = action(admin_client, "opt_in", chosen).content.decode()
     assert "Only opt people back in when they" in page
 
-    response = action(admin_client, "opt_in", chosen, post="yes")
+    response = action(
+        admin_client,
+        "opt_in",
+        chosen,
+        post="yes",
+        evidence="Each called support on 2026-05-02 and asked to rejoin.",
+    )
     assert response.status_code == 302
     opted_out.refresh_from_db()
     assert not opted_out.opted_out
@@ -592,11 +666,17 @@ def test_one_contact_can_be_opted_out_and_back_in_from_its_page(admin_client):
     contact.refresh_from_db()
     assert contact.opt_out_source == Source.ADMIN
 
-    admin_client.post(
-        reverse("admin:contacts_contact_consent", args=[contact.pk, "opt-in"])
-    )
+    opt_in_url = reverse("admin:contacts_contact_consent", args=[contact.pk, "opt-in"])
+    page = admin_client.post(opt_in_url).content.decode()
+    assert "This field is required" in page, "an opt-in needs its evidence"
+    contact.refresh_from_db()
+    assert contact.opted_out
+    admin_client.post(opt_in_url, {"evidence": "Asked by phone, ticket 4411."})
     contact.refresh_from_db()
     assert not contact.opted_out
+    assert ConsentEvent.objects.filter(
+        kind=ConsentEvent.Kind.OPT_IN, text="Asked by phone, ticket 4411."
+    ).exists()
     assert list(ConsentEvent.objects.order_by("id").values_list("kind", "source")) == [
         (ConsentEvent.Kind.OPT_OUT, Source.ADMIN),
         (ConsentEvent.Kind.OPT_IN, Source.ADMIN),
@@ -808,3 +888,341 @@ def test_lists_can_be_sorted_by_their_member_counts(admin_client):
     assert page.index(">Large</a>") < page.index(">Small</a>")
     assert "3 contacts" in page
     assert "1 contact<" in page
+
+
+# --- Opt-outs are never lost through the admin ----------------------------------
+
+
+def staff(*codenames: str) -> User:
+    user = User.objects.create_user(
+        f"staff{User.objects.count()}", password="pw", is_staff=True
+    )
+    user.user_permissions.set(
+        Permission.objects.filter(
+            content_type__app_label="contacts", codename__in=codenames
+        )
+    )
+    return user
+
+
+def opted_out_contact(phone: str = "+14155550177") -> Contact:
+    services.contact_upsert(phone=phone)
+    services.contact_opt_out(phone=phone, source=Source.KEYWORD, text="STOP")
+    return Contact.objects.get(phone=phone)
+
+
+def test_deleting_an_opted_out_contact_keeps_its_opt_out(admin_client):
+    contact = opted_out_contact()
+    subscribed = ContactFactory()
+    response = action(
+        admin_client, "delete_selected", [contact, subscribed], post="yes"
+    )
+    assert response.status_code == 302
+    assert not Contact.objects.exists()
+    suppression = Suppression.objects.get()
+    assert (suppression.phone, suppression.reason, suppression.source) == (
+        "+14155550177",
+        Suppression.Reason.OPT_OUT,
+        Source.KEYWORD,
+    )
+    assert ConsentEvent.objects.filter(phone="+14155550177", kind="opt_out").exists()
+    # Imported again later: still no marketing.
+    services.contact_upsert(phone="+14155550177", first_name="Re-imported")
+    assert not Contact.objects.reachable().filter(phone="+14155550177").exists()
+
+
+def test_deleting_one_opted_out_contact_from_its_page_keeps_its_opt_out(admin_client):
+    contact = opted_out_contact()
+    response = admin_client.post(
+        reverse("admin:contacts_contact_delete", args=[contact.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert Suppression.objects.filter(
+        phone="+14155550177", reason=Suppression.Reason.OPT_OUT
+    ).exists()
+
+
+def test_deleting_everyone_matching_a_filter_is_set_based(
+    admin_client, django_assert_max_num_queries
+):
+    for index in range(5):
+        opted_out_contact(f"+1415555013{index}")
+    ContactFactory.create_batch(3)
+    with django_assert_max_num_queries(30):
+        action(
+            admin_client,
+            "delete_selected",
+            Contact.objects.all()[:1],
+            post="yes",
+            select_across="1",
+        )
+    assert not Contact.objects.exists()
+    assert Suppression.objects.count() == 5
+
+
+def test_the_number_of_an_existing_contact_cannot_be_changed(admin_client):
+    contact = opted_out_contact()
+    url = reverse("admin:contacts_contact_change", args=[contact.pk])
+    page = admin_client.get(url).content.decode()
+    assert 'name="phone"' not in page
+    assert "+14155550177" in page
+    assert (
+        'name="phone"'
+        in admin_client.get(reverse("admin:contacts_contact_add")).content.decode()
+    )
+
+
+def test_an_opt_out_suppression_cannot_be_deleted_from_the_admin(admin_client):
+    opt_out = Suppression.objects.create(
+        phone="+14155550199", reason=Suppression.Reason.OPT_OUT
+    )
+    delete_url = reverse("admin:contacts_suppression_delete", args=[opt_out.pk])
+    assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
+    manual = Suppression.objects.create(phone="+14155550198")
+    changelist = reverse("admin:contacts_suppression_changelist")
+    response = admin_client.post(
+        changelist,
+        {
+            "action": "delete_selected",
+            ACTION_CHECKBOX_NAME: [opt_out.pk, manual.pk],
+            "post": "yes",
+        },
+    )
+    assert response.status_code in (200, 403)
+    assert Suppression.objects.count() == 2
+    change = admin_client.get(
+        reverse("admin:contacts_suppression_change", args=[opt_out.pk])
+    ).content.decode()
+    assert 'name="reason"' not in change
+
+
+def test_other_suppressions_are_added_and_deleted_through_the_services(admin_client):
+    add_url = reverse("admin:contacts_suppression_add")
+    response = admin_client.post(
+        add_url, {"phone": "(415) 555-0197", "reason": "manual", "note": "Complaint"}
+    )
+    assert response.status_code == 302
+    manual = Suppression.objects.get()
+    assert (manual.phone, manual.source) == ("+14155550197", Source.ADMIN)
+    assert not ConsentEvent.objects.exists(), "our decision, not the person's"
+    admin_client.post(
+        reverse("admin:contacts_suppression_delete", args=[manual.pk]),
+        {"post": "yes"},
+    )
+    assert not Suppression.objects.exists()
+
+    contact = ContactFactory(phone="+14155550196")
+    admin_client.post(
+        add_url, {"phone": "+14155550196", "reason": "opt_out", "note": "Emailed STOP"}
+    )
+    event = ConsentEvent.objects.get()
+    assert (event.kind, event.source, event.text, event.contact) == (
+        ConsentEvent.Kind.OPT_OUT,
+        Source.ADMIN,
+        "Emailed STOP",
+        contact,
+    )
+    contact.refresh_from_db()
+    assert contact.opted_out
+
+
+# --- Bulk opt-in needs evidence, a small selection and the permission -------------
+
+
+def test_bulk_opt_in_needs_a_note_of_the_evidence(admin_client):
+    people = [ContactFactory(opted_out_at="2026-01-01T00:00:00Z") for _ in range(2)]
+    page = action(admin_client, "opt_in", people, post="yes").content.decode()
+    assert "This field is required" in page
+    assert Contact.objects.opted_out().count() == 2
+    action(admin_client, "opt_in", people, post="yes", evidence="  ")
+    assert Contact.objects.opted_out().count() == 2
+    action(admin_client, "opt_in", people, post="yes", evidence="Signed forms, May 2")
+    assert not Contact.objects.opted_out().exists()
+    assert set(ConsentEvent.objects.values_list("text", flat=True)) == {
+        "Signed forms, May 2"
+    }
+
+
+def test_bulk_opt_in_is_refused_for_more_than_a_hundred(admin_client, monkeypatch):
+    monkeypatch.setattr(admin_views, "MAX_OPT_IN", 3)
+    people = [ContactFactory(opted_out_at="2026-01-01T00:00:00Z") for _ in range(4)]
+    response = action(
+        admin_client,
+        "opt_in",
+        people[:1],
+        post="yes",
+        select_across="1",
+        evidence="Everyone said yes",
+    )
+    assert response.status_code == 302
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert messages == [
+        "Opt in at most 3 contacts at a time: only people who asked for it, each "
+        "with the evidence of their consent."
+    ]
+    assert Contact.objects.opted_out().count() == 4
+
+
+def test_bulk_opt_in_is_capped_at_a_hundred():
+    assert admin_views.MAX_OPT_IN == 100
+
+
+def test_bulk_opt_in_needs_the_change_permission(client):
+    person = ContactFactory(opted_out_at="2026-01-01T00:00:00Z")
+    client.force_login(staff("view_contact"))
+    action(client, "opt_in", [person], post="yes", evidence="Asked")
+    person.refresh_from_db()
+    assert person.opted_out
+
+
+# --- The consent page's URL -----------------------------------------------------
+
+
+def test_the_consent_page_takes_only_numeric_ids(admin_client):
+    # Not our view: the admin's catch-all sends it to a missing contact.
+    response = admin_client.get(
+        "/admin/contacts/contact/abc/consent/opt-out/", follow=True
+    )
+    assert response.status_code == 200
+    assert response.redirect_chain[-1][0] == reverse("admin:index")
+
+
+def test_the_consent_page_checks_permission_before_the_id(client):
+    contact = ContactFactory()
+    client.force_login(staff("view_contact"))
+    for pk in (contact.pk, contact.pk + 999):
+        url = reverse("admin:contacts_contact_consent", args=[pk, "opt-out"])
+        assert client.get(url).status_code == 403
+
+
+# --- Creating lists needs the permission -----------------------------------------
+
+
+def test_a_new_list_from_the_action_needs_the_add_list_permission(client):
+    contact = ContactFactory()
+    client.force_login(staff("view_contact", "change_contact"))
+    page = action(
+        client, "add_to_list", [contact], post="yes", new_list_name="Sneaky"
+    ).content.decode()
+    assert not ContactList.objects.exists()
+    assert 'name="new_list_name"' not in page
+
+
+def test_a_new_list_from_the_import_needs_the_add_list_permission(client):
+    client.force_login(staff("view_contact", "change_contact", "add_contact"))
+    page = client.get(IMPORT).content.decode()
+    assert 'name="new_list_name"' not in page
+    upload(client, new_list_name="Sneaky")
+    job = ImportJob.objects.get()
+    assert job.new_list_name == ""
+
+
+def test_a_new_list_name_in_any_case_means_the_existing_list():
+    vip = ContactListFactory(name="VIP")
+    assert services.contact_list_get_or_create(name=" vip ") == (vip, False)
+    made, created = services.contact_list_get_or_create(name="Spring")
+    assert created
+    assert made.name == "Spring"
+
+
+# --- Search and links -----------------------------------------------------------
+
+
+def test_a_number_in_national_format_finds_the_contact(
+    admin_client, django_assert_max_num_queries
+):
+    wanted = ContactFactory(phone="+14155550123")
+    ContactFactory(phone="+14155550124")
+    with django_assert_max_num_queries(20):
+        page = admin_client.get(CHANGELIST, {"q": "(415) 555-0123"}).content.decode()
+    assert reverse("admin:contacts_contact_change", args=[wanted.pk]) in page
+    assert "+14155550124" not in page
+
+
+def test_the_contact_page_links_to_its_messages_and_replies(admin_client):
+    contact = ContactFactory()
+    page = admin_client.get(
+        reverse("admin:contacts_contact_change", args=[contact.pk])
+    ).content.decode()
+    messages_url = (
+        f"{reverse('admin:campaigns_message_changelist')}"
+        f"?contact__id__exact={contact.pk}"
+    )
+    replies_url = (
+        f"{reverse('admin:webhooks_inboundmessage_changelist')}"
+        f"?contact__id__exact={contact.pk}"
+    )
+    assert messages_url.replace("&", "&amp;") in page
+    assert replies_url in page
+    # Both lists accept the filter.
+    assert admin_client.get(messages_url).status_code == 200
+    assert admin_client.get(replies_url).status_code == 200
+
+
+# --- Large imports without a broker ----------------------------------------------
+
+
+def test_a_large_file_waits_for_run_worker_without_a_broker(admin_client, settings):
+    settings.CONTACT_IMPORT_BACKGROUND_BYTES = 10
+    settings.CELERY_BROKER_URL = ""
+    upload(admin_client)
+    job = ImportJob.objects.get()
+    admin_client.post(
+        columns_url(job),
+        mapping(**{"0": "phone", "1": "first_name", "2": "last_name", "3": "ignore"}),
+    )
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.PENDING
+    assert not Contact.objects.exists(), "not inside the web request"
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "Waiting for the worker (<code>python manage.py run_worker</code>)" in page
+    assert '<meta http-equiv="refresh"' in page
+
+    call_command("run_worker", "--once", stdout=io.StringIO())
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE
+    assert job.progress_at is not None
+    assert Contact.objects.count() == 2
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "2</strong> new contacts" in page
+
+
+def test_an_import_whose_worker_died_fails_and_stops_refreshing(admin_client):
+    job = ImportJob.objects.create(
+        status=ImportJob.Status.RUNNING,
+        columns={},
+        file_name="big.csv",
+        progress_at=timezone.now() - timedelta(minutes=tasks.STALLED_MINUTES + 1),
+    )
+    fresh = ImportJob.objects.create(
+        status=ImportJob.Status.RUNNING, columns={}, progress_at=timezone.now()
+    )
+    page = admin_client.get(result_url(job)).content.decode()
+    assert "The import stopped" in page
+    assert '<meta http-equiv="refresh"' not in page
+
+    tasks.import_jobs_run_pending(limit=1)
+    job.refresh_from_db()
+    fresh.refresh_from_db()
+    assert job.status == ImportJob.Status.FAILED
+    assert "stopped (no progress for 15 minutes)" in job.error
+    assert fresh.status == ImportJob.Status.RUNNING
+    page = admin_client.get(result_url(job)).content.decode()
+    assert '<meta http-equiv="refresh"' not in page
+    assert "The import failed: The worker running the import stopped" in page
+
+
+def test_uploads_abandoned_at_the_columns_step_are_deleted_after_a_day(
+    admin_client, media_root
+):
+    upload(admin_client)
+    upload(admin_client, "phone\n+14155550107\n")
+    old, recent = ImportJob.objects.order_by("created_at")
+    ImportJob.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timedelta(hours=25)
+    )
+    tasks.import_jobs_run_pending(limit=1)
+    assert list(ImportJob.objects.all()) == [recent]
+    assert [path.name for path in (media_root / "imports").iterdir()] == [
+        f"{recent.pk}.csv"
+    ]

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from campaigns import scheduling
 from campaigns.dispatch import Dispatcher
 from campaigns.models import Campaign
+from contacts.tasks import import_jobs_run_pending
 from providers import deliver_due_reports, get_provider
 
 
@@ -71,5 +72,10 @@ class Command(BaseCommand):
                     f"failed {dispatcher.stats.failed:,} ({step.state})"
                 )
         if deliver_due_reports():
+            busy = True
+        # Large contact imports wait for a worker; one per round, so campaigns keep
+        # sending between files.
+        if not stop.is_set() and import_jobs_run_pending(limit=1):
+            self.stdout.write("Ran a contact import.")
             busy = True
         return busy

@@ -11,3 +11,6 @@ def test_the_admin_index_opens_logged_in(browser):
     header = browser.find("#header")
     assert header.value_of_css_property("background-color") != "rgba(0, 0, 0, 0)"
     assert browser.screenshot("admin-index").exists()
+    # The start-here panel is the way in: its first link opens the import.
+    browser.click("#start-here a")
+    browser.wait_for(lambda d: browser.find_all("#id_file"), "the import did not open")

@@ -22,28 +22,33 @@ confirmation pages: about 1 s). ``--reuse`` keeps the data of a previous run (sa
 """
 
 import argparse
-import os
-import statistics
-import sys
-import time
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
+from admin_common import (
+    TARGET_MS,
+    add_admin_arguments,
+    admin_client,
+    bench_user,
+    delete_bench_user,
+    print_header,
+    report_page,
+    report_service,
+    start_django,
+)
 from common import (
     AREA_CODES,
-    _create_database_if_missing,
+    FIRST_NAMES,
+    LAST_NAMES,
     add_to_list,
     machine_load,
     phase,
     scalar,
     settle_database,
     truncate_app_tables,
-    verdict,
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smscampaigns_bench_contacts"
-TARGET_MS = 500.0
 #: The composer's first call after a list change and the confirmation pages count
 #: the whole audience; a marketer waits for those once, not on every page.
 COUNTING_TARGET_MS = 1000.0
@@ -53,7 +58,6 @@ BIG_LISTS = (("Newsletter", "mod(c.id, 10) < 7"), ("VIP", "mod(c.id, 10) >= 5"))
 SMALL_LISTS = 20
 INBOUND = 50_000
 STRAY_SUPPRESSIONS = 5_000
-BENCH_USER = "bench-admin"
 
 # Contact i's country is picked by i mod 100, so the countries interleave along the
 # ids as real sign-ups would. Each country builds a unique, valid mobile number
@@ -67,56 +71,24 @@ CITIES = {
     "FR": ("Paris", "Lyon", "Marseille"),
 }
 TIERS = ("bronze", "silver", "gold")
-FIRST_NAMES = ("Ana", "Ben", "Chloé", "Dev", "Emma", "Farid", "Grace", "Hiro", "")
-LAST_NAMES = ("Nguyen", "Smith", "García", "Okafor", "Kowalski", "Chen", "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--contacts", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep the data of a previous run with the same --contacts",
+    add_admin_arguments(
+        parser, size="contacts", default_database_url=DEFAULT_DATABASE_URL
     )
     parser.add_argument(
         "--only", help="measure only the pages whose label contains this text"
-    )
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help=f"PostgreSQL database to use (created if missing); default {DEFAULT_DATABASE_URL}",
     )
     args = parser.parse_args()
 
     print(f"Admin pages with {args.contacts:,} contacts in {args.database_url}")
     print(f"  {machine_load()}")
-    _start_django(args.database_url)
+    start_django(args.database_url)
     if not (args.reuse and _built(args.contacts)):
         _build(args.contacts)
     _measure(args.runs, args.only)
-
-
-def _start_django(database_url: str) -> None:
-    """As common.setup_django, without emptying the tables (``--reuse``)."""
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        sys.exit("The benchmarks need PostgreSQL: pass a postgres:// --database-url")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "smscampaigns.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "true"
-    os.environ["ENV_FILE"] = str(Path(__file__).resolve().with_name(".env.absent"))
-    os.environ.pop("CACHE_URL", None)
-    _create_database_if_missing(database_url)
-
-    import django
-    from django.conf import settings
-    from django.core.management import call_command
-
-    django.setup()
-    settings.DEBUG = False
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    call_command("migrate", verbosity=0)
 
 
 def _built(contacts: int) -> bool:
@@ -131,11 +103,9 @@ def _built(contacts: int) -> bool:
 
 
 def _build(contacts: int) -> None:
-    from django.contrib.auth import get_user_model
-
     with phase("empty the tables"):
         truncate_app_tables()
-        get_user_model().objects.filter(username=BENCH_USER).delete()
+        delete_bench_user()
     with phase(f"{contacts:,} contacts in {len(COUNTRY_SHARES)} countries"):
         _contacts(contacts)
     with phase("opt-outs and suppressions"):
@@ -159,17 +129,6 @@ def _build(contacts: int) -> None:
         with connection.cursor() as cursor:
             cursor.execute("VACUUM")
         settle_database()
-
-
-def _bench_user():
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model().objects.filter(username=BENCH_USER).first()
-    if user is None:
-        user = get_user_model().objects.create_superuser(
-            BENCH_USER, "bench@example.com", "bench-password"
-        )
-    return user
 
 
 def _contacts(count: int) -> None:
@@ -352,7 +311,7 @@ def _imports(lists: list) -> None:
 
     from contacts.models import ImportJob
 
-    user = _bench_user()
+    user = bench_user()
     now = timezone.now()
     jobs = []
     for n in range(12):
@@ -412,9 +371,6 @@ def _campaign(lists: list) -> None:
 
 def _measure(runs: int, only: str | None) -> None:
     from django.core.cache import cache
-    from django.db import connection
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
     from campaigns.models import Campaign
@@ -433,8 +389,7 @@ def _measure(runs: int, only: str | None) -> None:
         .order_by("pk")[100]
     )
     national = f"({contact.phone[2:5]}) {contact.phone[5:8]}-{contact.phone[8:]}"
-    client = Client()
-    client.force_login(_bench_user())
+    client = admin_client()
 
     print()
     print(
@@ -591,39 +546,23 @@ def _measure(runs: int, only: str | None) -> None:
             TARGET_MS,
         ),
     ]
-    header = f"{'page':36} {'median':>9} {'max':>9} {'queries':>8}  target"
-    print(header)
-    print("-" * len(header))
+    print_header("target")
     for label, url, data, before, target in pages:
         if only and only not in label:
             continue
-        _report(
-            label,
-            url,
-            client,
-            runs,
-            CaptureQueriesContext,
-            connection,
-            data=data,
-            before=before,
-            target=target,
-        )
+        report_page(label, url, client, runs, data=data, before=before, target=target)
 
     if not only or "service" in only:
-        timings = []
-        for _ in range(runs):
-            cache.clear()
-            started = time.perf_counter()
-            estimate = campaign_estimate(
+        estimate = report_service(
+            "campaign_estimate (service)",
+            runs,
+            lambda: campaign_estimate(
                 body=campaign.body,
                 lists=lists,
                 provider=campaign.provider,
                 opt_out_footer=campaign.opt_out_footer,
-            )
-            timings.append((time.perf_counter() - started) * 1000)
-        print(
-            f"{'campaign_estimate (service)':36} {statistics.median(timings):7.1f}ms "
-            f"{max(timings):7.1f}ms"
+            ),
+            before=cache.clear,
         )
         print(
             f"  {estimate.in_lists:,} in the lists, {estimate.contacts:,} contacts, "
@@ -632,37 +571,6 @@ def _measure(runs: int, only: str | None) -> None:
         )
     print()
     print(f"({machine_load()} at the end)")
-
-
-def _report(
-    label, url, client, runs, capture, connection, *, data, before, target
-) -> None:
-    def request():
-        return client.post(url, data) if data is not None else client.get(url)
-
-    if before:
-        before()
-    response = request()  # warm up (templates, connection)
-    if response.status_code != 200:
-        print(f"{label:36} HTTP {response.status_code}")
-        return
-    timings = []
-    for _ in range(runs):
-        if before:
-            before()
-        started = time.perf_counter()
-        response = request()
-        timings.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
-    if before:
-        before()
-    with capture(connection) as queries:
-        request()
-    median, worst = statistics.median(timings), max(timings)
-    print(
-        f"{label:36} {median:7.1f}ms {worst:7.1f}ms {len(queries):8}  "
-        f"< {target:g} ms {verdict(worst, target, higher_is_better=False)}"
-    )
 
 
 if __name__ == "__main__":

@@ -22,27 +22,29 @@ Target: under 500 ms each. ``--reuse`` keeps the data of a previous run (same
 """
 
 import argparse
-import os
-import statistics
-import sys
-import time
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
+from admin_common import (
+    TARGET_MS,
+    add_admin_arguments,
+    admin_client,
+    delete_bench_user,
+    print_header,
+    report_page,
+    report_service,
+    start_django,
+)
 from common import (
-    _create_database_if_missing,
     create_contacts,
     machine_load,
     phase,
     scalar,
     settle_database,
     truncate_app_tables,
-    verdict,
 )
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smscampaigns_bench_admin"
-TARGET_MS = 500.0
 BIG_CAMPAIGN = "Bench: Black Friday"
 SENDING_FOR = timedelta(hours=2)
 OTHER_COMPLETED, OTHER_MESSAGES, OTHER_SCHEDULED, OTHER_DRAFTS = 10, 5_000, 5, 14
@@ -67,47 +69,17 @@ SENT_SHARE = 0.82  # the rest is still queued (the newest ids: claims go in id o
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument(
-        "--reuse",
-        action="store_true",
-        help="keep the data of a previous run with the same --messages",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_DATABASE_URL,
-        help=f"PostgreSQL database to use (created if missing); default {DEFAULT_DATABASE_URL}",
+    add_admin_arguments(
+        parser, size="messages", default_database_url=DEFAULT_DATABASE_URL
     )
     args = parser.parse_args()
 
     print(f"Admin pages with {args.messages:,} messages in {args.database_url}")
     print(f"  {machine_load()}")
-    _start_django(args.database_url)
+    start_django(args.database_url)
     if not (args.reuse and _built(args.messages)):
         _build(args.messages)
     _measure(args.runs)
-
-
-def _start_django(database_url: str) -> None:
-    """As common.setup_django, without emptying the tables (``--reuse``)."""
-    if not database_url.startswith(("postgres://", "postgresql://")):
-        sys.exit("The benchmarks need PostgreSQL: pass a postgres:// --database-url")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "smscampaigns.settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DEBUG"] = "true"
-    os.environ["ENV_FILE"] = str(Path(__file__).resolve().with_name(".env.absent"))
-    os.environ.pop("CACHE_URL", None)
-    _create_database_if_missing(database_url)
-
-    import django
-    from django.conf import settings
-    from django.core.management import call_command
-
-    django.setup()
-    settings.DEBUG = False
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
-    call_command("migrate", verbosity=0)
 
 
 def _built(messages: int) -> bool:
@@ -126,11 +98,9 @@ def _built(messages: int) -> bool:
 
 
 def _build(messages: int) -> None:
-    from django.contrib.auth import get_user_model
-
     with phase("empty the tables"):
         truncate_app_tables()
-        get_user_model().objects.filter(username="bench-admin").delete()
+        delete_bench_user()
     with phase(f"{messages:,} contacts"):
         create_contacts(messages)
     with phase(f"campaign of {messages:,} messages"):
@@ -355,11 +325,7 @@ def _snapshot_history(campaign) -> None:
 
 
 def _measure(runs: int) -> None:
-    from django.contrib.auth import get_user_model
-    from django.db import connection
     from django.db.models import F
-    from django.test import Client
-    from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
     from campaigns.models import Campaign, CampaignSnapshot, Message
@@ -374,13 +340,7 @@ def _measure(runs: int) -> None:
     sample = Message.objects.filter(campaign=big, status="delivered").order_by("id")[
         1234
     ]
-    user = get_user_model().objects.filter(username="bench-admin").first()
-    if user is None:
-        user = get_user_model().objects.create_superuser(
-            "bench-admin", "bench@example.com", "bench-password"
-        )
-    client = Client()
-    client.force_login(user)
+    client = admin_client()
 
     print()
     print(
@@ -429,13 +389,11 @@ def _measure(runs: int) -> None:
         ),
     ]
     print()
-    header = f"{'page':36} {'median':>9} {'max':>9} {'queries':>8}  target < {TARGET_MS:g} ms"
-    print(header)
-    print("-" * len(header))
+    print_header(f"target < {TARGET_MS:g} ms")
     for label, url in pages:
         # The pages read the latest snapshot; a fresh one means no view counts.
         campaign_snapshot_take(campaign=big)
-        _report(label, url, client, runs, CaptureQueriesContext, connection)
+        report_page(label, url, client, runs, show_target=False)
 
     # Figures older than 30 s. The page shows them at once (its script then asks for
     # fresh ones); the progress view counts the campaign: what the auto-refresh pays
@@ -453,52 +411,14 @@ def _measure(runs: int) -> None:
             f"/admin/campaigns/campaign/{big.pk}/progress/?format=html",
         ),
     ]:
-        _report(
-            label,
-            url,
-            client,
-            runs,
-            CaptureQueriesContext,
-            connection,
-            before=make_stale,
-        )
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        campaign_snapshot_take(campaign=big)
-        timings.append((time.perf_counter() - started) * 1000)
-    print(
-        f"{'campaign_snapshot_take (service)':36} {statistics.median(timings):7.1f}ms "
-        f"{max(timings):7.1f}ms"
+        report_page(label, url, client, runs, before=make_stale, show_target=False)
+    report_service(
+        "campaign_snapshot_take (service)",
+        runs,
+        lambda: campaign_snapshot_take(campaign=big),
     )
     print()
     print(f"({machine_load()} at the end)")
-
-
-def _report(label, url, client, runs, capture, connection, *, before=None) -> None:
-    if before:
-        before()
-    response = client.get(url)  # warm up (templates, connection)
-    if response.status_code != 200:
-        print(f"{label:36} HTTP {response.status_code}")
-        return
-    timings = []
-    for _ in range(runs):
-        if before:
-            before()
-        started = time.perf_counter()
-        response = client.get(url)
-        timings.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
-    if before:
-        before()
-    with capture(connection) as queries:
-        client.get(url)
-    median, worst = statistics.median(timings), max(timings)
-    print(
-        f"{label:36} {median:7.1f}ms {worst:7.1f}ms {len(queries):8}  "
-        f"{verdict(worst, TARGET_MS, higher_is_better=False)}"
-    )
 
 
 if __name__ == "__main__":

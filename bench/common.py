@@ -46,9 +46,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def setup_django(database_url: str, *, cache_url: str | None = None) -> None:
+def setup_django(
+    database_url: str, *, cache_url: str | None = None, empty_tables: bool = True
+) -> None:
     """Point the project's settings at the bench database, start Django, migrate and
-    empty the app tables."""
+    (unless ``empty_tables`` is false, for scripts that can reuse a previous run's
+    data) empty the app tables."""
     if not database_url.startswith(("postgres://", "postgresql://")):
         sys.exit("The benchmarks need PostgreSQL: pass a postgres:// --database-url")
     os.environ["DJANGO_SETTINGS_MODULE"] = "smscampaigns.settings"
@@ -72,7 +75,8 @@ def setup_django(database_url: str, *, cache_url: str | None = None) -> None:
     # costs time and memory the production configuration does not pay.
     settings.DEBUG = False
     call_command("migrate", verbosity=0)
-    truncate_app_tables()
+    if empty_tables:
+        truncate_app_tables()
 
 
 def _create_database_if_missing(database_url: str) -> None:

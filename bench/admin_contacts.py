@@ -386,8 +386,10 @@ def _measure(runs: int, only: str | None) -> None:
             country="US", opted_out_at__isnull=False, memberships__contact_list=lists[1]
         )
         .filter(memberships__contact_list=big)
-        .order_by("pk")[100]
+        .order_by("pk")
     )
+    # Not the very first one (an unusually cheap lookup), but small runs have few.
+    contact = contact[min(100, contact.count() - 1)]
     national = f"({contact.phone[2:5]}) {contact.phone[5:8]}-{contact.phone[8:]}"
     client = admin_client()
 

@@ -466,21 +466,35 @@ class Dashboard:
     def delivery_rate(self) -> str:
         return format_rate(self.snapshot.delivery_rate if self.snapshot else None)
 
-    @property
-    def cost(self) -> str:
-        return format_money(
-            self.snapshot.cost if self.snapshot else Decimal(0), self.currency
+    @cached_property
+    def cost_by_currency(self) -> dict[str, Decimal]:
+        """The cost in each currency, the main one (largest total) first.
+
+        Snapshots taken before they kept every currency have an empty
+        ``cost_by_currency``: their one ``cost`` in ``currency`` stands for it.
+        """
+        snapshot = self.snapshot
+        if snapshot is None:
+            return {self.currency: Decimal(0)}
+        amounts = {
+            code: Decimal(amount)
+            for code, amount in (snapshot.cost_by_currency or {}).items()
+        }
+        if not amounts:
+            return {self.currency: snapshot.cost}
+        main = (
+            {self.currency: amounts.pop(self.currency)}
+            if self.currency in amounts
+            else {}
         )
+        others = sorted(amounts.items(), key=lambda item: (-item[1], item[0]))
+        return main | dict(others)
 
     @property
-    def cost_note(self) -> str:
-        """Snapshots keep the cost in one currency (the one with the largest total):
-        say so where a fallback provider may have priced messages in another."""
-        if not self.campaign.fallback_provider:
-            return ""
-        return (
-            f"Messages priced in {self.currency} only: those sent through the "
-            "fallback provider may be priced in another currency."
+    def cost(self) -> str:
+        """Every currency messages were priced in: "$1.23 + €0.50"."""
+        return " + ".join(
+            format_money(amount, code) for code, amount in self.cost_by_currency.items()
         )
 
     @property
@@ -624,6 +638,11 @@ class Dashboard:
             "delivery_rate": snapshot.delivery_rate if snapshot else None,
             "cost": str(snapshot.cost) if snapshot else None,
             "currency": self.currency,
+            "cost_by_currency": (
+                {code: str(amount) for code, amount in self.cost_by_currency.items()}
+                if snapshot
+                else None
+            ),
             "failure_reasons": snapshot.failure_reasons if snapshot else [],
         }
 

@@ -334,6 +334,15 @@ class CampaignSnapshot(models.Model):
     skipped_opted_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=5, default=0)
     currency = models.CharField(max_length=3, blank=True)
+    cost_by_currency = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "The cost in every currency messages were priced in, amounts as strings: "
+            '{"USD": "1.2345", "EUR": "0.50"}. Empty in snapshots taken before it '
+            "existed (cost and currency hold the main currency only)."
+        ),
+    )
     failure_reasons = models.JSONField(
         default=list,
         blank=True,

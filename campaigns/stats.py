@@ -239,6 +239,10 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         skipped_opted_out=stats.skipped_opted_out,
         cost=stats.cost,
         currency=stats.currency,
+        # Strings: JSON has no decimals, and floats would round the amounts.
+        cost_by_currency={
+            code: str(amount) for code, amount in stats.cost_by_currency.items()
+        },
         failure_reasons=campaign_failure_reasons(
             campaign=campaign,
             skipped={

@@ -783,12 +783,37 @@ def test_numbers_and_texts_are_masked_for_staff_who_may_not_view_contacts(client
     assert client.get(receipts, {"q": "4155550"}).context["cl"].result_count == 1
 
 
-def test_the_cost_says_when_a_fallback_provider_may_price_in_another_currency(
+def test_the_cost_shows_every_currency_main_one_first(admin_client, campaign):
+    # A fallback provider billed some messages in euros; dollars stay the main
+    # currency (the largest total, $0.03).
+    Campaign.objects.filter(pk=campaign.pk).update(fallback_provider="locmem")
+    messages(campaign, "delivered", 2, price=Decimal("0.01"), currency="EUR")
+    messages(campaign, "delivered", 1, price=Decimal("0.005"), currency="GBP")
+
+    response = admin_client.get(change_url(campaign))
+
+    assert element(response, "dashboard-cost")[1] == "$0.03 + €0.02 + £0.005"
+    assert element(response, "dashboard-cost-note") is None
+    data = admin_client.get(progress_url(campaign)).json()
+    assert data["currency"] == "USD"
+    assert list(data["cost_by_currency"]) == ["USD", "EUR", "GBP"]
+    assert Decimal(data["cost_by_currency"]["EUR"]) == Decimal("0.02")
+
+
+def test_a_snapshot_from_before_currencies_were_kept_shows_its_one_cost(
     admin_client, campaign
 ):
-    response = admin_client.get(change_url(campaign))
-    assert element(response, "dashboard-cost-note") is None
+    # Taken by an older version: cost and currency only, no cost_by_currency.
+    CampaignSnapshot.objects.create(
+        campaign=campaign,
+        counts={"delivered": 4},
+        cost=Decimal("1.25"),
+        currency="EUR",
+    )
 
-    Campaign.objects.filter(pk=campaign.pk).update(fallback_provider="locmem")
     response = admin_client.get(change_url(campaign))
-    assert "priced in USD only" in element(response, "dashboard-cost-note")[1]
+
+    assert element(response, "dashboard-cost")[1] == "€1.25"
+    data = admin_client.get(progress_url(campaign)).json()
+    assert data["cost_by_currency"] == {"EUR": str(data["cost"])}
+    assert Decimal(data["cost"]) == Decimal("1.25")

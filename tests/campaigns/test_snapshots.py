@@ -276,6 +276,25 @@ def test_cost_is_in_the_currency_with_the_largest_total():
     assert sum(stats.counts.values()) == 6
 
 
+def test_a_snapshot_keeps_the_cost_in_every_currency():
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    messages(campaign, "delivered", 3, price=Decimal("0.0125"), currency="EUR")
+    messages(campaign, "sent", 1, price=Decimal("0.02"), currency="USD")
+    messages(campaign, "queued", 2)
+
+    campaign_snapshot_take(campaign=campaign)
+
+    snapshot = CampaignSnapshot.objects.get(campaign=campaign)
+    assert (snapshot.cost, snapshot.currency) == (Decimal("0.0375"), "EUR")
+    # Strings in JSON (no float rounding). No order: PostgreSQL's jsonb sorts keys
+    # its own way, so the page orders them itself.
+    assert all(isinstance(v, str) for v in snapshot.cost_by_currency.values())
+    assert {k: Decimal(v) for k, v in snapshot.cost_by_currency.items()} == {
+        "EUR": Decimal("0.0375"),
+        "USD": Decimal("0.02"),
+    }
+
+
 @pytest.mark.parametrize("status", ["scheduled", "paused", "cancelled"])
 def test_nothing_is_counted_before_a_campaign_starts_sending(status):
     campaign = CampaignFactory(

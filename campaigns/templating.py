@@ -313,35 +313,46 @@ def audience_attribute_keys(
     is logged, and :func:`validate` may then call a real key unknown.
     Contacts whose ``attributes`` is not a JSON object contribute nothing.
     """
-    model = contacts.model
     connection = connections[contacts.db]
-    ids = contacts.values("pk")
-    if not ids.query.is_sliced:
-        # Ordering in a subquery is wasted work, and on PostgreSQL it clashes with
-        # DISTINCT querysets (ORDER BY columns must be selected).
-        ids = ids.order_by()
+    query = contacts.query
+    if query.distinct or query.combinator:
+        # Selecting only ``attributes`` would change which rows DISTINCT (ON)
+        # keeps, or a slice of them, and a union cannot be filtered: go through
+        # the contacts' ids instead (one more pass over the table).
+        ids = contacts.values("pk")
+        if not query.is_sliced:
+            # Ordering in a subquery is wasted work, and on PostgreSQL it clashes
+            # with DISTINCT querysets (ORDER BY columns must be selected).
+            ids = ids.order_by()
+        contacts = contacts.model._base_manager.using(contacts.db).filter(pk__in=ids)
+    rows = contacts.values("attributes")
+    if not rows.query.is_sliced:
+        rows = rows.order_by()  # ordering the rows is wasted work
     try:
-        ids_sql, ids_params = ids.query.get_compiler(connection=connection).as_sql()
+        # Django writes the FROM and WHERE (with its own aliases), so the keys are
+        # read in the same scan that filters the contacts.
+        rows_sql, rows_params = rows.query.get_compiler(connection=connection).as_sql()
     except EmptyResultSet:  # e.g. .none() or filter(pk__in=[]): nothing to ask
         return set()
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    pk = quote(model._meta.pk.column)
-    attributes = quote(model._meta.get_field("attributes").column)
+    # The subquery's one column is named after the field's column.
+    attributes = connection.ops.quote_name(
+        contacts.model._meta.get_field("attributes").column
+    )
     # The CASE keeps arrays and scalars (including JSON null) out of the key
     # functions: jsonb_object_keys raises on them and json_each would yield indexes.
     if connection.vendor == "postgresql":
+        # The keys as a lateral function (not a set-returning function in the
+        # select list) let parallel workers drop duplicates before gathering.
         sql = (
-            f"SELECT DISTINCT keys.key FROM (SELECT jsonb_object_keys(CASE WHEN "
+            f"SELECT DISTINCT k.key FROM ({rows_sql}) c, jsonb_object_keys(CASE WHEN "
             f"jsonb_typeof(c.{attributes}) = 'object' THEN c.{attributes} "
-            f"ELSE '{{}}'::jsonb END) AS key FROM {table} c "
-            f"WHERE c.{pk} IN ({ids_sql})) keys ORDER BY keys.key LIMIT %s"
+            "ELSE '{}'::jsonb END) AS k(key) ORDER BY k.key LIMIT %s"
         )
     elif connection.vendor == "sqlite":
         sql = (
-            f"SELECT DISTINCT j.key FROM {table} c, json_each(CASE WHEN "
+            f"SELECT DISTINCT j.key FROM ({rows_sql}) c, json_each(CASE WHEN "
             f"json_type(c.{attributes}) = 'object' THEN c.{attributes} "
-            f"ELSE '{{}}' END) j WHERE c.{pk} IN ({ids_sql}) ORDER BY j.key LIMIT %s"
+            "ELSE '{}' END) j ORDER BY j.key LIMIT %s"
         )
     else:
         raise NotImplementedError(
@@ -350,7 +361,7 @@ def audience_attribute_keys(
         )
     # One more than the limit tells "exactly limit keys" from "more than limit".
     with connection.cursor() as cursor:
-        cursor.execute(sql, (*ids_params, limit + 1))
+        cursor.execute(sql, (*rows_params, limit + 1))
         keys = [row[0] for row in cursor.fetchall()]
     if len(keys) > limit:
         logger.warning(

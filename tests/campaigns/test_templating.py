@@ -4,7 +4,8 @@ import logging
 import pytest
 from hypothesis import given, strategies as st
 
-from django.db.models import JSONField, Value
+from django.db.models import Count, JSONField, Value
+from django.utils import timezone
 
 from campaigns.templating import (
     Placeholder,
@@ -345,6 +346,53 @@ def test_audience_attribute_keys_work_on_a_sliced_queryset():
     ContactFactory(attributes={"old": 1})
     ContactFactory(attributes={"new": 1})
     assert audience_attribute_keys(Contact.objects.order_by("-id")[:1]) == {"new"}
+
+
+@pytest.mark.django_db
+def test_audience_attribute_keys_read_a_filtered_audience_in_one_query(
+    django_assert_num_queries,
+):
+    member = ListMembershipFactory(contact__attributes={"city": "Austin"})
+    ListMembershipFactory(
+        contact_list=member.contact_list,
+        contact__attributes={"opted": 1},
+        contact__opted_out_at=timezone.now(),
+    )
+    ContactFactory(attributes={"outsider": True})
+    audience = Contact.objects.in_lists([member.contact_list]).reachable()
+    with django_assert_num_queries(1):
+        assert audience_attribute_keys(audience) == {"city"}
+
+
+@pytest.mark.django_db
+def test_audience_attribute_keys_work_on_distinct_querysets():
+    # Two lists: joining the memberships yields the first contact twice.
+    first = ListMembershipFactory(contact__attributes={"city": "Austin"})
+    ListMembershipFactory(contact=first.contact)
+    ListMembershipFactory(contact__attributes={"shoe": 9})
+    ContactFactory(attributes={"outsider": True})
+    members = Contact.objects.filter(memberships__isnull=False)
+    assert audience_attribute_keys(members.distinct()) == {"city", "shoe"}
+    # The first two distinct contacts by id, not two joined rows of the first.
+    first_two = members.distinct().order_by("pk")[:2]
+    assert audience_attribute_keys(first_two) == {"city", "shoe"}
+    assert audience_attribute_keys(members.order_by("pk")[:2]) == {"city"}
+
+
+@pytest.mark.django_db
+def test_audience_attribute_keys_work_on_unions_and_aggregates():
+    two_lists = ListMembershipFactory(contact__attributes={"city": "Austin"})
+    ListMembershipFactory(contact=two_lists.contact)
+    one_list = ListMembershipFactory(contact__attributes={"shoe": 9})
+    ContactFactory(attributes={"outsider": True})
+    union = Contact.objects.filter(pk=two_lists.contact.pk).union(
+        Contact.objects.filter(pk=one_list.contact.pk)
+    )
+    assert audience_attribute_keys(union) == {"city", "shoe"}
+    in_two_lists = Contact.objects.annotate(list_count=Count("memberships")).filter(
+        list_count__gt=1
+    )
+    assert audience_attribute_keys(in_two_lists) == {"city"}
 
 
 @pytest.mark.django_db

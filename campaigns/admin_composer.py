@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.core.exceptions import PermissionDenied
-from django.db.models import Exists, OuterRef, QuerySet
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -20,7 +19,7 @@ from django.http import (
 )
 from django.urls import path, reverse
 
-from contacts.models import Contact, ContactList, ListMembership
+from contacts.models import ContactList
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
 
 from .adhoc import (
@@ -34,17 +33,16 @@ from .forms import CampaignComposerForm, ComposeForm
 from .launch import CampaignError
 from .models import Campaign
 from .preview import (
-    ESTIMATE_SAMPLE,
     AudienceFacts,
-    Estimate,
     audience_facts as shared_audience_facts,
+    audience_sample,
+    estimate_from_sample,
     format_money as money,
-    price_for,
+    render_for,
 )
 from .templating import (
     CONTACT_FIELD_NAMES,
     Placeholder,
-    Template,
     TemplateError,
     parse,
     validate,
@@ -63,18 +61,6 @@ FIELD_PLACEHOLDERS = ("first_name", "last_name", "full_name", "phone")
 ENCODING_LABELS = {Encoding.GSM7: "GSM-7", Encoding.UCS2: "UCS-2"}
 #: The fieldset the composer's live panel follows.
 MESSAGE_FIELDSET = "Message"
-
-
-def _audience(list_ids: Sequence[int]) -> QuerySet[Contact]:
-    """Who would get the message: reachable contacts in any of the lists.
-
-    A semi-join rather than DISTINCT over the memberships, so "the first contacts by
-    id" walks the primary key instead of de-duplicating the whole audience.
-    """
-    member = ListMembership.objects.filter(
-        contact=OuterRef("pk"), contact_list__in=list_ids
-    )
-    return Contact.objects.filter(Exists(member)).reachable()
 
 
 def audience_facts(
@@ -120,46 +106,6 @@ def _character_row(char: str, count: int, *, in_contact: bool = False) -> dict:
     }
 
 
-def _render(template: Template, row: tuple | None) -> str:
-    # Without a contact every placeholder shows its default.
-    _, first_name, last_name, phone, attributes = row or (None, "", "", "", {})
-    return template.render(
-        first_name=first_name,
-        last_name=last_name,
-        phone=phone,
-        attributes=attributes if isinstance(attributes, dict) else {},
-    )
-
-
-def _estimate(
-    template: Template | None, rows: list[tuple], facts: AudienceFacts, provider: str
-) -> Estimate:
-    """campaign_estimate's figures from the cached counts: segments per message
-    are averaged over the same first :data:`ESTIMATE_SAMPLE` contacts it renders."""
-    price, currency = price_for(provider)
-    estimate = Estimate(
-        in_lists=facts.in_lists,
-        contacts=facts.contacts,
-        opted_out=facts.opted_out,
-        suppressed=facts.suppressed,
-        recipients=facts.recipients,
-        price_per_segment=price,
-        currency=currency,
-    )
-    if template is None:
-        return estimate  # a syntax error: nothing can be sent yet
-    if not template.placeholders or not rows:
-        info = analyze(_render(template, None))
-        estimate.segments_per_message = float(info.segments)
-        estimate.encoding = info.encoding
-        return estimate
-    infos = [analyze(_render(template, row)) for row in rows]
-    estimate.segments_per_message = sum(info.segments for info in infos) / len(infos)
-    estimate.encoding = Counter(info.encoding for info in infos).most_common(1)[0][0]
-    estimate.exact = len(infos) >= facts.recipients
-    return estimate
-
-
 def composition(
     *,
     body: str,
@@ -192,11 +138,7 @@ def composition(
     keys = facts.keys if facts else frozenset()
 
     columns = ("pk", "first_name", "last_name", "phone", "attributes")
-    rows = (
-        list(_audience(list_ids).order_by("pk").values_list(*columns)[:ESTIMATE_SAMPLE])
-        if list_ids
-        else []
-    )
+    rows = list(audience_sample(list_ids).values_list(*columns)) if list_ids else []
     chosen = None
     if with_contact_data:
         chosen = next((row for row in rows if row[0] == sample), None)
@@ -213,7 +155,7 @@ def composition(
         # The syntax error is reported below; measure the text as written meanwhile.
         text = f"{body}\n{opt_out_footer}" if opt_out_footer else body
     else:
-        text = _render(template, chosen)
+        text = render_for(template, chosen[1:] if chosen else None)
     info = analyze(text)
 
     written = Counter(c for c in body + opt_out_footer if c not in GSM_SEPTETS)
@@ -265,8 +207,12 @@ def composition(
     }
     if audience == SKIP or pending:
         return result
-    empty = AudienceFacts(0, 0, 0, 0, 0, frozenset())
-    estimate = _estimate(template, rows, facts or empty, provider)
+    estimate = estimate_from_sample(
+        template=template,
+        contacts=[row[1:] for row in rows],
+        facts=facts,
+        provider=provider,
+    )
     result["audience"] = {
         "in_lists": estimate.in_lists,
         "contacts": estimate.contacts,

@@ -158,64 +158,83 @@ def campaign_estimate(
     the composer can ask on every change. Works for unsaved campaigns (the admin's
     form): pass the fields, not a campaign.
     """
+    source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
+    list_ids = _list_ids(lists)
+    facts = audience_facts(list_ids) if list_ids else None
+    try:
+        template = parse(source)
+    except TemplateError:
+        template = None
+    # Only a personalized text differs per contact: otherwise one rendering will do.
+    contacts = (
+        audience_sample(list_ids).values_list(
+            "first_name", "last_name", "phone", "attributes"
+        )
+        if template is not None and template.placeholders and list_ids
+        else []
+    )
+    estimate = estimate_from_sample(
+        template=template, contacts=list(contacts), facts=facts, provider=provider
+    )
+    estimate.problems = validate(
+        body, known_attributes=facts.keys if facts is not None else ()
+    )
+    return estimate
+
+
+def audience_sample(list_ids: list[int]) -> QuerySet:
+    """The first :data:`ESTIMATE_SAMPLE` contacts (by id) the lists would text."""
+    return (
+        Contact.objects.in_lists(list_ids).reachable().order_by("pk")[:ESTIMATE_SAMPLE]
+    )
+
+
+def render_for(template, contact: tuple | None) -> str:
+    """``template`` rendered for ``contact`` as (first_name, last_name, phone,
+    attributes); None renders every placeholder's default."""
+    first_name, last_name, phone, attributes = contact or ("", "", "", {})
+    return template.render(
+        first_name=first_name,
+        last_name=last_name,
+        phone=phone,
+        attributes=attributes if isinstance(attributes, dict) else {},
+    )
+
+
+def estimate_from_sample(
+    *,
+    template,
+    contacts: list[tuple],
+    facts: "AudienceFacts | None",
+    provider: str,
+) -> Estimate:
+    """The estimate for counted ``facts``, with segments per message averaged over
+    ``contacts`` (:func:`audience_sample`'s rows, as :func:`render_for` takes them).
+
+    Without a template (a syntax error) there is nothing to measure; without
+    placeholders or contacts, one rendering with the defaults is the answer.
+    """
     from providers.encoding import analyze
 
     price, currency = price_for(provider)
     estimate = Estimate(price_per_segment=price, currency=currency)
-    source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
-    list_ids = _list_ids(lists)
-    facts = audience_facts(list_ids) if list_ids else None
-    estimate.problems = validate(
-        body, known_attributes=facts.keys if facts is not None else ()
-    )
     if facts is not None:
         estimate.in_lists = facts.in_lists
         estimate.contacts = facts.contacts
         estimate.opted_out = facts.opted_out
         estimate.suppressed = facts.suppressed
         estimate.recipients = facts.recipients
-    try:
-        template = parse(source)
-    except TemplateError:
+    if template is None:
         return estimate
-    if not template.placeholders:
-        info = analyze(template.literals[0])
+    if not template.placeholders or not contacts:
+        info = analyze(render_for(template, None))
         estimate.segments_per_message = float(info.segments)
         estimate.encoding = info.encoding
         return estimate
-    rows = (
-        Contact.objects.in_lists(list_ids)
-        .reachable()
-        .order_by("pk")
-        .values_list("phone", "first_name", "last_name", "attributes")[:ESTIMATE_SAMPLE]
-        if list_ids
-        else []
-    )
-    encodings: Counter = Counter()
-    total = rendered = 0
-    for phone, first_name, last_name, attributes in rows:
-        info = analyze(
-            template.render(
-                first_name=first_name,
-                last_name=last_name,
-                phone=phone,
-                attributes=attributes if isinstance(attributes, dict) else {},
-            )
-        )
-        total += info.segments
-        rendered += 1
-        encodings[info.encoding] += 1
-    if not rendered:
-        # Nobody to render for: the text with every placeholder at its default.
-        info = analyze(
-            template.render(first_name="", last_name="", phone="", attributes={})
-        )
-        estimate.segments_per_message = float(info.segments)
-        estimate.encoding = info.encoding
-        return estimate
-    estimate.segments_per_message = total / rendered
-    estimate.encoding = encodings.most_common(1)[0][0]
-    estimate.exact = rendered >= estimate.recipients
+    infos = [analyze(render_for(template, contact)) for contact in contacts]
+    estimate.segments_per_message = sum(info.segments for info in infos) / len(infos)
+    estimate.encoding = Counter(info.encoding for info in infos).most_common(1)[0][0]
+    estimate.exact = len(infos) >= estimate.recipients
     return estimate
 
 

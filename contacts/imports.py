@@ -169,20 +169,7 @@ def contact_import_csv(
     header does not decode, it has no phone column, two columns map to the same
     field, or ``columns`` names a column the header lacks.
     """
-    if isinstance(file, str | bytes):
-        raise TypeError(
-            "file must be a file object or an iterable of lines, not a path"
-        )
-    lines = _DecodedLines(file, encoding)
-    reader = csv.reader(lines)
-    try:
-        header = next(reader, None)
-    except UnicodeDecodeError as exc:
-        raise ContactImportError(_not_text_message(encoding)) from exc
-    if header is None:
-        raise ContactImportError("The file is empty: expected a header row.")
-    if lines.undecodable:
-        raise ContactImportError(_not_text_message(encoding))
+    lines, reader, header = _open_csv(file, encoding)
     targets = _column_targets(header, columns or {})
 
     def rows() -> Iterator[_Numbered]:
@@ -238,20 +225,7 @@ def csv_preview(
     empty file or a header that does not decode. A data row that does not decode is
     shown with replacement characters; the import reports it as an error.
     """
-    if isinstance(file, str | bytes):
-        raise TypeError(
-            "file must be a file object or an iterable of lines, not a path"
-        )
-    lines = _DecodedLines(file, encoding)
-    reader = csv.reader(lines)
-    try:
-        header = next(reader, None)
-    except UnicodeDecodeError as exc:
-        raise ContactImportError(_not_text_message(encoding)) from exc
-    if header is None:
-        raise ContactImportError("The file is empty: expected a header row.")
-    if lines.undecodable:
-        raise ContactImportError(_not_text_message(encoding))
+    lines, reader, header = _open_csv(file, encoding)
     sample: list[list[str]] = []
     while len(sample) < rows:
         try:
@@ -478,6 +452,29 @@ def _add_to_list(
         batch_size=1000,
         ignore_conflicts=True,
     )
+
+
+def _open_csv(file: Any, encoding: str) -> tuple["_DecodedLines", Any, list[str]]:
+    """Decode ``file`` and read its header row: (lines, csv reader, header).
+
+    Raises ContactImportError for what makes the whole file unreadable: it is
+    empty, or its header is not ``encoding`` text.
+    """
+    if isinstance(file, str | bytes):
+        raise TypeError(
+            "file must be a file object or an iterable of lines, not a path"
+        )
+    lines = _DecodedLines(file, encoding)
+    reader = csv.reader(lines)
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError as exc:
+        raise ContactImportError(_not_text_message(encoding)) from exc
+    if header is None:
+        raise ContactImportError("The file is empty: expected a header row.")
+    if lines.undecodable:
+        raise ContactImportError(_not_text_message(encoding))
+    return lines, reader, header
 
 
 class _DecodedLines:

@@ -11,7 +11,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import admin_composer
+from campaigns import admin_composer, preview
 from campaigns.adhoc import content_locked
 from campaigns.launch import CampaignError
 from campaigns.models import Campaign
@@ -581,7 +581,8 @@ def test_the_audience_after_exclusions_and_its_cost(admin_client, spring):
 def test_the_cost_is_marked_as_an_estimate_when_sampled(
     admin_client, spring, monkeypatch
 ):
-    monkeypatch.setattr(admin_composer, "ESTIMATE_SAMPLE", 1)
+    # The composer renders the audience sample campaign_estimate renders.
+    monkeypatch.setattr(preview, "ESTIMATE_SAMPLE", 1)
     lists = [spring["lists"][0].pk]
 
     data = compose(admin_client, body="Hi {first_name}", lists=lists).json()

@@ -50,6 +50,7 @@ def claim_batch(
     now: datetime,
     limit: int,
     zones: list[str] | None = None,
+    session_id: int | None = None,
 ) -> Claim:
     qn = connection.ops.quote_name
     postgres = connection.vendor == "postgresql"
@@ -90,7 +91,8 @@ def claim_batch(
             {qn("provider")} = CASE WHEN picked.opted_out THEN t.{qn("provider")} ELSE %s END,
             {qn("attempts")} = t.{qn("attempts")} + CASE WHEN picked.opted_out THEN 0 ELSE 1 END,
             {qn("status_changed_at")} = %s,
-            {qn("handed_at")} = NULL
+            {qn("handed_at")} = NULL,
+            {qn("claimed_by_id")} = CASE WHEN picked.opted_out THEN NULL ELSE CAST(%s AS bigint) END
         FROM picked
         WHERE t.{qn("id")} = picked.picked_id
         RETURNING {qn("id")}, {qn("status")}, {qn("to")}, {qn("sender")},
@@ -110,6 +112,7 @@ def claim_batch(
         OPTED_OUT_REASON,
         provider,
         stamp,
+        session_id,
     ]
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -5,31 +5,41 @@ once. Claims use ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite ser
 writers with IMMEDIATE transactions instead), so no two dispatchers hold the same
 message; the shared rate limiter keeps them together at the account's rate.
 
+Pacing: the limiter spaces the *starts* of requests; requests run in a thread pool and
+stay in flight while the next ones start, so a vendor a network away still gets its
+full rate (as many requests in flight as rate times latency, at most
+``SMS_DISPATCH_CONCURRENCY``). Each answer is recorded as soon as it comes back (in
+small groups, from the dispatcher's own thread, the only one touching the database).
+
 Crash safety: a message is "sending" only between its claim and the recording of its
-result. A dispatcher killed in between leaves it there; ``recover_stale()`` later marks
-it "unknown" (it may or may not have left) rather than sending it again, and a
-delivery receipt, if one comes, moves it on. Nothing is held only in memory.
+result, and it names the dispatcher that claimed it. A dispatcher killed in between is
+seen as dead by the next recovery (``campaigns.liveness``), which every dispatcher runs
+in its loop: claims it had not handed to the provider go back to the queue, handed ones
+become "unknown" (they may have left) and are never sent again automatically; a
+delivery receipt, if one comes, moves them on. Nothing is held only in memory.
 """
 
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
 from providers import get_provider
 from providers.encoding import analyze
-from providers.messages import OutboundSms
+from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
 
 from .claims import OPTED_OUT_CODE as OPTED_OUT_CODE, Claimed, claim_batch, mark_handed
+from .liveness import Liveness, recover_stale
 from .models import Campaign, DeliveryEvent, Message
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
@@ -44,6 +54,18 @@ CANCELLED_CODE = "cancelled"
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
 
+# A dispatcher looks for dead dispatchers' claims on its campaign this often.
+RECOVERY_SECONDS = 2.0
+
+# Longest single wait for answers, so the loop keeps proving it is alive.
+ANSWER_WAIT_SECONDS = 0.5
+
+# Answers are recorded together once this many messages have come back, or the oldest
+# has waited this long: one set-based write instead of one per request, and at most
+# this much sending is "unknown" after a crash.
+RECORD_MESSAGES = 500
+RECORD_SECONDS = 0.1
+
 # A working dispatcher snapshots its campaign's progress (for the admin's pages) at
 # most this often; the scheduler's tick does too, and they skip a fresh one.
 SNAPSHOT_SECONDS = 10.0
@@ -56,6 +78,7 @@ class DispatchStats:
     failed: int = 0
     retried: int = 0
     opted_out: int = 0
+    unknown: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -76,6 +99,15 @@ class Step:
     reason: str = ""
 
 
+@dataclass
+class _InFlight:
+    """One request handed to the pool: its future and the messages it carries."""
+
+    future: Future
+    alias: str
+    sent: list[Rendered]
+
+
 class Dispatcher:
     """Sends one campaign. ``run()`` loops until done or stopped; ``step()`` does one batch."""
 
@@ -92,36 +124,50 @@ class Dispatcher:
         self.campaign_id = campaign_id
         self.batch_size = batch_size or settings.SMS_DISPATCH_BATCH_SIZE
         self.rate_override = rate
-        self.concurrency = concurrency or settings.SMS_DISPATCH_CONCURRENCY
+        self.concurrency = max(1, concurrency or settings.SMS_DISPATCH_CONCURRENCY)
         self.stop = stop or threading.Event()
         self.on_batch = on_batch
         self.stats = DispatchStats()
+        self.last_step = Step("waiting")
+        self.liveness = Liveness()
         self._cursor = 0
         self._zones: list[str] | None = None
         self._limiters: dict[str, RateLimiter] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._claimed_at = timezone.now()
         self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
+        self._next_recovery = 0.0
+        self._in_flight: list[_InFlight] = []
+        self._answered: list[tuple[_InFlight, list[SendResult]]] = []
+        self._answered_since: float | None = None
+        self._halt = False
 
     # --- Loop ----------------------------------------------------------------------
 
     def run(self, *, deadline: float | None = None) -> Step:
         """Send until the campaign is done or stopped, the stop event is set, or the
         (monotonic) deadline passes. Returns the last step."""
-        recover_stale(campaign_id=self.campaign_id)
+        self.liveness.open()
         try:
-            return self._loop(deadline)
+            try:
+                return self._loop(deadline)
+            finally:
+                # Every request that left is recorded before the dispatcher goes.
+                self._drain()
+                if self._executor is not None:
+                    self._executor.shutdown(wait=True)
+                    self._executor = None
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
+            self.liveness.close()
 
     def _loop(self, deadline: float | None) -> Step:
         step = Step("waiting")
         while not self.stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            step = self.step()
+            self._recover()
+            step = self.last_step = self.step()
+            self._collect()
             self._report_progress()
             if self.on_batch is not None:
                 self.on_batch(self)
@@ -134,8 +180,16 @@ class Dispatcher:
                 pause = min(max(pause, 0.05), 5.0)
                 if deadline is not None:
                     pause = min(pause, max(deadline - time.monotonic(), 0))
-                self.stop.wait(pause)
+                self._wait(time.monotonic() + pause, until_answer=True)
         return step
+
+    def _recover(self) -> None:
+        """Settle dead dispatchers' claims on this campaign, every few seconds, so a
+        resume right after a crash finishes without waiting for the lease."""
+        if time.monotonic() < self._next_recovery:
+            return
+        self._next_recovery = time.monotonic() + RECOVERY_SECONDS
+        recover_stale(campaign_id=self.campaign_id)
 
     def step(self) -> Step:
         campaign = Campaign.objects.get(pk=self.campaign_id)
@@ -155,6 +209,14 @@ class Dispatcher:
                 now + timedelta(seconds=settings.SMS_CIRCUIT_RESET_SECONDS / 4),
                 reason,
             )
+        try:
+            backend = get_provider(alias)
+        except ImproperlyConfigured as exc:
+            # A provider that broke after the campaign started (credentials removed,
+            # key file gone) pauses this campaign only; the worker goes on.
+            reason = f"Provider {alias} cannot be used: {exc}. Fix its settings, then resume."
+            _pause(campaign, reason)
+            return Step("stopped", reason=reason)
 
         zones = None
         if campaign.send_window:
@@ -162,9 +224,7 @@ class Dispatcher:
                 window = SendWindow.from_dict(campaign.send_window)
             except WindowError as exc:
                 reason = f"Invalid send window: {exc}. Fix it, then resume."
-                Campaign.objects.filter(
-                    pk=campaign.pk, status=Campaign.Status.SENDING
-                ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
+                _pause(campaign, reason)
                 return Step("stopped", reason=reason)
             all_zones = self._campaign_zones(campaign)
             zones = sorted(open_zones(window, all_zones, now))
@@ -178,30 +238,64 @@ class Dispatcher:
                 _set_waiting(campaign, reason)
                 return Step("waiting", opening, reason)
 
-        self._claimed_at = now
-        rows = self._claim(campaign, alias, zones, now, self._claim_size(alias))
+        # Claim no more than can be sent: a claim waiting behind a full pool only ages.
+        self._wait_for_room(1)
+        now = self._claimed_at = timezone.now()
+        rows = self._claim(
+            campaign, alias, zones, now, self._claim_size(backend, alias)
+        )
         if not rows:
             if self._nothing_left(campaign):
                 return self._finish(campaign)
             self._zones = None  # a relaunch may have added recipients in other zones
-            retry_at = (
-                Message.objects.filter(
-                    campaign_id=campaign.pk,
-                    status=Message.Status.QUEUED,
-                    next_attempt_at__gt=now,
-                )
-                .order_by("next_attempt_at")
-                .values_list("next_attempt_at", flat=True)
-                .first()
-            )
-            return Step(
-                "waiting", retry_at, "waiting for retries or messages in flight"
-            )
+            return self._waiting_for(campaign, now)
 
         if campaign.waiting_reason:
             _set_waiting(campaign, "")
-        self._send(campaign, alias, rows)
+        self._send(campaign, backend, alias, rows)
         return Step("sent")
+
+    def _waiting_for(self, campaign: Campaign, now: datetime) -> Step:
+        """What a dispatcher with nothing to claim waits for, said plainly."""
+        mine = sum(len(request.sent) for request in self._in_flight)
+        if mine:
+            return Step("waiting", None, f"waiting for {mine:,} message(s) in flight")
+        others = (
+            Message.objects.filter(
+                campaign_id=campaign.pk, status=Message.Status.SENDING
+            )
+            .order_by()
+            .values_list("claimed_by")
+            .annotate(n=Count("id"))
+        )
+        if others:
+            held = ", ".join(
+                f"{n:,} with dispatcher #{owner}" if owner else f"{n:,} unowned"
+                for owner, n in others
+            )
+            return Step(
+                "waiting",
+                None,
+                f"waiting for messages another sender holds ({held}); a dead "
+                "sender's are taken back within seconds",
+            )
+        retry_at = (
+            Message.objects.filter(
+                campaign_id=campaign.pk,
+                status=Message.Status.QUEUED,
+                next_attempt_at__gt=now,
+            )
+            .order_by("next_attempt_at")
+            .values_list("next_attempt_at", flat=True)
+            .first()
+        )
+        if retry_at is not None:
+            return Step(
+                "waiting",
+                retry_at,
+                f"waiting for retries due at {retry_at:%H:%M:%S} UTC",
+            )
+        return Step("waiting", None, "waiting for queued messages")
 
     # --- Provider choice -------------------------------------------------------------
 
@@ -223,11 +317,10 @@ class Dispatcher:
 
     # --- Claim ---------------------------------------------------------------------------
 
-    def _claim_size(self, alias: str) -> int:
+    def _claim_size(self, backend, alias: str) -> int:
         """How many messages to claim: a whole number of the provider's requests, and
         no more than a few seconds of sending, so a claim never outlives its lease and
         a crash strands as little as possible."""
-        backend = get_provider(alias)
         rate = self._limiter(alias, backend).effective_rate()
         per_request = min(
             backend.max_recipients_per_request, max(1, int(rate)), self.batch_size
@@ -246,6 +339,7 @@ class Dispatcher:
                 now=now,
                 limit=size,
                 zones=zones,
+                session_id=self.liveness.session_id,
             )
             if claim.last_id is not None:
                 self._cursor = claim.last_id
@@ -260,7 +354,7 @@ class Dispatcher:
             self._cursor = 0
         return []
 
-    # --- Send and record ---------------------------------------------------------------
+    # --- Send ----------------------------------------------------------------------------
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -269,8 +363,9 @@ class Dispatcher:
             )
         return self._executor
 
-    def _send(self, campaign: Campaign, alias: str, rows: list[Claimed]) -> None:
-        backend = get_provider(alias)
+    def _send(
+        self, campaign: Campaign, backend, alias: str, rows: list[Claimed]
+    ) -> None:
         template = _template(campaign.template_source)
         sender = campaign.sender
         rendered: dict[str, Rendered] = {}
@@ -312,17 +407,24 @@ class Dispatcher:
 
         # Book the rate limiter once per slice of about 50 ms of sending, not once per
         # request: at 1,000 one-recipient requests a second, per-request booking is
-        # what would limit us. Each slice is recorded as soon as it returns, so a crash
-        # leaves at most one slice's messages "unknown".
+        # what would limit us.
         budget = max(1.0, limiter.effective_rate() / 20)
         pending = list(_slices(requests, rendered, budget))
+        self._halt = False
         while pending:
-            slice_requests, cost = pending.pop(0)
+            slice_requests, cost = pending[0]
             if len(slice_requests) == 1 and cost > budget:
                 # A short request still opens a second at the vendor: book a full
                 # one, so the next request cannot land in the same calendar second.
                 cost = max(cost, float(largest))
-            limiter.acquire(cost)
+            # Room first, then the booking: a request must never start later than its
+            # slot because the pool was full, or two seconds' requests could bunch.
+            self._wait_for_room(1)
+            start = time.monotonic() + limiter.reserve(cost)
+            self._wait(start)
+            if self._halt or self.stop.is_set():
+                break
+            pending.pop(0)
             # From here on the vendor may have these messages: a crash now leaves them
             # "unknown", while claimed messages not yet handed over go back to the queue.
             ours = mark_handed(
@@ -330,45 +432,128 @@ class Dispatcher:
                 claimed_at=self._claimed_at,
                 now=timezone.now(),
             )
-            slice_requests = [
-                kept
-                for r in slice_requests
-                if (kept := [m for m in r if rendered[m.reference].id in ours])
-            ]
-            if not slice_requests:
-                continue
-            if len(slice_requests) > 1 and self.concurrency > 1:
-                batches = list(self._pool().map(backend.send_batch, slice_requests))
-            else:
-                batches = [backend.send_batch(request) for request in slice_requests]
-            sent = [
-                rendered[m.reference] for request in slice_requests for m in request
-            ]
-            outcome = record_batch(
-                rendered=sent, results=[r for batch in batches for r in batch]
-            )
-            if not self._after(campaign, alias, limiter, outcome, sent) and pending:
-                # Credentials refused or the circuit opened: the rest of the claim
-                # goes back to the queue unsent.
-                self._release(
-                    [
-                        rendered[m.reference].id
-                        for reqs, _ in pending
-                        for r in reqs
-                        for m in r
-                    ]
+            for request in slice_requests:
+                kept = [m for m in request if rendered[m.reference].id in ours]
+                if not kept:
+                    continue
+                self._wait_for_room(1)
+                self._in_flight.append(
+                    _InFlight(
+                        future=self._pool().submit(backend.send_batch, kept),
+                        alias=alias,
+                        sent=[rendered[m.reference] for m in kept],
+                    )
                 )
-                break
+        if pending:
+            # Credentials refused, the circuit opened or a stop was asked for: the
+            # rest of the claim goes back to the queue unsent.
+            self._release(
+                [
+                    rendered[m.reference].id
+                    for reqs, _ in pending
+                    for r in reqs
+                    for m in r
+                ]
+            )
         self.stats.batches += 1
 
-    def _after(self, campaign, alias, limiter, outcome, sent: list[Rendered]) -> bool:
-        """Account for one slice's outcome; False when sending should stop."""
+    # --- Answers ---------------------------------------------------------------------
+
+    def _wait(self, until: float, *, until_answer: bool = False) -> None:
+        """Wait until the monotonic time ``until`` (or a stop), recording answers as
+        they arrive and proving this dispatcher alive. ``until_answer`` returns
+        early once an answer was recorded."""
+        while True:
+            remaining = until - time.monotonic()
+            if remaining <= 0 or self.stop.is_set():
+                break
+            # Answers waiting to be recorded are not kept past RECORD_SECONDS.
+            pause = min(
+                remaining, RECORD_SECONDS if self._answered else ANSWER_WAIT_SECONDS
+            )
+            if self._in_flight:
+                wait(
+                    [r.future for r in self._in_flight],
+                    timeout=pause,
+                    return_when=FIRST_COMPLETED,
+                )
+                if self._collect() and until_answer:
+                    break
+            else:
+                self.stop.wait(pause)
+            self.liveness.beat()
+        self._collect()
+
+    def _wait_for_room(self, requests: int) -> None:
+        """Block until ``requests`` more fit in the pool."""
+        room = self.concurrency - min(requests, self.concurrency)
+        while len(self._in_flight) > room:
+            wait(
+                [r.future for r in self._in_flight],
+                timeout=ANSWER_WAIT_SECONDS,
+                return_when=FIRST_COMPLETED,
+            )
+            self._collect()
+            self.liveness.beat()
+
+    def _collect(self, *, force: bool = False) -> int:
+        """Take the answers that came back; record them in one go once enough have
+        gathered or the oldest has waited ``RECORD_SECONDS``. Returns how many
+        requests were recorded."""
+        still: list[_InFlight] = []
+        for request in self._in_flight:
+            if request.future.done():
+                self._answered.append((request, _results(request)))
+                if self._answered_since is None:
+                    self._answered_since = time.monotonic()
+            else:
+                still.append(request)
+        self._in_flight = still
+        if not self._answered:
+            return 0
+        waited = time.monotonic() - (self._answered_since or 0)
+        messages = sum(len(request.sent) for request, _ in self._answered)
+        if not (
+            force
+            or not self._in_flight
+            or waited >= RECORD_SECONDS
+            or messages >= RECORD_MESSAGES
+        ):
+            return 0
+        answered, self._answered, self._answered_since = self._answered, [], None
+        by_alias: dict[str, tuple[list[Rendered], list[SendResult]]] = {}
+        for request, results in answered:
+            sent, all_results = by_alias.setdefault(request.alias, ([], []))
+            sent.extend(request.sent)
+            all_results.extend(results)
+        for alias, (sent, results) in by_alias.items():
+            outcome = record_batch(rendered=sent, results=results)
+            if not self._after(alias, outcome, sent):
+                self._halt = True
+        return len(answered)
+
+    def settle(self) -> None:
+        """Wait for every request in flight and record its answer (``run()`` does it
+        before returning; a caller driving ``step()`` itself calls this)."""
+        self._drain()
+
+    def _drain(self) -> None:
+        """Wait for every request in flight and record its answer."""
+        while self._in_flight:
+            wait([r.future for r in self._in_flight], timeout=ANSWER_WAIT_SECONDS)
+            self._collect(force=True)
+            self.liveness.beat()
+        self._collect(force=True)
+
+    def _after(self, alias: str, outcome, sent: list[Rendered]) -> bool:
+        """Account for recorded answers; False when sending should stop."""
         self.stats.submitted += outcome.submitted
         self.stats.failed += outcome.failed
         self.stats.retried += outcome.retried
+        self.stats.unknown += outcome.unknown
         circuit = circuit_for(alias)
-        if outcome.throttled:
-            limiter.slow_down()
+        if outcome.throttled and alias in self._limiters:
+            self._limiters[alias].slow_down()
         if outcome.transient:
             circuit.record_failure()
         elif outcome.submitted:
@@ -385,17 +570,18 @@ class Dispatcher:
             delivery_events_apply_pending(messages=accepted)
         if outcome.misconfigured:
             reason = f"Provider {alias} refused our credentials (401/403): fix its settings, then resume."
-            Campaign.objects.filter(
-                pk=campaign.pk, status=Campaign.Status.SENDING
-            ).update(status=Campaign.Status.PAUSED, waiting_reason=reason)
-            logger.error("campaign %s paused: %s", campaign.pk, reason)
+            campaign = Campaign.objects.get(pk=self.campaign_id)
+            _pause(campaign, reason)
             return False
         return circuit.state() == "closed" or not outcome.transient
 
     def _release(self, ids: list[int]) -> None:
         """Put claimed messages that were never sent back in the queue."""
         Message.objects.filter(pk__in=ids, status=Message.Status.SENDING).update(
-            status=Message.Status.QUEUED, attempts=F("attempts") - 1
+            status=Message.Status.QUEUED,
+            attempts=F("attempts") - 1,
+            claimed_by=None,
+            handed_at=None,
         )
 
     # --- Completion -----------------------------------------------------------------
@@ -486,46 +672,39 @@ def cancel_queued(*, campaign_id: int) -> int:
     )
 
 
-def recover_stale(*, campaign_id: int | None = None) -> int:
-    """Settle messages stuck in "sending" past the lease: their dispatcher died.
-
-    Those it had not yet handed to the provider go back to the queue. Those it had
-    are marked "unknown": the vendor may or may not have them, so they are never sent
-    again automatically; a later delivery receipt moves them on, and an operator may
-    retry the rest. Returns how many were marked unknown.
-    """
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.SMS_SEND_LEASE_SECONDS)
-    stale = Message.objects.filter(
-        status=Message.Status.SENDING, status_changed_at__lt=cutoff
-    )
-    if campaign_id is not None:
-        stale = stale.filter(campaign_id=campaign_id)
-    requeued = stale.filter(handed_at__isnull=True).update(
-        status=Message.Status.QUEUED,
-        attempts=F("attempts") - 1,
-        status_changed_at=now,
-    )
-    unknown = stale.filter(handed_at__isnull=False).update(
-        status=Message.Status.UNKNOWN,
-        error_reason="In flight when its sender stopped; a delivery receipt will settle it",
-        status_changed_at=now,
-    )
-    if requeued or unknown:
-        logger.warning(
-            "a sender stopped: %d claimed messages queued again, %d in flight marked unknown",
-            requeued,
-            unknown,
-        )
-    return unknown
-
-
 def circuit_for(alias: str) -> CircuitBreaker:
     return CircuitBreaker(
         f"provider:{alias}",
         failure_threshold=settings.SMS_CIRCUIT_FAILURES,
         reset_after=settings.SMS_CIRCUIT_RESET_SECONDS,
     )
+
+
+def _pause(campaign: Campaign, reason: str) -> None:
+    """Pause a sending campaign that cannot go on by itself, saying why."""
+    paused = Campaign.objects.filter(
+        pk=campaign.pk, status=Campaign.Status.SENDING
+    ).update(status=Campaign.Status.PAUSED, waiting_reason=reason[:255])
+    if paused:
+        logger.error("campaign %s paused: %s", campaign.pk, reason)
+
+
+def _results(request: _InFlight) -> list[SendResult]:
+    """A finished request's results. A backend that raised after the request may
+    have left has told us nothing: its messages are "maybe sent", never re-sent."""
+    try:
+        return request.future.result()
+    except Exception as exc:
+        logger.exception("provider %s raised while sending", request.alias)
+        error = SendError(
+            kind=SendErrorKind.MAYBE_SENT,
+            code="internal_error",
+            reason=f"The send failed inside the application ({type(exc).__name__})",
+        )
+        return [
+            SendResult(reference=row.reference, to="", error=error)
+            for row in request.sent
+        ]
 
 
 def _set_waiting(campaign: Campaign, reason: str) -> None:

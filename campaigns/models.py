@@ -141,6 +141,25 @@ class Campaign(models.Model):
         return counts
 
 
+class DispatchSession(models.Model):
+    """One running dispatcher (a ``send_campaign``, a ``run_worker`` slice, a Celery
+    task): the messages it claims name it, so when it dies its claims are settled at
+    once instead of after the lease (see campaigns.liveness).
+
+    It proves it is alive by a heartbeat and, on PostgreSQL, by holding a
+    session-level advisory lock that the server releases the moment the process or
+    its connection dies.
+    """
+
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    beat_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"dispatcher #{self.pk} (pid {self.pid} on {self.host})"
+
+
 class Message(models.Model):
     """One text to one recipient of a campaign: the outbox row and its delivery record."""
 
@@ -217,6 +236,18 @@ class Message(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.ForeignKey(
+        DispatchSession,
+        models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        # Written by every claim: no constraint to check and no index to maintain.
+        # Recovery reads it only on the few rows "sending" (campaign, status index).
+        db_constraint=False,
+        db_index=False,
+        help_text="The dispatcher that claimed this message (while it is sending).",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(default=timezone.now)
     handed_at = models.DateTimeField(

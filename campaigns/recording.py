@@ -15,12 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from providers.messages import SendResult
+from providers.messages import SendErrorKind, SendResult
 
 from .models import Message
-
-# Errors after which the vendor may have the message (a read timeout, a lost answer).
-MAYBE_SENT = {"timeout", "no_result"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +40,8 @@ class BatchOutcome:
     throttled: bool = False
     unknown: int = 0
     transient: int = 0
-    """Retryable failures that are not throttling (5xx, timeouts): they feed the circuit."""
+    """Failures that are not throttling (5xx, broken connections, lost answers): they
+    feed the circuit breaker."""
     misconfigured: bool = False
     retry_after: float | None = None
 
@@ -55,6 +53,12 @@ def record_batch(
     now: datetime | None = None,
 ) -> BatchOutcome:
     """Store what was sent and how the vendor answered, for every claimed message.
+
+    What happens to a message follows the ``kind`` of its error alone (never a
+    vendor's code): accepted → "submitted"; THROTTLED, NOT_SENT → queued again with
+    backoff until attempts run out; MISCONFIGURED → queued again (the campaign
+    pauses); MAYBE_SENT or no result → "unknown", never sent again automatically;
+    PERMANENT → "failed".
 
     Only messages still in "sending" change status: a delivery receipt that overtook
     its send result has already moved the message further, and stays.
@@ -79,38 +83,47 @@ def record_batch(
             provider_ids[row.id] = result.provider_message_id
             continue
         error = result.error
-        if error.code in MAYBE_SENT:
-            # The vendor may have accepted it before the answer was lost: sending it
-            # again could text the recipient twice, so a receipt (or an operator)
-            # settles it instead.
-            outcome.transient += 1
-            unknown[
-                (
-                    error.code[:32],
-                    f"No answer in time, it may have been sent: {error.reason}"[:255],
-                )
-            ].append(row.id)
-            continue
-        if error.misconfigured:
-            outcome.misconfigured = True
-        if error.retryable or error.misconfigured:
-            if error.code in ("429", "throttled"):
-                outcome.throttled = True
-            elif not error.misconfigured:
+        code, reason = error.code[:32], error.reason
+        match error.kind:
+            case SendErrorKind.MAYBE_SENT:
+                # The vendor may have accepted it before the answer was lost: sending
+                # it again could text the recipient twice, so a receipt (or an
+                # operator) settles it instead.
                 outcome.transient += 1
-            if error.retry_after:
-                outcome.retry_after = max(outcome.retry_after or 0, error.retry_after)
-            retry[(error.code[:32], error.reason[:255], error.retry_after)].append(
-                row.id
-            )
-        else:
-            failed[(error.code[:32], error.reason[:255])].append(row.id)
+                unknown[
+                    (
+                        code,
+                        f"No answer from the provider; it may have been sent: {reason}"[
+                            :255
+                        ],
+                    )
+                ].append(row.id)
+            case SendErrorKind.PERMANENT:
+                failed[(code, reason[:255])].append(row.id)
+            case (
+                SendErrorKind.THROTTLED
+                | SendErrorKind.NOT_SENT
+                | SendErrorKind.MISCONFIGURED
+            ):
+                if error.kind == SendErrorKind.THROTTLED:
+                    outcome.throttled = True
+                elif error.kind == SendErrorKind.MISCONFIGURED:
+                    outcome.misconfigured = True
+                else:
+                    outcome.transient += 1
+                if error.retry_after:
+                    outcome.retry_after = max(
+                        outcome.retry_after or 0, error.retry_after
+                    )
+                retry[(code, reason[:255], error.retry_after)].append(row.id)
 
     outcome.submitted = _store_sent(rendered, provider_ids, now)
     in_flight = Message.objects.filter(status=Message.Status.SENDING)
     limit = settings.SMS_SEND_MAX_ATTEMPTS
     for (code, reason, retry_after), ids in retry.items():
         fields = {"error_code": code, "error_reason": reason, "status_changed_at": now}
+        # Credentials refused: nothing was sent, and the message waits for the fix
+        # however many attempts it has had.
         again = [i for i in ids if attempts_of[i] < limit or outcome.misconfigured]
         spent = [i for i in ids if i not in set(again)]
         if again:

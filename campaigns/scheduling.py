@@ -9,8 +9,8 @@ from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
-from .dispatch import recover_stale
 from .launch import CampaignError, campaign_launch
+from .liveness import recover_stale, sessions_prune
 from .models import Campaign
 from .receipts import delivery_events_sweep
 from .stats import campaign_snapshots_refresh_active
@@ -97,6 +97,7 @@ def tick() -> dict[str, int]:
     retried = retry_direct_messages()
     delivery_events_sweep()
     recovered = recover_stale()
+    sessions_prune()
     restarted = 0
     if broker_configured():
         for campaign_id in Campaign.objects.filter(

@@ -270,13 +270,17 @@ SMS_PRICE_PER_SEGMENT = {
 # SMS_RETRY_BASE_DELAY seconds, up to SMS_SEND_MAX_ATTEMPTS attempts in all.
 SMS_SEND_MAX_ATTEMPTS = env.int("SMS_SEND_MAX_ATTEMPTS", default=5)
 SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
-# Messages a dispatcher claims at a time, and concurrent requests for one-per-request
-# vendors (Vonage).
+# Messages a dispatcher claims at a time, and the most requests one dispatcher keeps in
+# flight: the limiter spaces their starts, so rate x latency of them are needed (30/s
+# with 300 ms answers: 9; Vonage's tutorial senders keep 50).
 SMS_DISPATCH_BATCH_SIZE = env.int("SMS_DISPATCH_BATCH_SIZE", default=1000)
-SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=8)
+SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=64)
 # A message still "sending" this long after its claim belonged to a sender that died:
 # it becomes "unknown" (never re-sent automatically).
 SMS_SEND_LEASE_SECONDS = env.int("SMS_SEND_LEASE_SECONDS", default=300)
+# Where no lock can prove a dispatcher alive (SQLite), one silent this long counts as
+# dead: its claims are settled at once (PostgreSQL sees a dead one immediately).
+SMS_DISPATCHER_TIMEOUT = env.int("SMS_DISPATCHER_TIMEOUT", default=15)
 # After this many transient provider failures in a row the circuit opens: messages stay
 # queued, and a trial batch goes out every SMS_CIRCUIT_RESET_SECONDS.
 SMS_CIRCUIT_FAILURES = env.int("SMS_CIRCUIT_FAILURES", default=5)

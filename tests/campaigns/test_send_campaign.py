@@ -3,11 +3,13 @@ from io import StringIO
 import pytest
 
 from django.core.management import call_command
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, OutputWrapper
 
+from campaigns.dispatch import Dispatcher, Step
+from campaigns.management.commands.send_campaign import Progress
 from campaigns.models import Campaign, Message
 from providers.backends import locmem
-from providers.messages import SendError
+from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +82,9 @@ def test_unknown_campaign_is_a_clear_error():
 
 def test_a_campaign_where_nothing_is_accepted_exits_non_zero(campaign):
     locmem.fail_next(
-        SendError(code="invalid_number", reason="Invalid number", retryable=False),
+        SendError(
+            kind=SendErrorKind.PERMANENT, code="invalid_number", reason="Invalid number"
+        ),
         count=3,
     )
     with pytest.raises(CommandError, match="failed"):
@@ -93,3 +97,16 @@ def test_paused_campaign_needs_resume(campaign, sms_outbox):
         send(campaign.pk)
     send(campaign.pk, "--resume")
     assert len(sms_outbox) == 3
+
+
+def test_a_waiting_sender_says_what_it_waits_for(campaign):
+    out = StringIO()
+    dispatcher = Dispatcher(campaign.pk)
+    dispatcher.last_step = Step(
+        "waiting",
+        reason="waiting for messages another sender holds (3 with dispatcher #7)",
+    )
+    Progress(OutputWrapper(out), total=3).update(campaign.pk, dispatcher)
+    assert "(waiting for messages another sender holds (3 with dispatcher #7))" in (
+        out.getvalue()
+    )

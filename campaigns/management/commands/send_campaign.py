@@ -244,6 +244,10 @@ class Progress:
             f"[{bar:<{self.WIDTH}}] {share:6.1%}  sent {stats.submitted:,}  failed {failed:,}  "
             f"{rate:,.0f}/s  ETA {eta}"
         )
+        step = dispatcher.last_step
+        if step.state == "waiting" and step.reason and not final:
+            # Never a silent stall: say what the sender waits for.
+            line += f"  ({step.reason})"
         if self.tty:
             self.stream.write("\r" + line, ending="")
             self.stream.flush()

@@ -333,3 +333,27 @@ def test_a_claim_that_lost_its_messages_to_recovery_does_not_send_them(campaign)
     assert ours == set(ids) - {taken}
     # Handing over twice is refused too.
     assert mark_handed(ids, claimed_at=claimed_at, now=timezone.now()) == set()
+
+
+def test_a_provider_that_breaks_mid_campaign_pauses_it_with_the_reason(
+    campaign, settings, sms_outbox
+):
+    # Credentials removed after the campaign started: no worker may die of it.
+    settings.SMS_PROVIDERS = {
+        **settings.SMS_PROVIDERS,
+        "broken": {
+            "BACKEND": "providers.backends.sinch.SmsBackend",
+            "OPTIONS": {"service_plan_id": "", "api_token": "", "number": ""},
+        },
+    }
+    Campaign.objects.filter(pk=campaign.pk).update(provider="broken")
+
+    step = run(campaign)
+
+    assert step.state == "stopped"
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    assert "Provider broken cannot be used" in campaign.waiting_reason
+    assert "SINCH_API_TOKEN" in campaign.waiting_reason
+    assert set(Message.objects.values_list("status", flat=True)) == {"queued"}
+    assert sms_outbox == []

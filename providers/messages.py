@@ -51,17 +51,53 @@ class OutboundSms:
     """Sender number or ID; empty means the backend's configured default."""
 
 
+class SendErrorKind(StrEnum):
+    """What a failed send means for the message: the closed set every backend picks
+    from, and the only thing the send path reads (never a vendor's code string)."""
+
+    THROTTLED = "throttled"
+    """The vendor refused for now because we went too fast (429): nothing was sent.
+    Slow down and send again."""
+    NOT_SENT = "not_sent"
+    """Nothing reached the vendor, or the vendor answered that it did not take the
+    message (refused connection, DNS, TLS handshake, connect timeout, most 5xx):
+    safe to send again later."""
+    MAYBE_SENT = "maybe_sent"
+    """The request left us and no usable answer came back (read timeout, connection
+    dropped after the request was written, 504): the vendor may have it. Never sent
+    again automatically: the message becomes "unknown" until a receipt settles it."""
+    PERMANENT = "permanent"
+    """The vendor refused this message for good (invalid number, text too long)."""
+    MISCONFIGURED = "misconfigured"
+    """Our settings are wrong (credentials refused, unknown account or endpoint): no
+    message can go through until an operator fixes them. Nothing was sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class SendError:
+    kind: SendErrorKind
+    """What the failure means; see SendErrorKind."""
     code: str
-    """The vendor's error code or HTTP status, as text."""
+    """The vendor's error code or HTTP status, as text (for people, never for logic)."""
     reason: str
-    retryable: bool
-    """True for throttling, 5xx, timeouts and connection errors: try again later."""
-    misconfigured: bool = False
-    """True when the vendor refused our credentials (401/403): no message will go through."""
     retry_after: float | None = None
     """Seconds the vendor asked us to wait, when it said."""
+
+    def __post_init__(self) -> None:
+        # A typo'd or free-text kind would silently change what happens to the
+        # message: refuse it where it is made.
+        if not isinstance(self.kind, SendErrorKind):
+            try:
+                object.__setattr__(self, "kind", SendErrorKind(self.kind))
+            except ValueError:
+                raise ValueError(
+                    f"SendError kind must be one of {', '.join(SendErrorKind)}, got {self.kind!r}"
+                ) from None
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the message again later is safe and may succeed."""
+        return self.kind in (SendErrorKind.THROTTLED, SendErrorKind.NOT_SENT)
 
 
 @dataclass(frozen=True, slots=True)

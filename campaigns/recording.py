@@ -15,12 +15,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from providers.messages import SendResult
+from providers.messages import SendErrorKind, SendResult
 
 from .models import Message
-
-# Errors after which the vendor may have the message (a read timeout, a lost answer).
-MAYBE_SENT = {"timeout", "no_result"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +76,7 @@ def record_batch(
             provider_ids[row.id] = result.provider_message_id
             continue
         error = result.error
-        if error.code in MAYBE_SENT:
+        if error.kind == SendErrorKind.MAYBE_SENT:
             # The vendor may have accepted it before the answer was lost: sending it
             # again could text the recipient twice, so a receipt (or an operator)
             # settles it instead.
@@ -91,12 +88,13 @@ def record_batch(
                 )
             ].append(row.id)
             continue
-        if error.misconfigured:
+        misconfigured = error.kind == SendErrorKind.MISCONFIGURED
+        if misconfigured:
             outcome.misconfigured = True
-        if error.retryable or error.misconfigured:
-            if error.code in ("429", "throttled"):
+        if error.retryable or misconfigured:
+            if error.kind == SendErrorKind.THROTTLED:
                 outcome.throttled = True
-            elif not error.misconfigured:
+            elif not misconfigured:
                 outcome.transient += 1
             if error.retry_after:
                 outcome.retry_after = max(outcome.retry_after or 0, error.retry_after)

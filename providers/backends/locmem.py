@@ -44,6 +44,7 @@ from ..messages import (
     InboundSms,
     OutboundSms,
     SendError,
+    SendErrorKind,
     SendResult,
     StatusEvent,
 )
@@ -106,9 +107,9 @@ class SmsBackend(BaseSmsBackend):
                     error = _failures.popleft()
                 elif not _E164.fullmatch(message.to):
                     error = SendError(
-                        code="invalid_number",
-                        reason="the number is not E.164 with a leading +",
-                        retryable=False,
+                        SendErrorKind.PERMANENT,
+                        "invalid_number",
+                        "the number is not E.164 with a leading +",
                     )
                 else:
                     outbox.append(message)

@@ -17,7 +17,7 @@ from campaigns.actions import (
 from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
 from providers.backends import locmem
-from providers.messages import SendError
+from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,7 +86,7 @@ def test_cancel_marks_unsent_messages_and_cannot_be_undone(campaign, sms_outbox)
 
 def test_retry_failed_sends_them_again(campaign, sms_outbox):
     locmem.fail_next(
-        SendError(code="invalid_number", reason="Invalid", retryable=False), count=1
+        SendError(SendErrorKind.PERMANENT, "invalid_number", "Invalid"), count=1
     )
     campaign_launch(campaign=campaign)
     work_once()
@@ -110,7 +110,7 @@ def test_a_reply_that_hit_a_provider_error_is_retried_by_the_worker(
     from campaigns.services import message_create_direct
 
     settings.SMS_RETRY_BASE_DELAY = 0.0
-    locmem.fail_next(SendError(code="503", reason="down", retryable=True))
+    locmem.fail_next(SendError(SendErrorKind.NOT_SENT, "503", "down"))
     message = message_create_direct(
         to="+14155550123",
         body="You are unsubscribed.",

@@ -10,7 +10,7 @@ from campaigns.models import Campaign, Message
 from contacts.models import Source
 from contacts.services import contact_opt_out
 from providers.backends import locmem
-from providers.messages import SendError
+from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +98,7 @@ def test_a_stop_after_launch_is_honoured(campaign, audience, sms_outbox):
 def test_retryable_errors_back_off_then_go_out(campaign, settings, sms_outbox):
     settings.SMS_RETRY_BASE_DELAY = 0.0
     locmem.fail_next(
-        SendError(code="503", reason="Service Unavailable", retryable=True), count=2
+        SendError(SendErrorKind.NOT_SENT, "503", "Service Unavailable"), count=2
     )
     run(campaign)
     assert Message.objects.filter(campaign=campaign, status="submitted").count() == 4
@@ -112,7 +112,7 @@ def test_retries_stop_at_the_attempt_limit(campaign, settings):
     settings.SMS_SEND_MAX_ATTEMPTS = 2
     settings.SMS_CIRCUIT_FAILURES = 100
     locmem.fail_next(
-        SendError(code="500", reason="Internal Server Error", retryable=True), count=8
+        SendError(SendErrorKind.NOT_SENT, "500", "Internal Server Error"), count=8
     )
     run(campaign)
     failed = Message.objects.filter(campaign=campaign, status="failed")
@@ -127,7 +127,7 @@ def test_retries_stop_at_the_attempt_limit(campaign, settings):
 def test_permanent_errors_fail_at_once_with_the_vendor_reason(campaign, sms_outbox):
     locmem.fail_next(
         SendError(
-            code="invalid_number", reason="Invalid destination number", retryable=False
+            SendErrorKind.PERMANENT, "invalid_number", "Invalid destination number"
         )
     )
     run(campaign)
@@ -144,12 +144,7 @@ def test_permanent_errors_fail_at_once_with_the_vendor_reason(campaign, sms_outb
 
 def test_rejected_credentials_pause_the_campaign_and_keep_messages_queued(campaign):
     locmem.fail_next(
-        SendError(
-            code="401",
-            reason="Invalid credentials",
-            retryable=False,
-            misconfigured=True,
-        ),
+        SendError(SendErrorKind.MISCONFIGURED, "401", "Invalid credentials"),
         count=4,
     )
     step = run(campaign)
@@ -239,9 +234,7 @@ def test_repeated_provider_failures_open_the_circuit_and_the_fallback_takes_over
         },
     }
     Campaign.objects.filter(pk=campaign.pk).update(fallback_provider="backup")
-    locmem.fail_next(
-        SendError(code="502", reason="Bad Gateway", retryable=True), count=2
-    )
+    locmem.fail_next(SendError(SendErrorKind.NOT_SENT, "502", "Bad Gateway"), count=2)
     dispatcher = Dispatcher(campaign.pk, batch_size=1)
     dispatcher.step()
     dispatcher.step()
@@ -260,7 +253,7 @@ def test_with_circuit_open_and_no_fallback_messages_wait_queued(campaign, settin
     settings.SMS_RETRY_BASE_DELAY = 0.0
     settings.SMS_CIRCUIT_FAILURES = 1
     settings.SMS_CIRCUIT_RESET_SECONDS = 60
-    locmem.fail_next(SendError(code="503", reason="down", retryable=True), count=1)
+    locmem.fail_next(SendError(SendErrorKind.NOT_SENT, "503", "down"), count=1)
     dispatcher = Dispatcher(campaign.pk, batch_size=1)
     dispatcher.step()
     step = dispatcher.step()
@@ -290,7 +283,9 @@ def test_a_read_timeout_leaves_the_message_unknown_instead_of_sending_it_twice(
     campaign, settings, sms_outbox
 ):
     settings.SMS_RETRY_BASE_DELAY = 0.0
-    locmem.fail_next(SendError(code="timeout", reason="Read timed out", retryable=True))
+    locmem.fail_next(
+        SendError(SendErrorKind.MAYBE_SENT, "read_timeout", "Read timed out")
+    )
     run(campaign)
     unknown = Message.objects.get(campaign=campaign, status="unknown")
     assert unknown.attempts == 1

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 
 from campaigns.models import Campaign, Message
 from providers.backends import locmem
-from providers.messages import SendError
+from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +80,7 @@ def test_unknown_campaign_is_a_clear_error():
 
 def test_a_campaign_where_nothing_is_accepted_exits_non_zero(campaign):
     locmem.fail_next(
-        SendError(code="invalid_number", reason="Invalid number", retryable=False),
+        SendError(SendErrorKind.PERMANENT, "invalid_number", "Invalid number"),
         count=3,
     )
     with pytest.raises(CommandError, match="failed"):

@@ -1,7 +1,7 @@
 """The Vonage backend over real TLS to a local stand-in trusted via REQUESTS_CA_BUNDLE.
 
-The SDK always builds ``https://{api_host}`` URLs, so pointing ``VONAGE_API_URL`` at
-a local server only works if that server's certificate is trusted. These tests run
+Vonage only serves https, so pointing ``VONAGE_API_URL`` at a local server only
+works if that server's certificate is trusted. These tests run
 a throwaway HTTPS server on 127.0.0.1 (no ``responses``: the request really crosses
 a socket and a TLS handshake) and check both sides of the trust decision.
 """
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from providers.backends.vonage import SmsBackend
-from providers.messages import OutboundSms
+from providers.messages import OutboundSms, SendErrorKind
 
 APP_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 SERVER_MESSAGE_UUID = "11111111-2222-3333-4444-555555555555"
@@ -230,8 +230,7 @@ def backend(
         api_url=local_api.origin,
         rate=None,
     )
-    # Set before the SDK client exists, which reads it once.
-    backend.timeout = int(SOCKET_TIMEOUT)
+    backend.http.timeout = (SOCKET_TIMEOUT, SOCKET_TIMEOUT)
     return backend
 
 
@@ -299,7 +298,7 @@ def test_requests_ca_bundle_takes_precedence_over_curl_ca_bundle(
 
 
 @pytest.mark.parametrize("trusted", ["another-ca", "default-bundle"])
-def test_send_to_an_untrusted_certificate_fails_retryably_without_reaching_the_api(
+def test_send_to_an_untrusted_certificate_is_not_sent_and_never_reaches_the_api(
     backend, local_api, tmp_path, monkeypatch, trusted
 ):
     if trusted == "another-ca":
@@ -312,8 +311,8 @@ def test_send_to_an_untrusted_certificate_fails_retryably_without_reaching_the_a
 
     assert not result.accepted
     assert result.provider_message_id == ""
-    assert result.error.code == "connection-error"
-    assert result.error.retryable
+    assert result.error.code == "tls_error"
+    assert result.error.kind == SendErrorKind.NOT_SENT
     assert "CERTIFICATE_VERIFY_FAILED" in result.error.reason
     # The client did reach this server and refused it during the handshake, so no
     # HTTP request (and no message) got through.

@@ -153,7 +153,7 @@ class HttpClient:
         try:
             return self.session.post(
                 url,
-                data=json.dumps(payload, separators=(",", ":")),
+                data=json.dumps(payload, separators=(",", ":")).encode(),
                 headers={"Content-Type": "application/json", **(headers or {})},
                 timeout=self.timeout,
                 # A redirect would be followed as a GET (and means a wrong API URL).

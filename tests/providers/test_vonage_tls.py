@@ -6,8 +6,6 @@ a throwaway HTTPS server on 127.0.0.1 (no ``responses``: the request really cros
 a socket and a TLS handshake) and check both sides of the trust decision.
 """
 
-import datetime
-import ipaddress
 import json
 import ssl
 import threading
@@ -20,82 +18,18 @@ from typing import cast
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from providers.backends.vonage import SmsBackend
 from providers.messages import OutboundSms, SendErrorKind
 
+from .servers import LOOPBACK, write_self_signed_certificate
+
 APP_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 SERVER_MESSAGE_UUID = "11111111-2222-3333-4444-555555555555"
-LOOPBACK = "127.0.0.1"
 SOCKET_TIMEOUT = 5.0
 """Seconds any socket in these tests may block, so a bug hangs no test for long."""
-
-
-# --- Certificates -----------------------------------------------------------------------
-
-
-def write_self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for IP 127.0.0.1 and its key, as PEM files.
-
-    It is its own CA (basicConstraints CA:TRUE, keyCertSign) so OpenSSL accepts it
-    as a trust anchor in a CA bundle; the IP subjectAltName is what hostname
-    checking compares against for https://127.0.0.1 URLs.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address(LOOPBACK))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / f"{name}.crt"
-    key_path = directory / f"{name}.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 # --- The local HTTPS stand-in -------------------------------------------------------

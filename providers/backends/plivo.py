@@ -11,10 +11,9 @@ whether its recipients may be sent it again. The ``plivo`` package is still used
 for what it does well: its account-id rules check ``auth_id`` at start-up, and the
 tests cross-check callback signatures with its V3 signing code.
 
-One request carries one text to up to 1,000 unique destinations, joined with "<"
-(a "<"-joined string, as the SDK's own wire body; Plivo dedupes repeats silently,
-so repeats are refused here with their own result). Plivo has no client-reference field, so the status
-callback URL carries ``?ref=<reference of the first message in the request>``; a
+One request carries one text to up to 1,000 unique destinations in one "<"-joined
+string (Plivo drops repeats silently, so a repeat is refused here with a result of
+its own). Plivo has no client-reference field, so the status callback URL carries ``?ref=<reference of the first message in the request>``; a
 delivery receipt then names a message by that ``ref`` plus its ``To`` number (and by
 ``MessageUUID``). Callbacks are form-encoded (POST) or query parameters (GET), signed
 with Plivo's V3 scheme (URL, parameters and nonce) or, failing that, V2 (URL and

@@ -107,9 +107,9 @@ class SmsBackend(BaseSmsBackend):
                     error = _failures.popleft()
                 elif not _E164.fullmatch(message.to):
                     error = SendError(
-                        kind=SendErrorKind.PERMANENT,
-                        code="invalid_number",
-                        reason="the number is not E.164 with a leading +",
+                        SendErrorKind.PERMANENT,
+                        "invalid_number",
+                        "the number is not E.164 with a leading +",
                     )
                 else:
                     outbox.append(message)

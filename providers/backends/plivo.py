@@ -1,8 +1,19 @@
 """Plivo Message API backend (https://www.plivo.com/docs/messaging/api/message).
 
-Sends through the ``plivo`` SDK: one request carries one text to up to 1,000 unique
-destinations, joined with "<". Plivo has no client-reference field, so the status
-callback URL carries ``?ref=<reference of the first message in the request>``; a
+Sends ``POST {api_url}/v1/Account/{auth_id}/Message/`` over the shared HTTP layer
+(``http.HttpClient``, HTTP Basic auth_id:auth_token) rather than through the
+``plivo`` SDK, whose base URL is a module global (``PLIVO_API_BASE_URI``, copied onto
+the client on every call): reaching a configured ``api_url`` meant holding a
+process-wide lock around every send, which serialised all Plivo sends of a process.
+The SDK also turns 429/502/503 into a bare ``PlivoRestError`` without the response
+(so no Retry-After) and hides whether a failed request had gone out, which decides
+whether its recipients may be sent it again. The ``plivo`` package is still used
+for what it does well: its account-id rules check ``auth_id`` at start-up, and the
+tests cross-check callback signatures with its V3 signing code.
+
+One request carries one text to up to 1,000 unique destinations in one "<"-joined
+string (Plivo drops repeats silently, so a repeat is refused here with a result of
+its own). Plivo has no client-reference field, so the status callback URL carries ``?ref=<reference of the first message in the request>``; a
 delivery receipt then names a message by that ``ref`` plus its ``To`` number (and by
 ``MessageUUID``). Callbacks are form-encoded (POST) or query parameters (GET), signed
 with Plivo's V3 scheme (URL, parameters and nonce) or, failing that, V2 (URL and
@@ -14,16 +25,12 @@ import hashlib
 import hmac
 import logging
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qs, urlsplit
 
-import plivo
-import plivo.rest.client as plivo_rest_client
-import requests
-from plivo import exceptions as plivo_exceptions
+from plivo.utils import is_valid_mainaccount, is_valid_subaccount
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -35,11 +42,13 @@ from ..messages import (
     InboundSms,
     OutboundSms,
     SendError,
+    SendErrorKind,
     SendResult,
     StatusEvent,
     mask_phone,
 )
 from .base import BaseSmsBackend
+from .http import HttpClient, SendFailed, body_excerpt, classify_status, json_object
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +57,9 @@ DEFAULT_API_URL = "https://api.plivo.com"
 MAX_DESTINATIONS = 1000
 """Plivo's limit of unique destinations in one bulk request."""
 
-REQUEST_TIMEOUT = 30
-"""Seconds to wait for Plivo. Longer than the SDK's 5 s default: a timed-out request
-is retried, and a 1,000-recipient request Plivo accepted but answered slowly would
-then reach everyone twice."""
+TIMEOUT = (5.0, 30.0)
+"""(connect, read) seconds. The read timeout is longer than the SDK's 5 s: a request
+that times out after going out leaves all its (up to 1,000) messages "maybe sent"."""
 
 STATUS_MAP: dict[str, DeliveryStatus] = {
     "queued": DeliveryStatus.SUBMITTED,
@@ -111,44 +119,21 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # Characters Plivo strips from "dst" (and "src") before using a number.
 _PLIVO_STRIPPED = re.compile(r"[\s/\-.+()]")
 _NON_DIGITS = re.compile(r"\D")
-# The SDK raises a bare PlivoRestError for 429, 502, 503, ...: the status is only in
-# the message text ("Received status code 429 for the HTTP method "POST"").
-_STATUS_IN_MESSAGE = re.compile(r"status code (\d{3})")
-
-# The SDK's base URL is a module global that Client.request() copies onto the client
-# on every call (setting client.base_uri has no effect). Backends with different
-# api_url values in one process must not interleave while it points at theirs.
-_base_uri_lock = threading.Lock()
-
 _DUPLICATE = SendError(
-    code="duplicate", reason="duplicate destination in batch", retryable=False
+    SendErrorKind.PERMANENT, "duplicate", "duplicate destination in batch"
 )
 _NOT_A_NUMBER = SendError(
-    code="invalid_number",
-    reason="not a phone number Plivo accepts as a destination",
-    retryable=False,
+    SendErrorKind.PERMANENT,
+    "invalid_number",
+    "not a phone number Plivo accepts as a destination",
 )
 _SAME_AS_SOURCE = SendError(
-    code="invalid_number",
-    reason="destination is the sender number",
-    retryable=False,
+    SendErrorKind.PERMANENT, "invalid_number", "destination is the sender number"
 )
 _PLIVO_INVALID = SendError(
-    code="invalid_number",
-    reason="Plivo listed the destination in invalid_number",
-    retryable=False,
-)
-
-# SDK exception -> (code, retryable, misconfigured). Subclasses before PlivoRestError.
-_SDK_ERRORS: tuple[tuple[type[Exception], str, bool, bool], ...] = (
-    (plivo_exceptions.AuthenticationError, "401", False, True),
-    (plivo_exceptions.GeoPermissionError, "403", False, True),
-    (plivo_exceptions.ForbiddenError, "403", False, True),
-    (plivo_exceptions.ValidationError, "400", False, False),
-    (plivo_exceptions.ResourceNotFoundError, "404", False, False),
-    # 405, 409 and 422 all become InvalidRequestError: the status is lost.
-    (plivo_exceptions.InvalidRequestError, "invalid_request", False, False),
-    (plivo_exceptions.PlivoServerError, "500", True, False),
+    SendErrorKind.PERMANENT,
+    "invalid_number",
+    "Plivo listed the destination in invalid_number",
 )
 
 
@@ -185,20 +170,24 @@ class SmsBackend(BaseSmsBackend):
             raise ImproperlyConfigured(
                 f"PLIVO_API_URL for SMS provider {alias!r} must be an http(s) URL such as {DEFAULT_API_URL}"
             )
+        # The SDK's own rule (MA or SA plus 18 characters); alphanumeric too, as
+        # the id goes into the URL path.
+        if not (
+            (is_valid_mainaccount(auth_id) or is_valid_subaccount(auth_id))
+            and auth_id.isalnum()
+        ):
+            raise ImproperlyConfigured(
+                f"PLIVO_AUTH_ID for SMS provider {alias!r} must be 20 characters starting with MA or SA"
+            )
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.sender_id = _plivo_source(sender_id)
         self.api_url = api_url
-        self.base_uri = f"{api_url}/v1/Account"
-        try:
-            self._client = plivo.RestClient(
-                auth_id, auth_token, timeout=REQUEST_TIMEOUT
-            )
-        except plivo_exceptions.AuthenticationError as exc:
-            # The SDK checks the format (MA or SA plus 18 characters) up front.
-            raise ImproperlyConfigured(
-                f"PLIVO_AUTH_ID for SMS provider {alias!r} must be 20 characters starting with MA or SA"
-            ) from exc
+        # The trailing slash is part of Plivo's path (the SDK adds it too).
+        self.messages_url = f"{api_url}/v1/Account/{auth_id}/Message/"
+        self.http = HttpClient(
+            vendor="Plivo", timeout=TIMEOUT, auth=(auth_id, auth_token)
+        )
 
     # --- Sending -------------------------------------------------------------------
 
@@ -243,38 +232,44 @@ class SmsBackend(BaseSmsBackend):
         if not to_send:
             return results
 
-        params: dict[str, str] = {
+        # The body the SDK sends, field for field (its defaults included).
+        params: dict[str, object] = {
             "src": src,
-            # A "<"-joined string, never a list: the SDK's validator turns a list
-            # into its repr, "['a', 'b']".
+            # Plivo's bulk form: one "<"-joined string.
             "dst": "<".join(dst for _, _, dst in to_send),
             "text": first.text,
-            "method": "POST",
+            "type": "sms",
         }
         # No client reference at Plivo: the first message's reference rides in the
         # callback URL, and the receipt's To tells the batch's messages apart.
         url = self.status_callback_url(reference=to_send[0][1].reference)
         if url:
             params["url"] = url
+        params.update(method="POST", log="true", trackable=False)
         try:
-            response = self._create_messages(params)
-        except (plivo_exceptions.PlivoRestError, requests.RequestException) as exc:
-            error = _send_error(exc)
+            response = self.http.post_json(self.messages_url, params)
+        except SendFailed as failure:
+            error = failure.error
+        else:
+            error = None if response.ok else _http_error(response)
+        if error is not None:
             logger.warning(
-                "Plivo (%s) refused a request for %d recipient(s): %s %s",
+                "Plivo (%s) did not take a request for %d recipient(s): %s %s (%s)",
                 self.alias,
                 len(to_send),
                 error.code,
                 error.reason,
+                error.kind,
             )
             for index, message, _ in to_send:
                 results[index] = _failed(message, error)
             return results
 
-        uuids = _as_list(getattr(response, "message_uuid", None))
+        body = json_object(response)
+        uuids = _as_list(body.get("message_uuid"))
         invalid = {
             _NON_DIGITS.sub("", str(number))
-            for number in _as_list(getattr(response, "invalid_number", None))
+            for number in _as_list(body.get("invalid_number"))
         }
         accepted: list[tuple[int, OutboundSms]] = []
         for index, message, dst in to_send:
@@ -305,20 +300,6 @@ class SmsBackend(BaseSmsBackend):
                 provider_message_id=message_id,
             )
         return results
-
-    def _create_messages(self, params: Mapping[str, str]):
-        # Client.request() resets client.base_uri from the module constant
-        # PLIVO_API_BASE_URI on every call, so that constant is the only way to
-        # reach api_url. It is process-wide: hold the lock while it points at
-        # ours and put the old value back for any other Plivo user. Sends are few
-        # (up to 1,000 recipients each), so serialising them costs little.
-        with _base_uri_lock:
-            previous = plivo_rest_client.PLIVO_API_BASE_URI
-            plivo_rest_client.PLIVO_API_BASE_URI = self.base_uri
-            try:
-                return self._client.messages.create(**params)
-            finally:
-                plivo_rest_client.PLIVO_API_BASE_URI = previous
 
     # --- Callbacks -----------------------------------------------------------------
 
@@ -512,42 +493,17 @@ def _as_list(value: object) -> list:
     return list(value)
 
 
-def _send_error(exc: Exception) -> SendError:
-    """Classify a failed request; the whole request's recipients share the result."""
-    if isinstance(exc, requests.Timeout):
-        return SendError(
-            code="connect_timeout"
-            if isinstance(exc, requests.ConnectTimeout)
-            else "timeout",
-            reason=f"Plivo timed out: {exc}",
-            retryable=True,
-        )
-    if isinstance(exc, requests.ConnectionError):
-        return SendError(
-            code="connection_error",
-            reason=f"could not reach Plivo: {exc}",
-            retryable=True,
-        )
-    if isinstance(exc, requests.RequestException):
-        # Broken responses and the like: Plivo may have accepted the request, so
-        # sending it again could reach the recipients twice.
-        return SendError(code="request_error", reason=str(exc), retryable=False)
-    reason = str(exc) or type(exc).__name__
-    for exc_type, code, retryable, misconfigured in _SDK_ERRORS:
-        if isinstance(exc, exc_type):
-            return SendError(
-                code=code,
-                reason=reason,
-                retryable=retryable,
-                misconfigured=misconfigured,
-            )
-    match = _STATUS_IN_MESSAGE.search(reason)
-    if match is None:
-        return SendError(code="unknown", reason=reason, retryable=False)
-    status = int(match.group(1))
-    return SendError(
-        code=str(status), reason=reason, retryable=status == 429 or status >= 500
-    )
+def _http_error(response) -> SendError:
+    """Classify a Plivo error answer (``{"api_id": ..., "error": ...}``).
+
+    Plivo's statuses mean what HTTP says: 400 a bad parameter, 401 bad credentials,
+    403 no permission for the destination's country, 429 too many requests.
+    """
+    error = json_object(response).get("error")
+    reason = error if isinstance(error, str) else ""
+    if isinstance(error, Mapping):
+        reason = "; ".join(f"{key}: {value}" for key, value in error.items())
+    return classify_status(response, reason=reason or body_excerpt(response))
 
 
 def _same(expected: str, candidate: str) -> bool:

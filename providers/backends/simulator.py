@@ -105,6 +105,7 @@ from ..messages import (
     InboundSms,
     OutboundSms,
     SendError,
+    SendErrorKind,
     SendResult,
     StatusEvent,
     mask_phone,
@@ -346,7 +347,7 @@ class SmsBackend(BaseSmsBackend):
 
         error = self._request_error(len(messages))
         if error is not None:
-            if error.code == "429":
+            if error.kind == SendErrorKind.THROTTLED:
                 self._count(throttled=len(messages), throttled_requests=1)
             else:
                 self._count(errors=len(messages))
@@ -383,9 +384,9 @@ class SmsBackend(BaseSmsBackend):
         """The error a whole request gets, if any: too large, throttled, 5xx, timeout."""
         if size > self.max_recipients_per_request:
             return SendError(
-                code="400",
-                reason=f"Too many recipients: {size} > {self.max_recipients_per_request}",
-                retryable=False,
+                SendErrorKind.PERMANENT,
+                "400",
+                f"Too many recipients: {size} > {self.max_recipients_per_request}",
             )
         # Draw before the rate check so a seeded run draws the same numbers whether or
         # not the limit bites.
@@ -394,27 +395,29 @@ class SmsBackend(BaseSmsBackend):
             server_error = self._random.choice(SERVER_ERRORS)
         if draw < self.throttle_rate:
             return SendError(
-                code="429",
-                reason="Too Many Requests (simulated)",
-                retryable=True,
+                SendErrorKind.THROTTLED,
+                "429",
+                "Too Many Requests (simulated)",
                 retry_after=1.0,
             )
         wait = self._rate_limit_wait(size)
         if wait is not None:
             return SendError(
-                code="429",
-                reason=f"Throughput limit of {self.max_rate:g} messages/s exceeded",
-                retryable=True,
+                SendErrorKind.THROTTLED,
+                "429",
+                f"Throughput limit of {self.max_rate:g} messages/s exceeded",
                 retry_after=wait,
             )
         draw -= self.throttle_rate
         if draw < self.server_error_rate:
             code, reason = server_error
-            return SendError(code=code, reason=f"{reason} (simulated)", retryable=True)
+            # 500, 502 and 503 say the request was not processed.
+            return SendError(SendErrorKind.NOT_SENT, code, f"{reason} (simulated)")
         draw -= self.server_error_rate
         if draw < self.timeout_rate:
+            # A read timeout: the sender cannot know whether the vendor took it.
             return SendError(
-                code="timeout", reason="Request timed out (simulated)", retryable=True
+                SendErrorKind.MAYBE_SENT, "timeout", "Request timed out (simulated)"
             )
         return None
 
@@ -468,18 +471,16 @@ class SmsBackend(BaseSmsBackend):
     def _invalid(self, message: OutboundSms) -> SendError | None:
         if not E164.fullmatch(message.to):
             return SendError(
-                code="invalid_number",
-                reason="Invalid destination number: not E.164",
-                retryable=False,
+                SendErrorKind.PERMANENT,
+                "invalid_number",
+                "Invalid destination number: not E.164",
             )
         if self.invalid_prefixes and message.to.startswith(self.invalid_prefixes):
             return SendError(
-                code="invalid_number",
-                reason="Invalid destination number",
-                retryable=False,
+                SendErrorKind.PERMANENT, "invalid_number", "Invalid destination number"
             )
         if not message.text:
-            return SendError(code="empty_text", reason="Empty message", retryable=False)
+            return SendError(SendErrorKind.PERMANENT, "empty_text", "Empty message")
         return None
 
     # --- Delivery reports ----------------------------------------------------------

@@ -17,7 +17,8 @@ option                   environment variable              meaning
 =======================  ================================  ===========================
 
 Sending: one ``POST {api_url}/xms/v1/{service_plan_id}/batches`` per batch of up to
-1000 recipients. Different texts in one batch go out as a ``${text}`` body with
+1000 recipients, over the shared HTTP layer (``http.HttpClient``: pooled keep-alive
+connections, no transport retries; the ``sinch`` SDK would retry 429s by itself). Different texts in one batch go out as a ``${text}`` body with
 per-recipient ``parameters``. The batch ``id`` is every recipient's provider message id:
 Sinch's delivery reports name the batch and the recipient.
 
@@ -33,11 +34,9 @@ import binascii
 import hashlib
 import hmac
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -52,17 +51,27 @@ from ..messages import (
     InboundSms,
     OutboundSms,
     SendError,
+    SendErrorKind,
     SendResult,
     StatusEvent,
 )
 from .base import BaseSmsBackend
+from .http import (
+    HttpClient,
+    SendFailed,
+    body_excerpt,
+    classify_status,
+    json_body,
+    json_object,
+    mask_numbers,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://us.sms.api.sinch.com"
 
 # (connect, read) seconds. Sinch answers a batch once it is queued, not sent, so even
-# 1000 recipients come back quickly; a read timeout past this is worth retrying.
+# 1000 recipients come back quickly; past this the batch is "maybe sent".
 TIMEOUT = (5.0, 30.0)
 
 # One placeholder carries each recipient's whole text when the texts of a batch differ.
@@ -113,15 +122,6 @@ REPORT_CODES = {
 # E.164 numbers have at least 7 digits with the country code; anything shorter that
 # Sinch names as our number is a short code and keeps its form.
 MIN_MSISDN_DIGITS = 7
-
-
-# Runs of digits long enough to be phone numbers, masked before vendor text is logged.
-PHONE_LIKE = re.compile(r"\+?\d{7,15}")
-
-
-def _mask_numbers(text: str) -> str:
-    """``text`` with phone-number-like digits masked ("+14*******23")."""
-    return PHONE_LIKE.sub(lambda m: m[0][:3] + "*" * (len(m[0]) - 5) + m[0][-2:], text)
 
 
 def _now() -> float:
@@ -188,14 +188,10 @@ class SmsBackend(BaseSmsBackend):
         self.callback_username = callback_username
         self.callback_password = callback_password
         self.batches_url = f"{self.api_url}/xms/v1/{service_plan_id}/batches"
-        # One session per backend instance keeps the TLS connection to Sinch alive
-        # between batches.
-        self.session = requests.Session()
-        self.session.headers.update(
-            {
-                "Authorization": f"Bearer {api_token}",
-                "Accept": "application/json",
-            }
+        self.http = HttpClient(
+            vendor="Sinch",
+            timeout=TIMEOUT,
+            headers={"Authorization": f"Bearer {api_token}"},
         )
 
     # --- Sending -------------------------------------------------------------------
@@ -271,34 +267,22 @@ class SmsBackend(BaseSmsBackend):
     def _send_request(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         payload = self.build_payload(messages)
         try:
-            response = self.session.post(
-                self.batches_url, json=payload, timeout=TIMEOUT
-            )
-        except requests.Timeout as exc:
-            # A read timeout may come after Sinch queued the batch; the
-            # client_reference lets a duplicate be recognised.
-            error = SendError(code=_timeout_code(exc), reason=str(exc), retryable=True)
-        except requests.ConnectionError as exc:
-            error = SendError(code="connection_error", reason=str(exc), retryable=True)
-        except requests.RequestException as exc:
-            # Invalid URL and the like: SINCH_API_URL is wrong.
-            error = SendError(
-                code=type(exc).__name__,
-                reason=str(exc),
-                retryable=False,
-                misconfigured=True,
-            )
+            response = self.http.post_json(self.batches_url, payload)
+        except SendFailed as failure:
+            # A batch whose answer was lost may have been queued: its
+            # client_reference lets the receipts find it.
+            error = failure.error
         else:
             if response.ok:
                 return self._accepted(messages, response)
             error = self._error_from_response(response)
         logger.warning(
-            "Sinch batch of %d message(s) for provider %r failed: %s %s (retryable=%s)",
+            "Sinch batch of %d message(s) for provider %r failed: %s %s (%s)",
             len(messages),
             self.alias,
             error.code,
-            _mask_numbers(error.reason),
-            error.retryable,
+            mask_numbers(error.reason),
+            error.kind,
         )
         return [
             SendResult(reference=message.reference, to=message.to, error=error)
@@ -308,13 +292,7 @@ class SmsBackend(BaseSmsBackend):
     def _accepted(
         self, messages: Sequence[OutboundSms], response: requests.Response
     ) -> list[SendResult]:
-        batch_id = ""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            batch_id = str(body.get("id") or "")
+        batch_id = str(json_object(response).get("id") or "")
         if not batch_id:
             # Sinch took the batch (2xx), so reporting a failure would invite a
             # duplicate send; the client_reference in the receipts still finds it.
@@ -331,23 +309,13 @@ class SmsBackend(BaseSmsBackend):
         ]
 
     def _error_from_response(self, response: requests.Response) -> SendError:
-        status = response.status_code
         code, reason = _error_detail(response)
-        if status in {408, 429} or status >= 500:
-            return SendError(
-                code=code,
-                reason=reason,
-                retryable=True,
-                retry_after=_retry_after(response.headers.get("Retry-After")),
-            )
-        # 401: bad token; 403: blocked account or a refused batch setting; 404 on the
-        # batches endpoint: unknown service plan or wrong region. No batch would pass.
-        return SendError(
-            code=code,
-            reason=reason,
-            retryable=False,
-            misconfigured=status in {401, 403, 404},
-        )
+        error = classify_status(response, code=code, reason=reason)
+        if response.status_code == 404:
+            # 404 on the batches endpoint: unknown service plan or wrong region.
+            # No batch would pass until the settings are fixed.
+            return SendError(SendErrorKind.MISCONFIGURED, error.code, error.reason)
+        return error
 
     # --- Callbacks: authenticity -----------------------------------------------------
 
@@ -461,10 +429,7 @@ class SmsBackend(BaseSmsBackend):
 
 def _error_detail(response: requests.Response) -> tuple[str, str]:
     """The vendor's (code, text) from an error response, whatever its shape."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_body(response)
     if isinstance(body, dict):
         # The SMS API's own shape: {"code": "...", "text": "..."}.
         if body.get("code") or body.get("text"):
@@ -477,25 +442,9 @@ def _error_detail(response: requests.Response) -> tuple[str, str]:
         if isinstance(error, dict):
             code = error.get("status") or error.get("code") or response.status_code
             return str(code), str(error.get("message") or response.reason or "")
-    text = response.text.strip()[:200] if response.text else ""
-    return str(response.status_code), text or str(response.reason or "")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - _now())
+    return str(response.status_code), body_excerpt(response) or str(
+        response.reason or ""
+    )
 
 
 def _json_object(callback: Callback) -> dict[str, Any]:
@@ -640,9 +589,3 @@ def _batch_report_events(data: dict[str, Any]) -> list[StatusEvent]:
                 )
             )
     return events
-
-
-def _timeout_code(exc: Exception) -> str:
-    # A connect timeout means nothing reached the vendor: safe to send again. A read
-    # timeout may come after the vendor accepted the request: the caller must not.
-    return "connect_timeout" if isinstance(exc, requests.ConnectTimeout) else "timeout"

@@ -10,10 +10,16 @@ from django.core.exceptions import ImproperlyConfigured
 from providers import get_provider
 from providers.backends import console, locmem
 from providers.exceptions import CallbackAuthError, CallbackParseError
-from providers.messages import Callback, DeliveryStatus, OutboundSms, SendError
+from providers.messages import (
+    Callback,
+    DeliveryStatus,
+    OutboundSms,
+    SendError,
+    SendErrorKind,
+)
 
-THROTTLED = SendError(code="429", reason="Too Many Requests", retryable=True)
-REJECTED = SendError(code="rejected", reason="Content refused", retryable=False)
+THROTTLED = SendError(SendErrorKind.THROTTLED, "429", "Too Many Requests")
+REJECTED = SendError(SendErrorKind.PERMANENT, "rejected", "Content refused")
 
 
 def sms(n: int, text: str = "Hello", sender: str = "") -> OutboundSms:
@@ -166,7 +172,7 @@ def test_locmem_refuses_numbers_that_are_not_e164_as_permanent(number, sms_outbo
     message = OutboundSms(to=number, text="Hi", reference="ref-x")
     [result] = get_provider("locmem").send_messages([message])
     assert result.error.code == "invalid_number"
-    assert result.error.retryable is False
+    assert result.error.kind == SendErrorKind.PERMANENT
     assert sms_outbox == []
 
 

@@ -10,7 +10,6 @@ import plivo.rest.client as plivo_rest_client
 import pytest
 import requests
 import responses
-from plivo.exceptions import PlivoRestError
 from plivo.utils.signature_v3 import (
     construct_get_url,
     construct_post_url,
@@ -23,7 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from providers import create_provider
 from providers.backends.plivo import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
-from providers.messages import Callback, DeliveryStatus, OutboundSms
+from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 AUTH_TOKEN = "MY_AUTH_TOKEN"
@@ -226,8 +225,7 @@ def test_invalid_numbers_fail_permanently_for_those_recipients_only(
     assert [r.accepted for r in results] == [True, False, True]
     error = results[1].error
     assert error.code == "invalid_number"
-    assert error.retryable is False
-    assert error.misconfigured is False
+    assert error.kind == SendErrorKind.PERMANENT
     assert "14155550002" not in caplog.text
 
 
@@ -252,7 +250,7 @@ def test_duplicate_destination_gets_one_send_and_one_error(backend, plivo_api):
     assert second.reference == "ref-dup"
     assert second.error.code == "duplicate"
     assert second.error.reason == "duplicate destination in batch"
-    assert second.error.retryable is False
+    assert second.error.kind == SendErrorKind.PERMANENT
 
 
 def test_destination_equal_to_sender_fails_alone(backend, plivo_api):
@@ -275,7 +273,7 @@ def test_malformed_destination_is_refused_without_a_request(backend, plivo_api):
     [result] = backend.send_batch([injected])
 
     assert result.error.code == "invalid_number"
-    assert result.error.retryable is False
+    assert result.error.kind == SendErrorKind.PERMANENT
     assert len(plivo_api.calls) == 0
 
 
@@ -304,7 +302,7 @@ def test_no_public_base_url_sends_no_callback_url(backend, plivo_api, settings):
     assert "url" not in sent_body(plivo_api)
 
 
-def test_custom_api_url_is_used_and_the_sdk_default_restored(plivo_api):
+def test_custom_api_url_is_used_and_the_sdk_global_left_alone(plivo_api):
     backend = SmsBackend(
         alias="plivo",
         auth_id=AUTH_ID,
@@ -374,24 +372,25 @@ def test_send_batch_with_mixed_texts_still_sends_one_text_per_request(
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "retryable", "misconfigured"),
+    ("status", "kind"),
     [
-        (400, "400", False, False),
-        (401, "401", False, True),
-        (403, "403", False, True),
-        (404, "404", False, False),
-        (405, "invalid_request", False, False),
-        (409, "invalid_request", False, False),
-        (422, "invalid_request", False, False),
-        (500, "500", True, False),
-        (429, "429", True, False),
-        (502, "502", True, False),
-        (503, "503", True, False),
-        (418, "418", False, False),
+        (400, SendErrorKind.PERMANENT),
+        (401, SendErrorKind.MISCONFIGURED),
+        (403, SendErrorKind.MISCONFIGURED),
+        (404, SendErrorKind.PERMANENT),
+        (405, SendErrorKind.PERMANENT),
+        (409, SendErrorKind.PERMANENT),
+        (422, SendErrorKind.PERMANENT),
+        (500, SendErrorKind.NOT_SENT),
+        (429, SendErrorKind.THROTTLED),
+        (502, SendErrorKind.NOT_SENT),
+        (503, SendErrorKind.NOT_SENT),
+        (504, SendErrorKind.MAYBE_SENT),
+        (418, SendErrorKind.PERMANENT),
     ],
 )
 def test_http_errors_are_classified_for_the_whole_batch(
-    backend, plivo_api, status, code, retryable, misconfigured
+    backend, plivo_api, status, kind
 ):
     plivo_api.add(
         responses.POST,
@@ -405,11 +404,25 @@ def test_http_errors_are_classified_for_the_whole_batch(
     assert [r.reference for r in results] == ["ref-1", "ref-2"]
     assert results[0].error == results[1].error
     error = results[0].error
-    assert (error.code, error.retryable, error.misconfigured) == (
-        code,
-        retryable,
-        misconfigured,
+    # The SDK folded 405/409/422 into one exception and 429/502/503 into a bare
+    # message; over plain HTTP the status itself is kept.
+    assert (error.code, error.kind) == (str(status), kind)
+    assert error.reason == "the vendor's words"
+
+
+def test_throttling_keeps_the_retry_after_plivo_sends(backend, plivo_api):
+    plivo_api.add(
+        responses.POST,
+        SEND_URL,
+        json={"api_id": "api-1", "error": "too many requests"},
+        status=429,
+        headers={"Retry-After": "3"},
     )
+
+    [result] = backend.send_batch([sms(1)])
+
+    assert result.error.kind == SendErrorKind.THROTTLED
+    assert result.error.retry_after == 3.0
 
 
 def test_vendor_error_text_is_kept(backend, plivo_api):
@@ -426,32 +439,39 @@ def test_vendor_error_text_is_kept(backend, plivo_api):
 
 
 @pytest.mark.parametrize(
-    ("exception", "code"),
+    ("exception", "code", "kind"),
     [
-        (requests.exceptions.ReadTimeout("slow"), "timeout"),
-        (requests.exceptions.ConnectTimeout("slow"), "connect_timeout"),
-        (requests.exceptions.ConnectionError("refused"), "connection_error"),
+        (requests.exceptions.ReadTimeout("slow"), "read_timeout", "maybe_sent"),
+        (requests.exceptions.ConnectTimeout("slow"), "connect_timeout", "not_sent"),
+        (
+            requests.exceptions.ConnectionError("aborted"),
+            "connection_lost",
+            "maybe_sent",
+        ),
+        (
+            requests.exceptions.ChunkedEncodingError("cut"),
+            "broken_response",
+            "maybe_sent",
+        ),
     ],
 )
-def test_network_failures_are_retryable(backend, plivo_api, exception, code):
+def test_network_failures_say_whether_the_request_may_have_gone(
+    backend, plivo_api, exception, code, kind
+):
     plivo_api.add(responses.POST, SEND_URL, body=exception)
 
     results = backend.send_batch([sms(1), sms(2)])
 
-    assert all(r.error.code == code and r.error.retryable for r in results)
-    assert not any(r.error.misconfigured for r in results)
+    assert {(r.error.code, r.error.kind) for r in results} == {(code, kind)}
 
 
-def test_sdk_error_without_a_status_is_permanent(backend, monkeypatch):
-    def refuse(**params):
-        raise PlivoRestError("Resource could not be created")
-
-    monkeypatch.setattr(backend._client.messages, "create", refuse)
+def test_error_without_a_json_body_keeps_the_status_and_text(backend, plivo_api):
+    plivo_api.add(responses.POST, SEND_URL, body="upstream broke", status=502)
 
     [result] = backend.send_batch([sms(1)])
 
-    assert (result.error.code, result.error.retryable) == ("unknown", False)
-    assert result.error.reason == "Resource could not be created"
+    assert (result.error.code, result.error.reason) == ("502", "upstream broke")
+    assert result.error.kind == SendErrorKind.NOT_SENT
 
 
 # --- verify_callback -----------------------------------------------------------------

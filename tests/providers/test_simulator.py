@@ -15,7 +15,7 @@ from providers import get_provider, signals
 from providers.backends import simulator
 from providers.backends.simulator import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
-from providers.messages import Callback, DeliveryStatus, OutboundSms
+from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
 
 T0 = 1_750_000_000.25
 """A fixed 'now' for the tests that control the clock (a quarter past a whole second)."""
@@ -123,7 +123,9 @@ def test_oversized_request_is_refused_permanently():
     sim = backend(max_recipients=2)
     results = sim.send_batch([sms(1), sms(2), sms(3)])
 
-    assert {(r.error.code, r.error.retryable) for r in results} == {("400", False)}
+    assert {(r.error.code, r.error.kind) for r in results} == {
+        ("400", SendErrorKind.PERMANENT)
+    }
 
 
 def test_default_provider_alias_builds_a_simulator_with_empty_options():
@@ -654,7 +656,10 @@ def test_throttle_rate_answers_429_with_retry_after():
 
     assert all(not r.accepted for r in results)
     assert {r.error.code for r in results} == {"429"}
-    assert all(r.error.retryable and r.error.retry_after == 1.0 for r in results)
+    assert all(
+        r.error.kind == SendErrorKind.THROTTLED and r.error.retry_after == 1.0
+        for r in results
+    )
     assert sim.pending_count() == 0
     assert sim.stats()["throttled"] == 2
 
@@ -665,17 +670,19 @@ def test_server_error_rate_answers_retryable_5xx():
 
     [error] = {r.error for r in results}
     assert error.code in {"500", "502", "503"}
+    assert error.kind == SendErrorKind.NOT_SENT
     assert error.retryable
-    assert not error.misconfigured
     assert sim.stats()["errors"] == 1
 
 
-def test_timeout_rate_answers_retryable_timeouts():
+def test_timeout_rate_answers_maybe_sent_timeouts():
     sim = backend(timeout_rate=1)
     [result] = sim.send_messages([sms(1)])
 
     assert result.error.code == "timeout"
-    assert result.error.retryable
+    # Like a read timeout: the sender cannot know, so it must not send it again.
+    assert result.error.kind == SendErrorKind.MAYBE_SENT
+    assert not result.error.retryable
 
 
 def test_fault_rates_apply_per_request_at_roughly_the_configured_share():
@@ -739,7 +746,7 @@ def test_max_rate_throttles_requests_beyond_the_second_budget(now):
     assert all(r.accepted for r in results[:100])
     refused = results[100:]
     assert {r.error.code for r in refused} == {"429"}
-    assert all(r.error.retryable for r in refused)
+    assert all(r.error.kind == SendErrorKind.THROTTLED for r in refused)
     assert refused[0].error.retry_after == pytest.approx(0.75)
 
     now.value = T0 + 0.75

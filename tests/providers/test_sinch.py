@@ -9,10 +9,10 @@ from responses import matchers
 
 from django.core.exceptions import ImproperlyConfigured
 
-from providers.backends import sinch
+from providers.backends import http, sinch
 from providers.backends.sinch import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
-from providers.messages import Callback, DeliveryStatus, OutboundSms
+from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
 
 BATCHES_URL = "https://us.sms.api.sinch.com/xms/v1/plan123/batches"
 STATUS_URL = "https://sms.example.com/webhooks/sinch/status/"
@@ -69,6 +69,8 @@ def backend() -> SmsBackend:
 def frozen_clock(monkeypatch):
     def freeze(at: float) -> None:
         monkeypatch.setattr(sinch, "_now", lambda: at)
+        # Retry-After dates are read by the shared HTTP layer.
+        monkeypatch.setattr(http, "_now", lambda: at)
 
     freeze(VECTOR_TIMESTAMP)
     return freeze
@@ -279,8 +281,7 @@ def test_bad_request_is_permanent_and_keeps_the_vendor_code_and_text(backend):
         assert not result.accepted
         assert result.error.code == "syntax_invalid_parameter_format"
         assert result.error.reason == "Invalid MSISDN format"
-        assert not result.error.retryable
-        assert not result.error.misconfigured
+        assert result.error.kind == SendErrorKind.PERMANENT
 
 
 @responses.activate
@@ -301,7 +302,7 @@ def test_failure_logs_mask_phone_numbers_from_the_vendor_text(backend, caplog):
 
 @pytest.mark.parametrize("status", [401, 403, 404])
 @responses.activate
-def test_refused_credentials_or_plan_are_permanent_and_misconfigured(backend, status):
+def test_refused_credentials_or_unknown_plan_are_misconfigured(backend, status):
     responses.post(
         BATCHES_URL,
         status=status,
@@ -311,12 +312,11 @@ def test_refused_credentials_or_plan_are_permanent_and_misconfigured(backend, st
     [result] = backend.send_batch([sms(1)])
 
     assert result.error.code == "unauthorized"
-    assert not result.error.retryable
-    assert result.error.misconfigured
+    assert result.error.kind == SendErrorKind.MISCONFIGURED
 
 
 @responses.activate
-def test_throttling_is_retryable_after_the_time_sinch_asks(backend):
+def test_throttling_is_throttled_with_the_time_sinch_asks(backend):
     responses.post(
         BATCHES_URL,
         status=429,
@@ -326,10 +326,10 @@ def test_throttling_is_retryable_after_the_time_sinch_asks(backend):
 
     [result] = backend.send_batch([sms(1)])
 
+    # Sinch's own code for it, which the send path never reads: the kind says it.
     assert result.error.code == "too_many_requests"
-    assert result.error.retryable
+    assert result.error.kind == SendErrorKind.THROTTLED
     assert result.error.retry_after == 7.0
-    assert not result.error.misconfigured
 
 
 @responses.activate
@@ -355,7 +355,7 @@ def test_server_error_with_a_non_json_body_is_retryable(backend):
 
     assert result.error.code == "503"
     assert result.error.reason == "<html>Service Unavailable</html>"
-    assert result.error.retryable
+    assert result.error.kind == SendErrorKind.NOT_SENT
     assert result.error.retry_after is None
 
 
@@ -377,35 +377,42 @@ def test_google_style_error_body_is_understood(backend):
 
     assert result.error.code == "INVALID_ARGUMENT"
     assert result.error.reason == "Bad Request"
-    assert not result.error.retryable
+    assert result.error.kind == SendErrorKind.PERMANENT
 
 
 @pytest.mark.parametrize(
-    ("exception", "code"),
+    ("exception", "code", "kind"),
     [
-        (requests.ReadTimeout("read timed out"), "timeout"),
-        (requests.ConnectionError("connection refused"), "connection_error"),
+        (requests.ReadTimeout("read timed out"), "read_timeout", "maybe_sent"),
+        (requests.ConnectTimeout("connect timed out"), "connect_timeout", "not_sent"),
+        (
+            requests.ConnectionError("connection aborted"),
+            "connection_lost",
+            "maybe_sent",
+        ),
     ],
 )
 @responses.activate
-def test_timeouts_and_connection_errors_are_retryable(backend, exception, code):
+def test_timeouts_and_connection_errors_say_whether_the_batch_may_have_gone(
+    backend, exception, code, kind
+):
     responses.post(BATCHES_URL, body=exception)
 
     results = backend.send_batch([sms(1), sms(2)])
 
     assert [r.error.code for r in results] == [code, code]
-    assert all(r.error.retryable for r in results)
+    assert {r.error.kind for r in results} == {kind}
 
 
 @responses.activate
 def test_one_session_is_reused_across_batches(backend):
     responses.post(BATCHES_URL, **created())
-    session = backend.session
+    session = backend.http.session
 
     backend.send_batch([sms(1)])
     backend.send_batch([sms(2)])
 
-    assert backend.session is session
+    assert backend.http.session is session
     assert isinstance(session, requests.Session)
     assert len(responses.calls) == 2
 

@@ -1,4 +1,5 @@
-"""Tests for the Vonage Messages API backend (send through the SDK, signed webhooks)."""
+"""Tests for the Vonage Messages API backend (send over the shared HTTP layer, signed
+webhooks)."""
 
 import hashlib
 import json
@@ -18,10 +19,10 @@ from responses import matchers
 from django.core.exceptions import ImproperlyConfigured
 
 from providers import create_provider
-from providers.backends import vonage
+from providers.backends import http, vonage
 from providers.backends.vonage import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
-from providers.messages import Callback, DeliveryStatus, OutboundSms
+from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
 
 API = "https://api.nexmo.com/v1/messages"
 APP_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
@@ -220,9 +221,14 @@ def test_api_url_must_be_an_https_origin(options, api_url):
         ("https://127.0.0.1:8443", "127.0.0.1:8443"),
     ],
 )
-def test_api_url_becomes_the_sdk_api_host(options, api_url, host):
+def test_api_url_is_where_messages_are_posted(options, mocked, api_url, host):
     backend = SmsBackend(alias="vonage", **{**options, "api_url": api_url})
-    assert backend._client().http_client.api_host == host
+    accepted(mocked, url=f"https://{host}/v1/messages")
+
+    [result] = backend.send_messages([sms(0)])
+
+    assert result.accepted
+    assert mocked.calls[0].request.url == f"https://{host}/v1/messages"
 
 
 # --- Sending ----------------------------------------------------------------------------
@@ -259,6 +265,8 @@ def test_send_authenticates_with_an_rs256_application_jwt(backend, mocked, rsa_k
     assert scheme == "Bearer"
     claims = jwt.decode(token, rsa_key.public_key(), algorithms=["RS256"])
     assert claims["application_id"] == APP_ID
+    assert claims["exp"] - claims["iat"] == vonage.TOKEN_LIFETIME
+    assert jwt.get_unverified_header(token) == {"alg": "RS256", "typ": "JWT"}
 
 
 def test_pkcs1_private_key_file_is_accepted(options, mocked, rsa_key, tmp_path):
@@ -345,9 +353,9 @@ def test_every_request_carries_its_own_client_ref(backend, mocked):
     assert [r.provider_message_id for r in results] == ["uuid-0", "uuid-1", "uuid-2"]
 
 
-def test_sdk_resend_after_remote_disconnect_repeats_the_client_ref(backend, mocked):
-    """The SDK re-posts on RemoteDisconnected; the shared client_ref exposes a
-    duplicate if Vonage had accepted the first attempt."""
+def test_remote_disconnect_is_maybe_sent_and_never_posted_again(backend, mocked):
+    """The SDK's client re-posted on RemoteDisconnected (a possible duplicate text);
+    one POST, then the message waits for its receipt."""
     dropped = requests.ConnectionError(
         RemoteDisconnected("Remote end closed connection without response")
     )
@@ -356,27 +364,69 @@ def test_sdk_resend_after_remote_disconnect_repeats_the_client_ref(backend, mock
 
     [result] = backend.send_messages([sms(0)])
 
-    assert result.accepted
-    assert len(mocked.calls) == 2
-    assert [sent_body(call)["client_ref"] for call in mocked.calls] == ["ref-0"] * 2
+    assert result.error.kind == SendErrorKind.MAYBE_SENT
+    assert result.error.retryable is False
+    assert len(mocked.calls) == 1
 
 
-def test_sdk_client_is_created_once_per_backend(backend, mocked, monkeypatch):
-    created = []
-    real_vonage = vonage.Vonage
-
-    def counting_vonage(*args, **kwargs):
-        created.append(1)
-        return real_vonage(*args, **kwargs)
-
-    monkeypatch.setattr(vonage, "Vonage", counting_vonage)
-    accepted(mocked)
-    accepted(mocked)
-
+def test_one_token_is_signed_and_reused_until_shortly_before_it_expires(
+    backend, mocked, freeze
+):
+    for _ in range(3):
+        accepted(mocked)
+    freeze(VECTOR_IAT)
     backend.send_messages([sms(0)])
+    freeze(VECTOR_IAT + vonage.TOKEN_LIFETIME - vonage.TOKEN_RENEW_BEFORE - 1)
     backend.send_messages([sms(1)])
+    freeze(VECTOR_IAT + vonage.TOKEN_LIFETIME - vonage.TOKEN_RENEW_BEFORE)
+    backend.send_messages([sms(2)])
 
-    assert len(created) == 1
+    tokens = [authorization(call) for call in mocked.calls]
+    assert tokens[0] == tokens[1]
+    assert tokens[2] != tokens[1]
+    assert backend.token.signed == 2
+    renewed = jwt.decode(
+        tokens[2].removeprefix("Bearer "), options={"verify_signature": False}
+    )
+    assert renewed["iat"] == VECTOR_IAT + vonage.TOKEN_LIFETIME - 60
+
+
+def test_private_key_is_parsed_when_the_backend_is_built_not_per_send(
+    options, mocked, monkeypatch
+):
+    parsed = []
+    real_load = serialization.load_pem_private_key
+
+    def counting_load(*args, **kwargs):
+        parsed.append(1)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", counting_load)
+    backend = SmsBackend(alias="vonage", **options)
+    for _ in range(5):
+        accepted(mocked)
+    # A token close to expiry forces a second signature: still no parsing.
+    backend.send_messages([sms(n) for n in range(3)])
+    backend.token._current = ("stale", 0.0)
+    backend.send_messages([sms(n) for n in range(3, 5)])
+
+    assert len(parsed) == 1
+    assert backend.token.signed == 2
+
+
+def test_tokens_are_shared_safely_between_threads(backend, mocked):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(40):
+        accepted(mocked)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(lambda n: backend.send_messages([sms(n)])[0], range(40))
+        )
+
+    assert all(result.accepted for result in results)
+    assert backend.token.signed == 1
+    assert len({authorization(call) for call in mocked.calls}) == 1
 
 
 def test_text_of_1000_characters_is_sent(backend, mocked):
@@ -393,8 +443,8 @@ def test_text_over_1000_characters_is_a_permanent_error_not_a_truncation(
 ):
     [result] = backend.send_messages([sms(0, text="a" * 1001)])
 
-    assert result.error.code == "text-too-long"
-    assert result.error.retryable is False
+    assert result.error.code == "text_too_long"
+    assert result.error.kind == SendErrorKind.PERMANENT
     assert len(mocked.calls) == 0
 
 
@@ -403,8 +453,8 @@ def test_invalid_number_is_permanent_and_not_sent(backend, mocked):
 
     [result] = backend.send_messages([bad])
 
-    assert result.error.code == "invalid-number"
-    assert result.error.retryable is False
+    assert result.error.code == "invalid_number"
+    assert result.error.kind == SendErrorKind.PERMANENT
     assert result.error.reason.startswith("to: ")
     assert "447700900000" not in result.error.reason
     assert len(mocked.calls) == 0
@@ -415,12 +465,13 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
 
     [result] = backend.send_messages([message])
 
-    assert result.error.code == "invalid-request"
+    assert result.error.code == "invalid_request"
+    assert result.error.kind == SendErrorKind.PERMANENT
     assert "client_ref" in result.error.reason
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "code", "reason", "retryable", "misconfigured"),
+    ("status", "body", "code", "reason", "kind"),
     [
         (
             401,
@@ -431,8 +482,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "unauthorized",
             "Invalid credentials supplied: You did not provide correct credentials.",
-            False,
-            True,
+            SendErrorKind.MISCONFIGURED,
         ),
         (
             403,
@@ -443,8 +493,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "forbidden",
             "Forbidden: Your account does not have permission to perform this action.",
-            False,
-            True,
+            SendErrorKind.MISCONFIGURED,
         ),
         (
             404,
@@ -455,8 +504,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "not-found",
             "Not Found",
-            False,
-            False,
+            SendErrorKind.PERMANENT,
         ),
         (
             402,
@@ -467,8 +515,9 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "1170",
             "Low balance: This request could not be performed due to your account balance being low.",
-            False,
-            False,
+            # No message goes through until someone tops the account up: stop the
+            # campaign rather than fail every recipient for good.
+            SendErrorKind.MISCONFIGURED,
         ),
         (
             422,
@@ -479,8 +528,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "1150",
             "Invalid params: The value of one or more parameters is invalid.",
-            False,
-            False,
+            SendErrorKind.PERMANENT,
         ),
         (
             429,
@@ -491,8 +539,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "throttled",
             "Rate Limit Hit: Please wait, then retry your request",
-            True,
-            False,
+            SendErrorKind.THROTTLED,
         ),
         (
             500,
@@ -503,8 +550,7 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "internal-error",
             "Internal Error: Something went wrong.",
-            True,
-            False,
+            SendErrorKind.NOT_SENT,
         ),
         (
             503,
@@ -515,14 +561,11 @@ def test_client_ref_over_100_characters_is_an_invalid_request(backend, mocked):
             ),
             "service-unavailable",
             "Service Unavailable",
-            True,
-            False,
+            SendErrorKind.NOT_SENT,
         ),
     ],
 )
-def test_http_errors_are_classified(
-    backend, mocked, status, body, code, reason, retryable, misconfigured
-):
+def test_http_errors_are_classified(backend, mocked, status, body, code, reason, kind):
     mocked.add(
         responses.POST,
         API,
@@ -535,8 +578,7 @@ def test_http_errors_are_classified(
 
     assert result.error.code == code
     assert result.error.reason == reason
-    assert result.error.retryable is retryable
-    assert result.error.misconfigured is misconfigured
+    assert result.error.kind == kind
     assert result.error.retry_after is None
 
 
@@ -547,7 +589,16 @@ def test_error_without_problem_body_keeps_the_http_status(backend, mocked):
 
     assert result.error.code == "502"
     assert result.error.reason == "Bad Gateway"
-    assert result.error.retryable is True
+    assert result.error.kind == SendErrorKind.NOT_SENT
+
+
+def test_gateway_timeout_is_maybe_sent(backend, mocked):
+    mocked.add(responses.POST, API, body="", status=504)
+
+    [result] = backend.send_messages([sms(0)])
+
+    assert result.error.kind == SendErrorKind.MAYBE_SENT
+    assert result.error.retryable is False
 
 
 def test_throttling_carries_retry_after_seconds(backend, mocked):
@@ -556,12 +607,12 @@ def test_throttling_carries_retry_after_seconds(backend, mocked):
     [result] = backend.send_messages([sms(0)])
 
     assert result.error.code == "429"
-    assert result.error.retryable is True
+    assert result.error.kind == SendErrorKind.THROTTLED
     assert result.error.retry_after == 7.0
 
 
-def test_retry_after_as_an_http_date_becomes_seconds(backend, mocked, freeze):
-    freeze(VECTOR_IAT)  # 2025-01-01T12:00:00Z
+def test_retry_after_as_an_http_date_becomes_seconds(backend, mocked, monkeypatch):
+    monkeypatch.setattr(http, "_now", lambda: VECTOR_IAT)  # 2025-01-01T12:00:00Z
     mocked.add(
         responses.POST,
         API,
@@ -575,21 +626,22 @@ def test_retry_after_as_an_http_date_becomes_seconds(backend, mocked, freeze):
     assert result.error.retry_after == 90.0
 
 
-def test_timeout_is_retryable(backend, mocked):
+def test_read_timeout_is_maybe_sent(backend, mocked):
     mocked.add(responses.POST, API, body=requests.ReadTimeout("read timed out"))
 
     [result] = backend.send_messages([sms(0)])
 
-    assert result.error.code == "timeout"
-    assert result.error.retryable is True
+    assert result.error.code == "read_timeout"
+    assert result.error.kind == SendErrorKind.MAYBE_SENT
 
 
-def test_connection_error_is_retryable(backend, mocked):
-    mocked.add(responses.POST, API, body=requests.ConnectionError("refused"))
+def test_connect_timeout_is_not_sent(backend, mocked):
+    mocked.add(responses.POST, API, body=requests.ConnectTimeout("connect timed out"))
 
     [result] = backend.send_messages([sms(0)])
 
-    assert result.error.code == "connection-error"
+    assert result.error.code == "connect_timeout"
+    assert result.error.kind == SendErrorKind.NOT_SENT
     assert result.error.retryable is True
 
 
@@ -600,6 +652,20 @@ def test_accepted_without_message_uuid_is_still_accepted(backend, mocked):
 
     assert result.accepted
     assert result.provider_message_id == ""
+
+
+def test_key_that_cannot_sign_is_misconfigured_and_nothing_is_posted(
+    backend, mocked, monkeypatch
+):
+    def broken(claims):
+        raise vonage.VonageError("key cannot sign")
+
+    monkeypatch.setattr(backend.token._jwt, "generate_application_jwt", broken)
+
+    [result] = backend.send_messages([sms(0)])
+
+    assert result.error.kind == SendErrorKind.MISCONFIGURED
+    assert len(mocked.calls) == 0
 
 
 def test_one_failure_keeps_the_other_results(backend, mocked):

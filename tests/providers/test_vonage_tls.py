@@ -1,13 +1,11 @@
 """The Vonage backend over real TLS to a local stand-in trusted via REQUESTS_CA_BUNDLE.
 
-The SDK always builds ``https://{api_host}`` URLs, so pointing ``VONAGE_API_URL`` at
-a local server only works if that server's certificate is trusted. These tests run
+Vonage only serves https, so pointing ``VONAGE_API_URL`` at a local server only
+works if that server's certificate is trusted. These tests run
 a throwaway HTTPS server on 127.0.0.1 (no ``responses``: the request really crosses
 a socket and a TLS handshake) and check both sides of the trust decision.
 """
 
-import datetime
-import ipaddress
 import json
 import ssl
 import threading
@@ -20,82 +18,18 @@ from typing import cast
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from providers.backends.vonage import SmsBackend
-from providers.messages import OutboundSms
+from providers.messages import OutboundSms, SendErrorKind
+
+from .servers import LOOPBACK, write_self_signed_certificate
 
 APP_ID = "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"
 SERVER_MESSAGE_UUID = "11111111-2222-3333-4444-555555555555"
-LOOPBACK = "127.0.0.1"
 SOCKET_TIMEOUT = 5.0
 """Seconds any socket in these tests may block, so a bug hangs no test for long."""
-
-
-# --- Certificates -----------------------------------------------------------------------
-
-
-def write_self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for IP 127.0.0.1 and its key, as PEM files.
-
-    It is its own CA (basicConstraints CA:TRUE, keyCertSign) so OpenSSL accepts it
-    as a trust anchor in a CA bundle; the IP subjectAltName is what hostname
-    checking compares against for https://127.0.0.1 URLs.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address(LOOPBACK))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / f"{name}.crt"
-    key_path = directory / f"{name}.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 # --- The local HTTPS stand-in -------------------------------------------------------
@@ -230,8 +164,7 @@ def backend(
         api_url=local_api.origin,
         rate=None,
     )
-    # Set before the SDK client exists, which reads it once.
-    backend.timeout = int(SOCKET_TIMEOUT)
+    backend.http.timeout = (SOCKET_TIMEOUT, SOCKET_TIMEOUT)
     return backend
 
 
@@ -299,7 +232,7 @@ def test_requests_ca_bundle_takes_precedence_over_curl_ca_bundle(
 
 
 @pytest.mark.parametrize("trusted", ["another-ca", "default-bundle"])
-def test_send_to_an_untrusted_certificate_fails_retryably_without_reaching_the_api(
+def test_send_to_an_untrusted_certificate_is_not_sent_and_never_reaches_the_api(
     backend, local_api, tmp_path, monkeypatch, trusted
 ):
     if trusted == "another-ca":
@@ -312,8 +245,8 @@ def test_send_to_an_untrusted_certificate_fails_retryably_without_reaching_the_a
 
     assert not result.accepted
     assert result.provider_message_id == ""
-    assert result.error.code == "connection-error"
-    assert result.error.retryable
+    assert result.error.code == "tls_error"
+    assert result.error.kind == SendErrorKind.NOT_SENT
     assert "CERTIFICATE_VERIFY_FAILED" in result.error.reason
     # The client did reach this server and refused it during the handshake, so no
     # HTTP request (and no message) got through.

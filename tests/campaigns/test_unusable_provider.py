@@ -3,6 +3,7 @@ production) is refused at every door, and never stops a worker: its campaign is
 paused with the reason and the others go on."""
 
 import re
+from datetime import timedelta
 from html import unescape
 from io import StringIO
 
@@ -23,7 +24,12 @@ from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.provider_checks import ProviderUnusable, campaign_pause_for_provider
 from smscampaigns.models import ApiKey
-from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
+from tests.factories import (
+    CampaignFactory,
+    ContactFactory,
+    ContactListFactory,
+    MessageFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("smscampaigns.urls")]
 
@@ -434,3 +440,29 @@ def test_the_pause_leaves_a_campaign_that_is_no_longer_sending_alone(contact_lis
     )
     campaign.refresh_from_db()
     assert (campaign.status, campaign.waiting_reason) == (Status.DRAFT, "")
+
+
+def test_a_queued_direct_message_through_a_broken_provider_fails_with_the_reason(
+    contact_list, sms_outbox
+):
+    """A test send queued before its provider broke: the worker's retry of direct
+    messages fails it for good instead of dying on it."""
+    stuck = MessageFactory(
+        kind=Message.Kind.TEST,
+        campaign=None,
+        contact=None,
+        to="+12065550100",
+        provider="sinch",
+        queued_at=timezone.now() - timedelta(minutes=5),
+    )
+    healthy = sending(contact_list, "locmem")
+
+    work_once()
+
+    stuck.refresh_from_db()
+    assert stuck.status == Message.Status.FAILED
+    assert stuck.error_code == "provider_unusable"
+    assert stuck.error_reason.startswith(SINCH_NEEDS)
+    assert stuck.handed_at is None
+    healthy.refresh_from_db()
+    assert healthy.status == Status.COMPLETED

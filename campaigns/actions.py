@@ -12,7 +12,10 @@ from .claims import OPTED_OUT_CODE
 from .dispatch import CANCELLED_CODE, cancel_queued
 from .launch import CampaignError
 from .models import Campaign, Message
+from .provider_checks import campaign_require_usable_providers
 from .scheduling import enqueue_dispatch, enqueue_start
+
+SCHEDULABLE = {Campaign.Status.DRAFT, Campaign.Status.SCHEDULED}
 
 
 def _is_zone(name: str) -> bool:
@@ -58,12 +61,15 @@ def campaign_schedule(
     """
     if timezone.is_naive(at):
         raise CampaignError("The schedule needs a time zone")
+    if campaign.status in SCHEDULABLE:
+        # (Otherwise the state is what refuses it, below.)
+        campaign_require_usable_providers(campaign)
     if time_zone and not _is_zone(time_zone):
         raise CampaignError(f"Unknown time zone {time_zone!r}")
     window = {} if send_window is None else {"send_window": send_window or None}
     _move(
         campaign,
-        {Campaign.Status.DRAFT, Campaign.Status.SCHEDULED},
+        SCHEDULABLE,
         "scheduled",
         status=Campaign.Status.SCHEDULED,
         scheduled_at=at,
@@ -89,6 +95,9 @@ def campaign_pause(*, campaign: Campaign) -> Campaign:
 @transaction.atomic
 def campaign_resume(*, campaign: Campaign) -> Campaign:
     """Carry on from where it stopped; nobody gets a message twice."""
+    if campaign.status == Campaign.Status.PAUSED:
+        # Refused while the provider still cannot send: a worker would pause it again.
+        campaign_require_usable_providers(campaign)
     was_launched = campaign.started_at is not None
     _move(
         campaign,

@@ -20,6 +20,7 @@ from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
 from .launch import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_audience
+from .provider_checks import require_usable
 from .scheduling import enqueue_dispatch
 from .services import message_create_direct
 from .templating import TemplateError, audience_attribute_keys, parse, validate
@@ -92,8 +93,11 @@ def campaign_create_adhoc(
     Valid numbers become contacts (created in bulk when new); opted-out and
     suppressed numbers are skipped; each remaining number gets one queued message,
     rendered by the dispatcher like any campaign's. Raises :class:`NoRecipients`
-    when no number is valid and :class:`BodyError` for a body that would not render.
+    when no number is valid, :class:`BodyError` for a body that would not render and
+    :class:`~campaigns.provider_checks.ProviderUnusable` for a provider that cannot send.
     """
+    provider = provider or settings.SMS_DEFAULT_PROVIDER
+    require_usable(field="provider", alias=provider)
     invalid: list[str] = []
     parsed: dict[str, ParsedPhone] = {}  # by E.164, in the order given, each once
     for raw in recipients:
@@ -116,7 +120,7 @@ def campaign_create_adhoc(
         campaign = Campaign.objects.create(
             name=f"Bulk {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
             body=message,
-            provider=provider or settings.SMS_DEFAULT_PROVIDER,
+            provider=provider,
             status=Campaign.Status.SENDING,
             started_at=now,
             created_by=created_by,
@@ -210,8 +214,14 @@ def _check_body(body: str, lists: Iterable) -> None:
 def campaign_create(
     *, lists: Iterable = (), created_by=None, **fields: Any
 ) -> Campaign:
-    """A draft campaign; its body is checked against its audience's attributes."""
+    """A draft campaign; its body is checked against its audience's attributes, and
+    its providers must be usable (:class:`~campaigns.provider_checks.ProviderUnusable`)."""
     lists = list(lists)
+    require_usable(
+        field="provider",
+        alias=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+    )
+    require_usable(field="fallback_provider", alias=fields.get("fallback_provider", ""))
     _check_body(fields.get("body", ""), lists)
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
@@ -241,6 +251,10 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             f"{', '.join(changed)} can no longer change (only campaigns that have "
             "not started sending can be edited)"
         )
+    # A provider is judged when it is chosen: a campaign keeps the one it has.
+    for name in ("provider", "fallback_provider"):
+        if name in fields and fields[name] != getattr(locked, name):
+            require_usable(field=name, alias=fields[name])
     if "body" in changed or "lists" in changed:
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
         _check_body(fields.get("body", locked.body), lists)
@@ -316,8 +330,10 @@ def campaign_send_test(
 
     Placeholders are filled with the first audience contact's data, or left to
     their defaults when the audience is empty. Raises :class:`BodyError` for a body
-    that does not parse and :class:`RecipientsOptedOut` for numbers that opted out.
+    that does not parse, :class:`RecipientsOptedOut` for numbers that opted out and
+    :class:`~campaigns.provider_checks.ProviderUnusable` when the provider cannot send.
     """
+    require_usable(field="provider", alias=campaign.provider)
     text = campaign_test_text(campaign, with_contact_data=with_contact_data)
     blocked = _blocked_numbers(numbers)
     if blocked:

@@ -59,6 +59,7 @@ from .preview import (
     format_money as money,
     price_for,
 )
+from .provider_checks import campaign_providers_problem
 from .scheduling import broker_configured
 from .stats import FAILURE_STATUSES
 from .windows import SendWindow, WindowError
@@ -452,11 +453,14 @@ class CampaignActionsMixin(admin.ModelAdmin):
         sample, problem = campaign_sample(
             campaign, with_contact_data=can_see_contacts(request)
         )
+        # A test goes through the main provider only.
+        provider_problem = campaign_providers_problem(campaign, fallback=False)
         return {
             "form": TestSendForm(data),
             "sample": sample,
             "problems": [problem] if problem else [],
-            "refusal": problem,
+            "provider_problem": provider_problem,
+            "refusal": provider_problem or problem,
             "fingerprint": confirmation_fingerprint(campaign, self._list_ids(campaign)),
         }
 
@@ -471,7 +475,10 @@ class CampaignActionsMixin(admin.ModelAdmin):
             campaign, with_contact_data=can_see_contacts(request)
         )
         problems = estimate.problems or ([problem] if problem else [])
-        if not list_ids:
+        provider_problem = campaign_providers_problem(campaign)
+        if provider_problem:
+            refusal = provider_problem
+        elif not list_ids:
             refusal = "it has no lists: choose who gets it on the campaign page first."
         elif estimate.recipients == 0:
             refusal = (
@@ -486,6 +493,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
             "figures": self._estimate_rows(campaign, estimate),
             "sample": sample,
             "problems": problems,
+            "provider_problem": provider_problem,
             "no_lists": not list_ids,
             "empty_audience": bool(list_ids) and estimate.recipients == 0,
             "refusal": refusal,

@@ -40,6 +40,7 @@ from .preview import (
     format_money as money,
     render_for,
 )
+from .provider_checks import ProviderUnusable
 from .templating import (
     CONTACT_FIELD_NAMES,
     Placeholder,
@@ -424,6 +425,8 @@ class ComposerMixin(admin.ModelAdmin):
             )
         except BodyError as error:
             raise _Refused([("body", problem) for problem in error.problems]) from error
+        except ProviderUnusable as error:
+            raise _Refused([(error.field, str(error))]) from error
         except CampaignError as error:
             raise _Refused([(None, str(error))]) from error
         # The admin goes on with the object it passed in (history, redirect).

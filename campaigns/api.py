@@ -2,7 +2,9 @@
 
 Thin: each view validates its input, calls a service and renders the result. A
 service's :class:`~campaigns.launch.CampaignError` (the campaign's state does not
-allow the operation) is answered 409 with its message.
+allow the operation) is answered 409 with its message; a provider that cannot be used
+is a 400 on the field that names it when the request chooses it (create, update,
+bulk), and a 409 with the code "provider_unusable" when the campaign already has it.
 """
 
 from collections.abc import Callable
@@ -48,6 +50,7 @@ from .filters import MessageFilter
 from .launch import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_preview
+from .provider_checks import ProviderUnusable
 from .serializers import (
     BulkInputSerializer,
     BulkOutputSerializer,
@@ -70,7 +73,8 @@ _ERROR_DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one.",
     403: "Authenticated, but not allowed.",
     404: "No such object.",
-    409: "The campaign's current state does not allow this.",
+    409: "The campaign's current state does not allow this (code "
+    '"provider_unusable": its provider cannot be used now, and why).',
     429: "Too many requests; `retry_after` says how many seconds to wait.",
 }
 
@@ -91,6 +95,15 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
+class ProviderConflict(Conflict):
+    default_detail = "The campaign's provider cannot be used now."
+    default_code = "provider_unusable"
+
+    def __init__(self, error: ProviderUnusable) -> None:
+        super().__init__(str(error))
+        self.field = error.field
+
+
 def _created_by(request: Request):
     """The logged-in person, or None for an API key (not a user account)."""
     return request.user if isinstance(request.user, get_user_model()) else None
@@ -100,10 +113,21 @@ def _run(service: Callable, **kwargs):
     """Call a service, translating its refusals into API errors."""
     try:
         return service(**kwargs)
+    except ProviderUnusable as error:
+        raise ProviderConflict(error) from error
     except CampaignError as error:
         raise Conflict(str(error)) from error
     except BodyError as error:
         raise exceptions.ValidationError({"body": error.problems}) from error
+
+
+def _run_input(service: Callable, **kwargs):
+    """Call a service with what the request chose: a provider that cannot be used is
+    a mistake in the input (400 on its field), not the campaign's state."""
+    try:
+        return _run(service, **kwargs)
+    except ProviderConflict as error:
+        raise exceptions.ValidationError({error.field: [error.detail]}) from error
 
 
 def _validated(serializer_class: type[BaseSerializer], request: Request) -> dict:
@@ -157,14 +181,14 @@ class CampaignViewSet(viewsets.ModelViewSet):
         )
 
     def perform_create(self, serializer: CampaignSerializer) -> None:
-        serializer.instance = _run(
+        serializer.instance = _run_input(
             campaign_create,
             created_by=_created_by(self.request),
             **serializer.validated_data,
         )
 
     def perform_update(self, serializer: CampaignSerializer) -> None:
-        serializer.instance = _run(
+        serializer.instance = _run_input(
             campaign_update, campaign=serializer.instance, **serializer.validated_data
         )
 
@@ -193,7 +217,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
         description="Rendered with the first audience contact's data (or the "
         "placeholders' defaults); goes out at once through the campaign's provider.",
         request=TestSendInputSerializer,
-        responses={202: TestSendOutputSerializer, **errors(400, 404)},
+        responses={202: TestSendOutputSerializer, **errors(400, 404, 409)},
     )
     @action(detail=True, methods=["post"], url_path="test", url_name="test")
     def send_test(self, request: Request, pk: str | None = None) -> Response:
@@ -337,6 +361,8 @@ class BulkMessageApi(APIView):
             )
         except NoRecipients as error:
             raise exceptions.ValidationError({"recipients": [str(error)]}) from error
+        except ProviderUnusable as error:
+            raise exceptions.ValidationError({"provider": [str(error)]}) from error
         except BodyError as error:
             raise exceptions.ValidationError({"message": error.problems}) from error
         return Response(

@@ -9,6 +9,7 @@ from django.core.validators import MaxLengthValidator
 
 from contacts.models import Contact, ContactList
 from contacts.querysets import member_count
+from providers import provider_problem, usable_providers
 
 from .adhoc import body_problems
 from .models import Campaign, default_provider
@@ -20,8 +21,21 @@ def provider_choices() -> list[tuple[str, str]]:
     return [(alias, alias) for alias in settings.SMS_PROVIDERS]
 
 
-def fallback_choices() -> list[tuple[str, str]]:
-    return [("", "None"), *provider_choices()]
+def usable_provider_choices() -> list[tuple[str, str]]:
+    return [(alias, alias) for alias in usable_providers()]
+
+
+def usable_fallback_choices() -> list[tuple[str, str]]:
+    return [("", "None"), *usable_provider_choices()]
+
+
+class ProviderChoiceField(forms.ChoiceField):
+    """Offers the providers that can send now; any configured alias passes this
+    field, so the service refuses an unusable one with its reason (see
+    ``campaigns.provider_checks``) instead of "Select a valid choice"."""
+
+    def valid_value(self, value: str) -> bool:
+        return value in settings.SMS_PROVIDERS or super().valid_value(value)
 
 
 def list_label(contact_list: ContactList) -> str:
@@ -38,13 +52,13 @@ class CampaignComposerForm(forms.ModelForm):
     naming them changes nothing.
     """
 
-    provider = forms.ChoiceField(
-        choices=provider_choices,
+    provider = ProviderChoiceField(
+        choices=usable_provider_choices,
         initial=default_provider,
         help_text="Who sends the messages; the price per segment depends on it.",
     )
-    fallback_provider = forms.ChoiceField(
-        choices=fallback_choices,
+    fallback_provider = ProviderChoiceField(
+        choices=usable_fallback_choices,
         required=False,
         help_text="Takes over while the main provider is failing.",
     )
@@ -87,10 +101,25 @@ class CampaignComposerForm(forms.ModelForm):
             # One index count per list, for the lists shown (see member_count).
             lists.queryset = ContactList.objects.annotate(member_count=member_count())
             lists.label_from_instance = list_label
+        for name in ("provider", "fallback_provider"):
+            self._offer_current_provider(name)
         body = self.fields.get("body")
         if body is not None:
             # The API's bound, so every campaign saved here can be read back there.
             body.validators.append(MaxLengthValidator(MAX_BODY_LENGTH))
+
+    def _offer_current_provider(self, name: str) -> None:
+        """Keep the campaign's own provider selectable when it cannot be used now,
+        marked so, rather than silently showing another one."""
+        field = self.fields.get(name)
+        current = getattr(self.instance, name, "") if self.instance.pk else ""
+        if field is None or not current:
+            return
+        problem = provider_problem(current)
+        if problem is None:
+            return
+        field.choices = [*field.choices, (current, f"{current} (cannot send now)")]
+        field.help_text = f"{field.help_text} {problem}."
 
     def clean(self) -> dict:
         cleaned = super().clean()

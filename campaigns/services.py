@@ -4,6 +4,7 @@ import logging
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -17,6 +18,9 @@ from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
 
 logger = logging.getLogger(__name__)
+
+#: error_code of a direct message whose provider could not be created.
+PROVIDER_UNUSABLE_CODE = "provider_unusable"
 
 
 def message_create_direct(
@@ -81,7 +85,27 @@ def message_deliver(*, message_id: int) -> Message | None:
         sender=message.sender,
     )
     try:
-        [result] = get_provider(message.provider).send_messages([outbound])
+        backend = get_provider(message.provider)
+    except ImproperlyConfigured as exc:
+        # Nothing was sent, and nothing will be until someone fixes the provider: a
+        # final failure with the reason, not an exception that stops a worker loop.
+        logger.error(
+            "message %s not sent: provider %s cannot be used: %s",
+            message_id,
+            message.provider,
+            exc,
+        )
+        Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
+            status=Message.Status.FAILED,
+            handed_at=None,
+            error_code=PROVIDER_UNUSABLE_CODE,
+            error_reason=str(exc)[:255],
+            status_changed_at=timezone.now(),
+        )
+        message.refresh_from_db()
+        return message
+    try:
+        [result] = backend.send_messages([outbound])
     except Exception:
         # A bug or misconfiguration, not a vendor answer: leave the message visible
         # as "unknown" (it may or may not have left) for an operator to look at.

@@ -5,6 +5,7 @@ import time
 from celery import shared_task
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from . import scheduling, services
@@ -32,21 +33,36 @@ def dispatch_campaign(campaign_id: int) -> None:
 
     from .dispatch import Dispatcher
     from .models import Campaign
+    from .provider_checks import campaign_pause_if_unusable
 
-    campaign = Campaign.objects.filter(pk=campaign_id).only("provider").first()
+    campaign = (
+        Campaign.objects.filter(pk=campaign_id)
+        .only("status", "provider", "fallback_provider")
+        .first()
+    )
     if campaign is None:
         return
-    backend = get_provider(campaign.provider)
-    deliver_reports = getattr(backend, "deliver_due", None)
+    # A provider that cannot send pauses its campaign (with the reason), not the
+    # worker: the task ends quietly instead of failing on every retry.
+    if campaign.status == Campaign.Status.SENDING and campaign_pause_if_unusable(
+        campaign
+    ):
+        return
+    try:
+        backend = get_provider(campaign.provider)
+        deliver_reports = getattr(backend, "deliver_due", None)
 
-    def on_batch(dispatcher) -> None:
-        scheduling.beat(campaign_id)
-        if deliver_reports is not None:
-            deliver_reports()
+        def on_batch(dispatcher) -> None:
+            scheduling.beat(campaign_id)
+            if deliver_reports is not None:
+                deliver_reports()
 
-    step = Dispatcher(campaign_id, on_batch=on_batch).run(
-        deadline=time.monotonic() + settings.SMS_TASK_SLICE_SECONDS
-    )
+        step = Dispatcher(campaign_id, on_batch=on_batch).run(
+            deadline=time.monotonic() + settings.SMS_TASK_SLICE_SECONDS
+        )
+    except ImproperlyConfigured as exc:
+        campaign_pause_if_unusable(campaign, error=exc)
+        return
     if step.state in ("done", "stopped"):
         return
     countdown = 0.0

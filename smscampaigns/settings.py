@@ -248,6 +248,11 @@ PLIVO_RATE = env.float("PLIVO_RATE", default=5.0)
 SINCH_RATE = env.float("SINCH_RATE", default=10.0)
 
 SMS_DEFAULT_PROVIDER = env.str("SMS_DEFAULT_PROVIDER", default="simulator")
+# The development backends (simulator, console, locmem) send nothing to real phones:
+# campaigns may use them only while this is on (default: DEBUG).
+SMS_ALLOW_DEVELOPMENT_PROVIDERS = env.bool(
+    "SMS_ALLOW_DEVELOPMENT_PROVIDERS", default=DEBUG
+)
 
 # Added on a new line to every new campaign's messages (and counted in its segments).
 # Each campaign keeps its own copy, which a marketer may change or clear.

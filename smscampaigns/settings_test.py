@@ -12,6 +12,8 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
 os.environ.setdefault("PUBLIC_BASE_URL", "https://sms.example.com")
 os.environ.setdefault("SMS_DEFAULT_PROVIDER", "locmem")
+# DEBUG is off, as in production, but the suite sends through locmem.
+os.environ.setdefault("SMS_ALLOW_DEVELOPMENT_PROVIDERS", "true")
 os.environ.setdefault("SIMULATOR_BACKGROUND_REPORTS", "false")
 # The tests must not read a developer's .env through the environment either.
 os.environ.setdefault("CELERY_BROKER_URL", "")

@@ -19,6 +19,7 @@ SEPARATOR = "-" * 79
 
 
 class SmsBackend(BaseSmsBackend):
+    development_only = True
     max_recipients_per_request = 1000
     supports_per_recipient_text = True
     supports_client_reference = True

@@ -94,6 +94,7 @@ def reset() -> None:
 
 
 class SmsBackend(BaseSmsBackend):
+    development_only = True
     max_recipients_per_request = 1000
     supports_per_recipient_text = True
     supports_client_reference = True

@@ -212,6 +212,7 @@ class _PendingReport:
 class SmsBackend(BaseSmsBackend):
     """A vendor without a vendor: see the module docstring for options and formats."""
 
+    development_only = True
     max_recipients_per_request = 1000
     supports_per_recipient_text = True
     supports_client_reference = True

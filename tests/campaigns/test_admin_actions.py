@@ -1028,7 +1028,12 @@ def test_a_skipped_time_names_the_real_gap(admin_client, campaign):
 # --- Duplicate ---------------------------------------------------------------------------
 
 
-def test_duplicate_makes_a_draft_copy(admin_client, admin_user):
+def test_duplicate_makes_a_draft_copy(admin_client, admin_user, settings):
+    # A copy is a new campaign: its providers must be configured.
+    settings.SMS_PROVIDERS = {
+        **settings.SMS_PROVIDERS,
+        "locmem2": settings.SMS_PROVIDERS["locmem"],
+    }
     contact_list = ContactListFactory()
     ContactFactory().lists.add(contact_list)
     original = launched(queued=1)

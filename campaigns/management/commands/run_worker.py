@@ -4,11 +4,13 @@ import signal
 import threading
 import time
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
 
 from campaigns import scheduling
 from campaigns.dispatch import Dispatcher
 from campaigns.models import Campaign
+from campaigns.provider_checks import campaign_pause_if_unusable
 from contacts.tasks import import_jobs_run_pending
 from providers import deliver_due_reports, get_provider
 
@@ -57,14 +59,24 @@ class Command(BaseCommand):
         ).order_by("pk"):
             if stop.is_set():
                 break
-            backend = get_provider(campaign.provider)
-            deliver = getattr(backend, "deliver_due", None)
-            dispatcher = Dispatcher(
-                campaign.pk,
-                stop=stop,
-                on_batch=lambda d, deliver=deliver: deliver and deliver(),
-            )
-            step = dispatcher.run(deadline=time.monotonic() + slice_seconds)
+            # A campaign whose provider cannot send is paused with the reason; the
+            # others go on.
+            if campaign_pause_if_unusable(campaign):
+                self.stdout.write(self._paused(campaign))
+                continue
+            try:
+                backend = get_provider(campaign.provider)
+                deliver = getattr(backend, "deliver_due", None)
+                dispatcher = Dispatcher(
+                    campaign.pk,
+                    stop=stop,
+                    on_batch=lambda d, deliver=deliver: deliver and deliver(),
+                )
+                step = dispatcher.run(deadline=time.monotonic() + slice_seconds)
+            except ImproperlyConfigured as exc:
+                campaign_pause_if_unusable(campaign, error=exc)
+                self.stdout.write(self._paused(campaign))
+                continue
             if dispatcher.stats.submitted or dispatcher.stats.failed:
                 busy = True
                 self.stdout.write(
@@ -79,3 +91,10 @@ class Command(BaseCommand):
             self.stdout.write("Ran a contact import.")
             busy = True
         return busy
+
+    def _paused(self, campaign: Campaign) -> str:
+        campaign.refresh_from_db(fields=["status", "waiting_reason"])
+        return self.style.ERROR(
+            f"Campaign #{campaign.pk} {campaign.get_status_display().lower()}: "
+            f"{campaign.waiting_reason}"
+        )

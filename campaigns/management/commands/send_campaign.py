@@ -5,12 +5,19 @@ import sys
 import threading
 import time
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from campaigns.dispatch import Dispatcher
 from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
+from campaigns.provider_checks import (
+    ProviderUnusable,
+    campaign_pause_for_provider,
+    campaign_pause_if_unusable,
+    campaign_require_usable_providers,
+)
 from campaigns.stats import campaign_snapshot_take, campaign_stats
 from providers import get_provider
 
@@ -68,6 +75,7 @@ class Command(BaseCommand):
             self._dry_run(campaign)
             return
 
+        self._require_usable_providers(campaign)
         if campaign.status == Campaign.Status.PAUSED:
             if not resume:
                 raise CommandError(
@@ -97,8 +105,8 @@ class Command(BaseCommand):
             return
 
         stop = threading.Event()
-        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(stop))
         backend = get_provider(campaign.provider)
+        previous = signal.signal(signal.SIGINT, lambda *_: self._interrupt(stop))
         progress = Progress(
             self.stdout, total=Message.objects.filter(campaign=campaign).count()
         )
@@ -114,6 +122,13 @@ class Command(BaseCommand):
         )
         try:
             step = dispatcher.run()
+        except ImproperlyConfigured as exc:
+            # A provider that broke mid-send: paused with the reason, like a worker.
+            campaign_pause_if_unusable(campaign, error=exc)
+            raise CommandError(
+                f"Campaign {campaign.pk} is paused: {exc}. Fix the provider's "
+                "configuration, then run the command again with --resume."
+            ) from exc
         finally:
             signal.signal(signal.SIGINT, previous)
         progress.update(campaign.pk, dispatcher, final=True)
@@ -140,6 +155,28 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Campaign {campaign.pk} failed: no message was accepted."
             )
+
+    def _require_usable_providers(self, campaign: Campaign) -> None:
+        """Stop before anything changes when the campaign cannot send (a campaign
+        already sending is paused with the reason, as a worker would)."""
+        sendable = {
+            Campaign.Status.DRAFT,
+            Campaign.Status.SCHEDULED,
+            Campaign.Status.SENDING,
+            Campaign.Status.PAUSED,
+        }
+        if campaign.status not in sendable:
+            return
+        try:
+            campaign_require_usable_providers(campaign)
+        except ProviderUnusable as error:
+            if campaign.status == Campaign.Status.SENDING:
+                campaign_pause_for_provider(
+                    campaign_id=campaign.pk, alias=error.alias, problem=error.problem
+                )
+            raise CommandError(
+                f"Campaign {campaign.pk} cannot be sent through {error.alias}: {error}"
+            ) from error
 
     def _interrupt(self, stop: threading.Event) -> None:
         if stop.is_set():

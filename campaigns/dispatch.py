@@ -41,6 +41,7 @@ from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
 from .claims import OPTED_OUT_CODE as OPTED_OUT_CODE, Claimed, claim_batch, mark_handed
 from .liveness import Liveness, recover_stale
 from .models import Campaign, DeliveryEvent, Message
+from .provider_checks import campaign_pause_for_provider
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
 from .templating import parse
@@ -214,9 +215,10 @@ class Dispatcher:
         except ImproperlyConfigured as exc:
             # A provider that broke after the campaign started (credentials removed,
             # key file gone) pauses this campaign only; the worker goes on.
-            reason = f"Provider {alias} cannot be used: {exc}. Fix its settings, then resume."
-            _pause(campaign, reason)
-            return Step("stopped", reason=reason)
+            campaign_pause_for_provider(
+                campaign_id=campaign.pk, alias=alias, problem=str(exc)
+            )
+            return Step("stopped", reason=str(exc))
 
         zones = None
         if campaign.send_window:

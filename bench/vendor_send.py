@@ -30,7 +30,7 @@ Subcommands (each prints figures and asserts nothing):
     .venv/bin/python bench/vendor_send.py throughput [--vonage-messages 2000]
         [--node-messages 2000] [--bulk-messages 50000] [--skip-node]
     .venv/bin/python bench/vendor_send.py chaos [--messages 20000] [--rate 500]
-        [--kills 5] [--interval 3,6] [--lease S]
+        [--kills 5] [--interval 1,4] [--lease S]
     .venv/bin/python bench/vendor_send.py dropped [--messages 1000] [--drop 0.05]
     common: [--latency 0.2] [--timeout S] [--concurrency C] [--database-url URL]
         [--cache-url URL] [--keep]
@@ -156,6 +156,13 @@ class Sender:
         self.process.wait()
         self.ended = time.time()
         self.outcome = "kill -9"
+
+    def finish(self, wait: float = 15.0, grace: float = 20.0) -> None:
+        """Let a sender whose work is done exit by itself for ``wait`` seconds, then
+        stop it."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(wait)
+        self.stop(grace)
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGINT (send_campaign stops after its batch) or SIGTERM (run_worker), then
@@ -520,7 +527,7 @@ def scenario_throughput(bench: Bench, args: argparse.Namespace) -> None:
     env = bench.env("vonage", running, HUGE_RATE)
     sender = bench.start_sender("send_campaign", campaign_id, env, label)
     finished, seconds = wait_until_done(campaign_id, [sender], args.timeout)
-    sender.stop()
+    sender.finish()
     running.stop()
     rows.append(
         throughput_row("vonage (Python, send_campaign)", running, campaign_id, seconds)
@@ -686,6 +693,16 @@ def scenario_chaos(bench: Bench, args: argparse.Namespace) -> None:
     sender = bench.start_sender("send_campaign", campaign_id, env, label)
     kills = []
     for number in range(1, args.kills + 1):
+        # Kill while it sends: once the vendor has seen this process's first request.
+        before = standin_recipients(running)
+        deadline = time.time() + 60
+        while (
+            standin_recipients(running) == before
+            and sender.alive()
+            and remaining(campaign_id)
+            and time.time() < deadline
+        ):
+            time.sleep(0.1)
         time.sleep(rng.uniform(low, high))
         if not sender.alive():
             print(f"  the sender exited before kill {number}: {sender.tail(2)}")
@@ -785,7 +802,7 @@ def scenario_dropped(bench: Bench, args: argparse.Namespace) -> None:
         env = bench.env(vendor, running, HUGE_RATE, **extra)
         sender = bench.start_sender("send_campaign", campaign_id, env, label)
         finished, seconds = wait_until_done(campaign_id, [sender], args.timeout)
-        sender.stop()
+        sender.finish()
         running.stop()
         summary = standin.summarize(running.info["log"])
         counters = json.loads(Path(running.info["log"] + ".seconds.json").read_text())
@@ -887,7 +904,10 @@ def main() -> None:
     chaos.add_argument("--rate", type=float, default=500, help="PLIVO_RATE (500/s)")
     chaos.add_argument("--kills", type=int, default=5)
     chaos.add_argument(
-        "--interval", default="3,6", help="seconds between kills (uniform; 3,6)"
+        "--interval",
+        default="1,4",
+        help="seconds from a (re)started sender's first request at the vendor to its "
+        "kill (uniform; 1,4)",
     )
     chaos.add_argument(
         "--lease", type=int, help="SMS_SEND_LEASE_SECONDS (default: the project's)"

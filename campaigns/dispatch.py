@@ -203,6 +203,9 @@ class Dispatcher:
 
         alias = self._choose_provider(campaign)
         if alias is None:
+            if self._nothing_left(campaign):
+                # The last answers opened the circuit: nothing waits for it.
+                return self._finish(campaign)
             reason = f"Waiting for provider {campaign.provider}: it is failing, retrying shortly."
             _set_waiting(campaign, reason)
             return Step(
@@ -556,10 +559,13 @@ class Dispatcher:
         circuit = circuit_for(alias)
         if outcome.throttled and alias in self._limiters:
             self._limiters[alias].slow_down()
-        if outcome.transient:
-            circuit.record_failure()
-        elif outcome.submitted:
+        # Answers are recorded many requests at a time: any accepted message shows the
+        # vendor is up (a few lost answers among them must not open the circuit);
+        # only a group with nothing accepted counts as a failure.
+        if outcome.submitted:
             circuit.record_success()
+        elif outcome.transient:
+            circuit.record_failure()
         if (
             outcome.submitted
             and DeliveryEvent.objects.filter(

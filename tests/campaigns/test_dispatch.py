@@ -357,3 +357,43 @@ def test_a_provider_that_breaks_mid_campaign_pauses_it_with_the_reason(
     assert "SINCH_API_TOKEN" in campaign.waiting_reason
     assert set(Message.objects.values_list("status", flat=True)) == {"queued"}
     assert sms_outbox == []
+
+
+def test_a_lost_answer_among_accepted_ones_leaves_the_circuit_closed(
+    campaign, settings, sms_outbox
+):
+    from campaigns.dispatch import circuit_for
+
+    settings.SMS_CIRCUIT_FAILURES = 1
+    locmem.fail_next(
+        SendError(
+            kind=SendErrorKind.MAYBE_SENT, code="connection_lost", reason="closed"
+        )
+    )
+    step = run(campaign)
+
+    assert step.state == "done"
+    assert sorted(Message.objects.values_list("status", flat=True)) == [
+        "submitted",
+        "submitted",
+        "submitted",
+        "unknown",
+    ]
+    assert circuit_for("locmem").state() == "closed"
+
+
+def test_a_campaign_with_nothing_left_finishes_even_with_the_circuit_open(
+    campaign, settings
+):
+    from campaigns.dispatch import circuit_for
+
+    settings.SMS_CIRCUIT_FAILURES = 1
+    settings.SMS_CIRCUIT_RESET_SECONDS = 600
+    Message.objects.filter(campaign=campaign).update(status=Message.Status.SUBMITTED)
+    circuit_for("locmem").record_failure()
+
+    step = Dispatcher(campaign.pk).step()
+
+    assert step.state == "done"
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED

@@ -55,6 +55,11 @@ CANCELLED_CODE = "cancelled"
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
 
+# Share of the vendor's rate the limiter keeps free: what starts at one instant (a
+# slice of requests) is at most this much, so no calendar second at the vendor gets
+# more than the rate, even with a few milliseconds of jitter on the way.
+RATE_HEADROOM = 0.03
+
 # A dispatcher looks for dead dispatchers' claims on its campaign this often.
 RECOVERY_SECONDS = 2.0
 
@@ -317,7 +322,9 @@ class Dispatcher:
     def _limiter(self, alias: str, backend) -> RateLimiter:
         if alias not in self._limiters:
             rate = self.rate_override or backend.rate
-            self._limiters[alias] = RateLimiter(f"provider:{alias}", rate=rate)
+            self._limiters[alias] = RateLimiter(
+                f"provider:{alias}", rate=rate * (1 - RATE_HEADROOM)
+            )
         return self._limiters[alias]
 
     # --- Claim ---------------------------------------------------------------------------
@@ -401,27 +408,25 @@ class Dispatcher:
             )
 
         limiter = self._limiter(alias, backend)
-        # No request larger than one second's allowance: a 1,000-recipient request at
-        # 30/s would go out as one burst the vendor throttles.
-        largest = max(1, int(limiter.effective_rate()))
+        # What may start at one instant: the headroom the limiter keeps below the
+        # vendor's rate. Vendors count per calendar second; the limiter spaces
+        # starts, so a second holds at most (its paced share) + (what started at its
+        # last instant): kept within the headroom, no second exceeds the rate. It
+        # also caps requests: 1,000 recipients at 30/s would be one burst.
+        at_once = max(1.0, limiter.effective_rate() * RATE_HEADROOM)
+        largest = int(at_once)
         requests = [
             request[start : start + largest]
             for request in backend.split_requests(outbound)
             for start in range(0, len(request), largest)
         ]
-
-        # Book the rate limiter once per slice of about 50 ms of sending, not once per
-        # request: at 1,000 one-recipient requests a second, per-request booking is
-        # what would limit us.
-        budget = max(1.0, limiter.effective_rate() / 20)
-        pending = list(_slices(requests, rendered, budget))
+        # The limiter is booked once per slice of that size, not once per request: at
+        # 1,000 one-recipient requests a second, per-request booking is what would
+        # limit us.
+        pending = list(_slices(requests, rendered, at_once))
         self._halt = False
         while pending:
             slice_requests, cost = pending[0]
-            if len(slice_requests) == 1 and cost > budget:
-                # A short request still opens a second at the vendor: book a full
-                # one, so the next request cannot land in the same calendar second.
-                cost = max(cost, float(largest))
             # Room first, then the booking: a request must never start later than its
             # slot because the pool was full, or two seconds' requests could bunch.
             self._wait_for_room(1)

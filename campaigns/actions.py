@@ -5,17 +5,19 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from .claims import OPTED_OUT_CODE
-from .dispatch import CANCELLED_CODE, cancel_queued
-from .launch import CampaignError
+from . import lifecycle
+from .dispatch import cancel_queued
+from .lifecycle import CampaignError
 from .models import Campaign, Message
+from .preview import campaign_audience
 from .provider_checks import campaign_require_usable_providers
 from .scheduling import enqueue_dispatch, enqueue_start
 
-SCHEDULABLE = {Campaign.Status.DRAFT, Campaign.Status.SCHEDULED}
+
+class EmptyAudience(CampaignError):
+    """A campaign that would reach nobody: sending or scheduling it is refused."""
 
 
 def _is_zone(name: str) -> bool:
@@ -26,23 +28,41 @@ def _is_zone(name: str) -> bool:
     return True
 
 
-def _move(campaign: Campaign, allowed: set[str], verb: str, **fields) -> Campaign:
-    """Change the campaign's status only if it is still in one of ``allowed`` states."""
-    moved = Campaign.objects.filter(pk=campaign.pk, status__in=allowed).update(
-        updated_at=timezone.now(), **fields
-    )
-    campaign.refresh_from_db()
-    if not moved:
-        raise CampaignError(
-            f"Campaign {campaign.pk} is {campaign.get_status_display().lower()}: it cannot be {verb}"
+def audience_problem(
+    campaign: Campaign,
+    *,
+    list_ids: list[int] | None = None,
+    recipients: int | None = None,
+) -> str:
+    """Why the campaign would reach nobody ("" when it reaches someone): the rule
+    every entry point applies before sending or scheduling. ``list_ids`` and
+    ``recipients`` are the caller's own counts, when it has them (the admin's
+    confirmation pages show them)."""
+    if list_ids is None:
+        list_ids = list(campaign.lists.values_list("pk", flat=True))
+    if not list_ids:
+        return "it has no lists: choose who gets it on the campaign page first."
+    if recipients is None:
+        recipients = 1 if campaign_audience(campaign).exists() else 0
+    if not recipients:
+        return (
+            "nobody would get it: its lists are empty, or everyone in them opted "
+            "out or is suppressed."
         )
-    return campaign
+    return ""
+
+
+def campaign_require_audience(campaign: Campaign, *, verb: str = "sent") -> None:
+    """Raise :class:`EmptyAudience` when the campaign would reach nobody."""
+    if problem := audience_problem(campaign):
+        raise EmptyAudience(f"Campaign {campaign.pk} cannot be {verb}: {problem}")
 
 
 @transaction.atomic
 def campaign_send_now(*, campaign: Campaign) -> Campaign:
-    """Start sending as soon as a worker picks it up."""
-    return campaign_schedule(campaign=campaign, at=timezone.now())
+    """Start sending as soon as a worker picks it up (it shows as "Starting" until
+    then, see campaigns.lifecycle)."""
+    return _schedule(campaign, "send", at=timezone.now())
 
 
 @transaction.atomic
@@ -61,17 +81,29 @@ def campaign_schedule(
     """
     if timezone.is_naive(at):
         raise CampaignError("The schedule needs a time zone")
-    if campaign.status in SCHEDULABLE:
-        # (Otherwise the state is what refuses it, below.)
-        campaign_require_usable_providers(campaign)
     if time_zone and not _is_zone(time_zone):
         raise CampaignError(f"Unknown time zone {time_zone!r}")
+    return _schedule(
+        campaign, "schedule", at=at, time_zone=time_zone, send_window=send_window
+    )
+
+
+def _schedule(
+    campaign: Campaign,
+    action: str,
+    *,
+    at: datetime,
+    time_zone: str = "",
+    send_window: dict | None = None,
+) -> Campaign:
+    # The state first: a cancelled campaign is refused as such, whatever its lists.
+    lifecycle.require(campaign, action)
+    campaign_require_usable_providers(campaign)
+    campaign_require_audience(campaign, verb=lifecycle.TRANSITIONS[action].verb)
     window = {} if send_window is None else {"send_window": send_window or None}
-    _move(
+    lifecycle.move(
         campaign,
-        SCHEDULABLE,
-        "scheduled",
-        status=Campaign.Status.SCHEDULED,
+        action,
         scheduled_at=at,
         schedule_time_zone=time_zone,
         **window,
@@ -84,29 +116,18 @@ def campaign_schedule(
 @transaction.atomic
 def campaign_pause(*, campaign: Campaign) -> Campaign:
     """Stop sending after the batch in flight; nothing is lost."""
-    return _move(
-        campaign,
-        {Campaign.Status.SENDING, Campaign.Status.SCHEDULED},
-        "paused",
-        status=Campaign.Status.PAUSED,
-    )
+    return lifecycle.move(campaign, "pause")
 
 
 @transaction.atomic
 def campaign_resume(*, campaign: Campaign) -> Campaign:
-    """Carry on from where it stopped; nobody gets a message twice."""
-    if campaign.status == Campaign.Status.PAUSED:
-        # Refused while the provider still cannot send: a worker would pause it again.
-        campaign_require_usable_providers(campaign)
-    was_launched = campaign.started_at is not None
-    _move(
-        campaign,
-        {Campaign.Status.PAUSED},
-        "resumed",
-        status=Campaign.Status.SENDING if was_launched else Campaign.Status.SCHEDULED,
-        waiting_reason="",
-    )
-    if was_launched:
+    """Carry on from where it stopped; nobody gets a message twice. A campaign
+    paused before it was launched goes back to its schedule."""
+    lifecycle.require(campaign, "resume")
+    # Refused while the provider still cannot send: a worker would pause it again.
+    campaign_require_usable_providers(campaign)
+    lifecycle.move(campaign, "resume", waiting_reason="")
+    if campaign.status == Campaign.Status.SENDING:
         transaction.on_commit(lambda: enqueue_dispatch(campaign.pk))
     elif campaign.scheduled_at and campaign.scheduled_at <= timezone.now():
         transaction.on_commit(lambda: enqueue_start(campaign.pk))
@@ -116,19 +137,7 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
 @transaction.atomic
 def campaign_cancel(*, campaign: Campaign) -> Campaign:
     """Stop for good: messages not yet sent are marked as cancelled."""
-    _move(
-        campaign,
-        {
-            Campaign.Status.DRAFT,
-            Campaign.Status.SCHEDULED,
-            Campaign.Status.SENDING,
-            Campaign.Status.PAUSED,
-        },
-        "cancelled",
-        status=Campaign.Status.CANCELLED,
-        completed_at=timezone.now(),
-        waiting_reason="",
-    )
+    lifecycle.move(campaign, "cancel", completed_at=timezone.now(), waiting_reason="")
     cancel_queued(campaign_id=campaign.pk)
     return campaign
 
@@ -137,12 +146,22 @@ def campaign_cancel(*, campaign: Campaign) -> Campaign:
 def campaign_retry_failed(*, campaign: Campaign, include_unknown: bool = False) -> int:
     """Queue failed messages again (and, if asked, those whose fate a crash left
     unknown: they may have gone out once already). Opted-out and cancelled
-    messages stay as they are. Returns how many were queued."""
+    messages stay as they are. Returns how many were queued.
+
+    Refused (:class:`CampaignError`) unless the campaign's state allows it: a
+    cancelled campaign's requeued messages would never go out. A finished campaign
+    sends again; a paused one sends them when it is resumed.
+    """
+    # Held until the commit, so nobody cancels it between the check and the requeue.
+    locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if not lifecycle.can(locked, "retry_failed"):
+        campaign.refresh_from_db()
+        raise lifecycle.refusal(campaign, "retry_failed")
     statuses = [Message.Status.FAILED]
     if include_unknown:
         statuses.append(Message.Status.UNKNOWN)
     retry = Message.objects.filter(campaign=campaign, status__in=statuses).exclude(
-        Q(error_code=OPTED_OUT_CODE) | Q(error_code=CANCELLED_CODE)
+        error_code__in=Message.SkipReason.values
     )
     count = retry.update(
         status=Message.Status.QUEUED,
@@ -152,16 +171,10 @@ def campaign_retry_failed(*, campaign: Campaign, include_unknown: bool = False) 
         error_reason="",
         status_changed_at=timezone.now(),
     )
-    # A cancelled campaign stays cancelled: retrying never revives it.
-    revivable = {
-        Campaign.Status.COMPLETED,
-        Campaign.Status.FAILED,
-        Campaign.Status.SENDING,
-    }
-    if count and campaign.status in revivable:
-        Campaign.objects.filter(pk=campaign.pk).update(
-            status=Campaign.Status.SENDING, completed_at=None
-        )
-        transaction.on_commit(lambda: enqueue_dispatch(campaign.pk))
-    campaign.refresh_from_db()
+    if count:
+        lifecycle.move(campaign, "retry_failed", completed_at=None)
+        if campaign.status == Campaign.Status.SENDING:
+            transaction.on_commit(lambda: enqueue_dispatch(campaign.pk))
+    else:
+        campaign.refresh_from_db()
     return count

@@ -17,7 +17,8 @@ from django.utils import timezone
 from contacts.models import Contact, Suppression
 from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
 
-from .launch import CampaignError
+from . import lifecycle
+from .lifecycle import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_audience
 from .provider_checks import require_usable
@@ -121,8 +122,6 @@ def campaign_create_adhoc(
             name=f"Bulk {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
             body=message,
             provider=provider,
-            status=Campaign.Status.SENDING,
-            started_at=now,
             created_by=created_by,
         )
         contacts = _upsert_contacts(parsed)
@@ -143,14 +142,15 @@ def campaign_create_adhoc(
             if number not in blocked
         ]
         Message.objects.bulk_create(queued, batch_size=1000)
+        # Its audience is these messages: launched (nobody sees the draft it was).
+        lifecycle.move(campaign, "launch", started_at=now)
         if queued:
             transaction.on_commit(lambda: enqueue_dispatch(campaign.pk))
         else:
             # Nobody to text: finished as soon as it started.
-            Campaign.objects.filter(pk=campaign.pk).update(
-                status=Campaign.Status.COMPLETED, completed_at=now
+            lifecycle.move(
+                campaign, "finish", to=Campaign.Status.COMPLETED, completed_at=now
             )
-            campaign.refresh_from_db()
     return AdhocResult(
         campaign=campaign,
         accepted=len(queued),
@@ -259,9 +259,12 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
         _check_body(fields.get("body", locked.body), lists)
     lists = fields.pop("lists", None)
+    # Only the fields given: the status belongs to campaigns.lifecycle.
+    if "status" in fields:
+        raise TypeError("campaign_update() does not change the status")
     for name, value in fields.items():
         setattr(locked, name, value)
-    locked.save()
+    locked.save(update_fields=[*fields, "updated_at"])
     if lists is not None:
         locked.lists.set(lists)
     campaign.refresh_from_db()

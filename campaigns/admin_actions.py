@@ -33,8 +33,10 @@ from django.utils.html import format_html, format_html_join
 from contacts.phones import mask_phone
 from providers.encoding import TextInfo, analyze
 
+from . import lifecycle
 from .action_forms import RetryForm, ScheduleForm, TestSendForm
 from .actions import (
+    audience_problem,
     campaign_cancel,
     campaign_pause,
     campaign_resume,
@@ -49,9 +51,7 @@ from .adhoc import (
     campaign_send_test,
     campaign_test_text,
 )
-from .claims import OPTED_OUT_CODE
-from .dispatch import CANCELLED_CODE
-from .launch import CampaignError
+from .lifecycle import CampaignError
 from .models import Campaign, Message
 from .preview import (
     Estimate,
@@ -61,7 +61,6 @@ from .preview import (
 )
 from .provider_checks import campaign_providers_problem
 from .scheduling import broker_configured
-from .stats import FAILURE_STATUSES
 from .windows import SendWindow, WindowError
 
 Status = Campaign.Status
@@ -77,21 +76,8 @@ CHANGED_MESSAGE = (
 CONTACT_DATA_PERMISSION = "contacts.view_contact"
 COPY_SUFFIX = " (copy)"
 
-_ACCEPTED = [
-    Message.Status.SUBMITTED,
-    Message.Status.SENT,
-    Message.Status.DELIVERED,
-    Message.Status.UNDELIVERED,
-    Message.Status.EXPIRED,
-]
-#: Failures that are the carrier's final answer about a message that went out:
-#: "Retry failed" does not send them again (campaigns.actions.campaign_retry_failed
-#: queues only messages in status "failed").
-_FINAL_FAILURES = [
-    Message.Status.UNDELIVERED,
-    Message.Status.REJECTED,
-    Message.Status.EXPIRED,
-]
+#: Message.FINAL_FAILURES in the order the pages list them.
+_FINAL_FAILURES = [s for s in Message.Status if s in Message.FINAL_FAILURES]
 
 
 @dataclass(frozen=True)
@@ -99,50 +85,43 @@ class Action:
     name: str
     """URL segment, URL name suffix, template suffix and button id suffix."""
     label: str
-    verb: str
-    """Past participle for refusals: "it cannot be paused"."""
-    allowed: frozenset[str] | None
-    """Statuses the action applies to; None for any."""
+    transition: str | None
+    """The campaigns.lifecycle action it performs, whose table says which states
+    allow it; None for the actions that change no state (any status)."""
     permission: str = "change"
     """"change": change permission on the campaign; "add": add permission (and a
     view of the campaign), for the actions that create a campaign."""
+    verb_if_stateless: str = ""
+
+    @property
+    def verb(self) -> str:
+        """Past participle for refusals: "it cannot be paused"."""
+        if self.transition is None:
+            return self.verb_if_stateless
+        return lifecycle.TRANSITIONS[self.transition].verb
 
     def allows(self, campaign: Campaign) -> bool:
-        return self.allowed is None or campaign.status in self.allowed
+        return self.transition is None or lifecycle.can(campaign, self.transition)
 
 
-# Same states as the services in campaigns/actions.py accept. Retry is refused for
-# drafts (nothing sent), scheduled (nothing sent yet) and cancelled campaigns, whose
-# requeued messages would never go out.
 ACTIONS = {
     action.name: action
     for action in [
-        Action("test", "Send a test", "tested", None),
-        Action("send", "Send now", "sent", frozenset({Status.DRAFT, Status.SCHEDULED})),
-        Action(
-            "schedule",
-            "Schedule",
-            "scheduled",
-            frozenset({Status.DRAFT, Status.SCHEDULED}),
-        ),
-        Action(
-            "pause", "Pause", "paused", frozenset({Status.SENDING, Status.SCHEDULED})
-        ),
-        Action("resume", "Resume", "resumed", frozenset({Status.PAUSED})),
-        Action(
-            "cancel",
-            "Cancel campaign",
-            "cancelled",
-            frozenset({Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED}),
-        ),
-        Action(
-            "retry",
-            "Retry failed",
-            "retried",
-            frozenset({Status.SENDING, Status.PAUSED, Status.COMPLETED, Status.FAILED}),
-        ),
+        Action("test", "Send a test", None, verb_if_stateless="tested"),
+        Action("send", "Send now", "send"),
+        Action("schedule", "Schedule", "schedule"),
+        Action("pause", "Pause", "pause"),
+        Action("resume", "Resume", "resume"),
+        Action("cancel", "Cancel campaign", "cancel"),
+        Action("retry", "Retry failed", "retry_failed"),
         # Any status: the way to fix a typo once sending started.
-        Action("duplicate", "Duplicate", "duplicated", None, permission="add"),
+        Action(
+            "duplicate",
+            "Duplicate",
+            None,
+            permission="add",
+            verb_if_stateless="duplicated",
+        ),
     ]
 }
 
@@ -265,11 +244,11 @@ def launched_progress(campaign: Campaign) -> Progress:
     messages_ = Message.objects.filter(campaign=campaign).order_by()
     # Handed to the provider and accepted: a submission time, or a status that
     # only a provider's answer gives.
-    submitted = Q(submitted_at__isnull=False) | Q(status__in=_ACCEPTED)
+    submitted = Q(submitted_at__isnull=False) | Q(status__in=Message.ACCEPTED)
     rows = messages_.values("status").annotate(
         n=Count("pk"),
-        opted_out=Count("pk", filter=Q(error_code=OPTED_OUT_CODE)),
-        cancelled=Count("pk", filter=Q(error_code=CANCELLED_CODE)),
+        opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
+        cancelled=Count("pk", filter=Q(error_code=Message.SkipReason.CANCELLED)),
         handed=Count("pk", filter=submitted),
         handed_segments=Sum("segments", filter=submitted),
     )
@@ -278,7 +257,7 @@ def launched_progress(campaign: Campaign) -> Progress:
         progress.total += n
         progress.handed += row["handed"]
         progress.handed_segments += row["handed_segments"] or 0
-        if status in (Message.Status.QUEUED, Message.Status.SENDING):
+        if status in Message.IN_FLIGHT:
             progress.queued += n
             if status == Message.Status.SENDING:
                 progress.in_flight = n
@@ -288,7 +267,7 @@ def launched_progress(campaign: Campaign) -> Progress:
             progress.delivered = n
         elif status == Message.Status.UNKNOWN:
             progress.unknown = n
-        elif status in FAILURE_STATUSES:
+        elif status in Message.FAILURES:
             progress.opted_out += row["opted_out"]
             progress.cancelled += row["cancelled"]
             failed = n - row["opted_out"] - row["cancelled"]
@@ -352,18 +331,23 @@ class CampaignActionsMixin(admin.ModelAdmin):
         self, request, context, add=False, change=False, form_url="", obj=None
     ):
         if obj is not None:
-            context["campaign_actions"] = [
-                {
-                    "id": f"action-{action.name}",
-                    "label": action.label,
-                    "url": reverse(
-                        f"admin:campaigns_campaign_{action.name}", args=[obj.pk]
-                    ),
-                }
-                for action in ACTIONS.values()
-                if action.allows(obj) and self._may(request, action, obj)
-            ]
+            context["campaign_actions"] = self.page_actions(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def page_actions(self, request: HttpRequest, campaign: Campaign) -> list[dict]:
+        """The buttons the campaign's state and the user's permissions allow (the
+        progress refresh sends them again, see campaigns.admin_dashboard)."""
+        return [
+            {
+                "id": f"action-{action.name}",
+                "label": action.label,
+                "url": reverse(
+                    f"admin:campaigns_campaign_{action.name}", args=[campaign.pk]
+                ),
+            }
+            for action in ACTIONS.values()
+            if action.allows(campaign) and self._may(request, action, campaign)
+        ]
 
     # --- The confirmation pages -----------------------------------------------------
 
@@ -476,15 +460,14 @@ class CampaignActionsMixin(admin.ModelAdmin):
         )
         problems = estimate.problems or ([problem] if problem else [])
         provider_problem = campaign_providers_problem(campaign)
+        # The services' own rule (campaigns.actions), on the figures shown.
+        empty = audience_problem(
+            campaign, list_ids=list_ids, recipients=estimate.recipients
+        )
         if provider_problem:
             refusal = provider_problem
-        elif not list_ids:
-            refusal = "it has no lists: choose who gets it on the campaign page first."
-        elif estimate.recipients == 0:
-            refusal = (
-                "nobody would get it: its lists are empty, or everyone in them opted "
-                "out or is suppressed."
-            )
+        elif empty:
+            refusal = empty
         elif problems:
             refusal = " ".join(problems)
         else:
@@ -827,7 +810,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
         return self._fail(
             request,
             campaign,
-            f"“{campaign}” is {campaign.get_status_display().lower()}: "
+            f"“{campaign}” is {lifecycle.status_display(campaign).lower()}: "
             f"it cannot be {action.verb}.",
         )
 

@@ -18,6 +18,7 @@ from django.http import (
     JsonResponse,
 )
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from contacts.models import ContactList
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
@@ -29,8 +30,9 @@ from .adhoc import (
     campaign_update,
     content_locked,
 )
+from .admin_dashboard import page_title
 from .forms import CampaignComposerForm, ComposeForm
-from .launch import CampaignError
+from .lifecycle import CampaignError, status_display, status_key
 from .models import Campaign
 from .preview import (
     AudienceFacts,
@@ -321,7 +323,7 @@ class ComposerMixin(admin.ModelAdmin):
     search_fields = ["name", "body"]
     filter_horizontal = ["lists"]
     readonly_fields = [
-        "status",
+        "status_shown",
         "scheduled_at",
         "sending_hours",
         "created_by",
@@ -336,7 +338,7 @@ class ComposerMixin(admin.ModelAdmin):
         # message, see _ComposerAdminForm), then how it is delivered.
         main = ["name"]
         if obj is not None:
-            main += [("status", "scheduled_at"), "sending_hours"]
+            main += [("status_shown", "scheduled_at"), "sending_hours"]
         fieldsets: list = [
             (None, {"fields": main}),
             ("Audience", {"fields": ["lists"]}),
@@ -368,6 +370,16 @@ class ComposerMixin(admin.ModelAdmin):
         if obj is not None and content_locked(obj):
             fields += [name for name in CONTENT_FIELDS if name not in fields]
         return fields
+
+    @admin.display(description="Status")
+    def status_shown(self, campaign: Campaign) -> str:
+        # The lifecycle's words ("Starting"); the page's script updates it in place.
+        return format_html(
+            '<span id="campaign-status" class="campaign-status campaign-status-{}">'
+            "{}</span>",
+            status_key(campaign),
+            status_display(campaign),
+        )
 
     @admin.display(description="Sending hours")
     def sending_hours(self, campaign: Campaign) -> str:
@@ -488,7 +500,7 @@ class ComposerMixin(admin.ModelAdmin):
         if obj is None:
             context["title"] = "New campaign"
         else:
-            context["title"] = f"{obj.name} ({obj.get_status_display().lower()})"
+            context["title"] = page_title(obj)
         context["subtitle"] = None
         # One campaign at a time: after saving, the next step is on its page.
         context["show_save_and_add_another"] = False
@@ -548,7 +560,7 @@ class ComposerMixin(admin.ModelAdmin):
                 )
             else:
                 lock_message = (
-                    f"This campaign is {obj.get_status_display().lower()}: "
+                    f"This campaign is {status_display(obj).lower()}: "
                     "the text can no longer change."
                 )
         return {

@@ -48,15 +48,11 @@ from contacts.phones import InvalidPhoneNumber, parse_phone
 # Shared with the contacts admin; campaigns.admin imports it from here for MessageAdmin.
 from smscampaigns.admin_paginator import CappedCountPaginator  # noqa: F401
 
-from . import scheduling
-from .claims import OPTED_OUT_CODE
-from .dispatch import CANCELLED_CODE
+from . import lifecycle, scheduling
 from .models import Campaign, CampaignSnapshot, Message
 from .preview import format_money
 from .stats import (
-    FAILURE_STATUSES,
     OPT_OUT_ATTRIBUTION,
-    SKIPPED_REASONS,
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
     campaign_progress,
@@ -128,14 +124,15 @@ class Figures:
         cancelled = sum(
             reason["count"]
             for reason in failure_reasons
-            if reason.get("skipped") and reason.get("code") == CANCELLED_CODE
+            if reason.get("skipped")
+            and reason.get("code") == Message.SkipReason.CANCELLED
         )
         return cls(
             total=sum(counts.values()),
-            queued=count(Message.Status.QUEUED, Message.Status.SENDING),
+            queued=count(*Message.IN_FLIGHT),
             sent=count(Message.Status.SUBMITTED, Message.Status.SENT),
             delivered=count(Message.Status.DELIVERED),
-            failed=max(count(*FAILURE_STATUSES) - skipped_opted_out - cancelled, 0),
+            failed=max(count(*Message.FAILURES) - skipped_opted_out - cancelled, 0),
             skipped_opted_out=skipped_opted_out,
             opt_outs=opt_outs,
             cancelled=cancelled,
@@ -388,24 +385,31 @@ OUTCOMES = {
 }
 
 #: The outcome of the messages each skip code marks.
-_SKIPPED_OUTCOMES = {OPTED_OUT_CODE: "opted_out", CANCELLED_CODE: "cancelled"}
+_SKIPPED_OUTCOMES = {
+    Message.SkipReason.OPTED_OUT: "opted_out",
+    Message.SkipReason.CANCELLED: "cancelled",
+}
 
 
 def outcome_condition(outcome: str) -> Q | None:
     """The condition selecting the messages of one of :data:`OUTCOMES`."""
     status = Message.Status
-    skipped = list(SKIPPED_REASONS)
+    skipped = Message.SkipReason.values
     conditions = {
-        "queued": lambda: Q(status__in=[status.QUEUED, status.SENDING]),
+        "queued": lambda: Q(status__in=Message.IN_FLIGHT),
         "sent": lambda: Q(status__in=[status.SUBMITTED, status.SENT]),
         "delivered": lambda: Q(status=status.DELIVERED),
         # Skipped messages are stored as failed but never reached a carrier.
         "failed": lambda: (
-            Q(status__in=FAILURE_STATUSES)
+            Q(status__in=Message.FAILURES)
             & ~Q(status=status.FAILED, error_code__in=skipped)
         ),
-        "opted_out": lambda: Q(status=status.FAILED, error_code=OPTED_OUT_CODE),
-        "cancelled": lambda: Q(status=status.FAILED, error_code=CANCELLED_CODE),
+        "opted_out": lambda: Q(
+            status=status.FAILED, error_code=Message.SkipReason.OPTED_OUT
+        ),
+        "cancelled": lambda: Q(
+            status=status.FAILED, error_code=Message.SkipReason.CANCELLED
+        ),
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
     }
@@ -611,7 +615,8 @@ class Dashboard:
         return {
             "campaign": self.campaign.pk,
             "status": self.campaign.status,
-            "status_display": self.campaign.get_status_display(),
+            "status_display": lifecycle.status_display(self.campaign),
+            "allowed_actions": lifecycle.allowed_actions(self.campaign),
             "as_of": snapshot.taken_at.isoformat() if snapshot else None,
             "live": self.live,
             "stale": self.stale,
@@ -671,10 +676,9 @@ def campaign_dashboard(
         snapshot = campaign_progress(campaign=campaign, may_count=False)
     if snapshot is None and may_count:
         snapshot = campaign_progress(campaign=campaign, max_age=max_age)
-    due = campaign.status == Campaign.Status.SENDING or (
-        campaign.status == Campaign.Status.SCHEDULED
-        and campaign.scheduled_at is not None
-        and campaign.scheduled_at <= now
+    due = lifecycle.status_key(campaign) in (
+        Campaign.Status.SENDING,
+        lifecycle.STARTING[0],
     )
     # A worker waiting for a send window or a provider says so in waiting_reason.
     worker_missing = (
@@ -707,6 +711,8 @@ def _hint(campaign: Campaign, snapshot: CampaignSnapshot | None) -> str:
         return "Progress appears here once the campaign is sent."
     if snapshot is not None and sum(snapshot.counts.values()):
         return ""
+    if lifecycle.status_key(campaign) == lifecycle.STARTING[0]:
+        return "Starting: a worker prepares the messages in a few seconds."
     if campaign.status == Campaign.Status.SCHEDULED:
         when = (
             format_date(timezone.localtime(campaign.scheduled_at), "N j, Y, H:i")
@@ -773,8 +779,8 @@ class DashboardMixin(admin.ModelAdmin):
     def status_badge(self, campaign: Campaign) -> str:
         return format_html(
             '<span class="campaign-status campaign-status-{}">{}</span>',
-            campaign.status,
-            campaign.get_status_display(),
+            lifecycle.status_key(campaign),
+            lifecycle.status_display(campaign),
         )
 
     @admin.display(description="Progress")
@@ -813,6 +819,21 @@ class DashboardMixin(admin.ModelAdmin):
         ]
         return my_urls + super().get_urls()
 
+    def page_actions(self, request: HttpRequest, campaign: Campaign) -> list[dict]:
+        """The campaign page's action buttons (campaigns.admin_actions has them)."""
+        return []
+
+    def page_state(self, request: HttpRequest, campaign: Campaign) -> dict:
+        """What the page shows of the campaign's state outside the panel: its title,
+        status and buttons. The panel carries it, so the script that refreshes the
+        panel updates them when they changed (dashboard.js)."""
+        return {
+            "title": page_title(campaign),
+            "status": lifecycle.status_key(campaign),
+            "status_display": lifecycle.status_display(campaign),
+            "actions": self.page_actions(request, campaign),
+        }
+
     def render_change_form(
         self, request, context, add=False, change=False, form_url="", obj=None
     ):
@@ -826,6 +847,7 @@ class DashboardMixin(admin.ModelAdmin):
             context["can_view_messages"] = request.user.has_perm(
                 "campaigns.view_message"
             )
+            context["page_state"] = self.page_state(request, obj)
         return super().render_change_form(
             request, context, add=add, change=change, form_url=form_url, obj=obj
         )
@@ -854,11 +876,26 @@ class DashboardMixin(admin.ModelAdmin):
                     "can_view_messages": request.user.has_perm(
                         "campaigns.view_message"
                     ),
+                    "page_state": self.page_state(request, campaign),
                 },
                 request=request,
             )
             return HttpResponse(html)
-        return JsonResponse(dashboard.as_json())
+        return JsonResponse(
+            {
+                **dashboard.as_json(),
+                "title": page_title(campaign),
+                "actions": [
+                    item["id"].removeprefix("action-")
+                    for item in self.page_actions(request, campaign)
+                ],
+            }
+        )
+
+
+def page_title(campaign: Campaign) -> str:
+    """The campaign page's title: its name and state, "Spring sale (sending)"."""
+    return f"{campaign.name} ({lifecycle.status_display(campaign).lower()})"
 
 
 def _bar_rects(segments: list[BarSegment], *, height: int) -> str:

@@ -47,7 +47,7 @@ from .adhoc import (
     campaign_update,
 )
 from .filters import MessageFilter
-from .launch import CampaignError
+from .lifecycle import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_preview
 from .provider_checks import ProviderUnusable
@@ -234,6 +234,10 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Start sending now",
+        description="A worker launches it within seconds: until then its status "
+        'stays "scheduled" and its status_display says "Starting". Refused (409) '
+        "when its status does not allow it (see allowed_actions) or it would reach "
+        "nobody (no lists, or nobody reachable in them).",
         request=None,
         responses={202: _CAMPAIGN, **errors(404, 409)},
     )
@@ -244,6 +248,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Schedule sending for a later time",
+        description="Refused (409) when the campaign's status does not allow it "
+        "(see allowed_actions) or it would reach nobody.",
         request=ScheduleInputSerializer,
         responses={200: _CAMPAIGN, **errors(400, 404, 409)},
     )
@@ -294,7 +300,9 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     @extend_schema(
         summary="Queue failed messages again",
-        description="Messages skipped for an opt-out or a cancel stay as they are.",
+        description="Messages skipped for an opt-out or a cancel stay as they are. "
+        "Refused (409) for drafts, scheduled and cancelled campaigns: nothing would "
+        "send the requeued messages.",
         request=RetryInputSerializer,
         responses={200: RetryOutputSerializer, **errors(400, 404, 409)},
     )

@@ -19,7 +19,6 @@ from contacts.models import Contact, Suppression
 
 from .models import Message
 
-OPTED_OUT_CODE = "opted_out"
 OPTED_OUT_REASON = "Recipient opted out before this message was sent"
 
 
@@ -108,7 +107,7 @@ def claim_batch(
         limit,
         Message.Status.FAILED,
         Message.Status.SENDING,
-        OPTED_OUT_CODE,
+        Message.SkipReason.OPTED_OUT,
         OPTED_OUT_REASON,
         provider,
         stamp,

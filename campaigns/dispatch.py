@@ -38,7 +38,8 @@ from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
 
-from .claims import OPTED_OUT_CODE as OPTED_OUT_CODE, Claimed, claim_batch, mark_handed
+from . import lifecycle
+from .claims import Claimed, claim_batch, mark_handed
 from .liveness import Liveness, recover_stale
 from .models import Campaign, DeliveryEvent, Message
 from .provider_checks import campaign_pause_for_provider
@@ -49,8 +50,6 @@ from .throttle import CircuitBreaker, RateLimiter
 from .windows import SendWindow, WindowError, earliest_opening, open_zones
 
 logger = logging.getLogger(__name__)
-
-CANCELLED_CODE = "cancelled"
 
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
@@ -611,8 +610,7 @@ class Dispatcher:
 
     def _nothing_left(self, campaign: Campaign) -> bool:
         return not Message.objects.filter(
-            campaign_id=campaign.pk,
-            status__in=[Message.Status.QUEUED, Message.Status.SENDING],
+            campaign_id=campaign.pk, status__in=Message.IN_FLIGHT
         ).exists()
 
     def _finish(self, campaign: Campaign) -> Step:
@@ -647,29 +645,23 @@ class Dispatcher:
 
 
 def campaign_finish(*, campaign_id: int) -> str:
-    """Close a sending campaign with nothing left to send: completed, or failed when not
-    a single message was accepted."""
-    now = timezone.now()
-    accepted = Message.objects.filter(campaign_id=campaign_id).exclude(
-        status__in=[
-            Message.Status.FAILED,
-            Message.Status.QUEUED,
-            Message.Status.SENDING,
-        ]
+    """Close a sending campaign with nothing left to send: completed, or failed when it
+    had messages and every one of them failed (none was even possibly accepted). A
+    campaign not launched yet is left alone (campaigns.lifecycle: "finish")."""
+    messages = Message.objects.filter(campaign_id=campaign_id)
+    reached = messages.exclude(status__in=Message.IN_FLIGHT | {Message.Status.FAILED})
+    status = (
+        Campaign.Status.FAILED
+        if messages.exists() and not reached.exists()
+        else Campaign.Status.COMPLETED
     )
-    status = Campaign.Status.COMPLETED if accepted.exists() else Campaign.Status.FAILED
-    if (
-        status == Campaign.Status.COMPLETED
-        or Message.objects.filter(campaign_id=campaign_id).exists()
-    ):
-        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
-            status=status, completed_at=now, waiting_reason=""
-        )
-    else:
-        status = Campaign.Status.COMPLETED
-        Campaign.objects.filter(pk=campaign_id, status=Campaign.Status.SENDING).update(
-            status=status, completed_at=now, waiting_reason=""
-        )
+    lifecycle.transition(
+        campaign_id,
+        "finish",
+        to=status,
+        completed_at=timezone.now(),
+        waiting_reason="",
+    )
     return status
 
 
@@ -679,7 +671,7 @@ def cancel_queued(*, campaign_id: int) -> int:
         campaign_id=campaign_id, status=Message.Status.QUEUED
     ).update(
         status=Message.Status.FAILED,
-        error_code=CANCELLED_CODE,
+        error_code=Message.SkipReason.CANCELLED,
         error_reason="Campaign cancelled before this message was sent",
         status_changed_at=timezone.now(),
     )
@@ -695,10 +687,7 @@ def circuit_for(alias: str) -> CircuitBreaker:
 
 def _pause(campaign: Campaign, reason: str) -> None:
     """Pause a sending campaign that cannot go on by itself, saying why."""
-    paused = Campaign.objects.filter(
-        pk=campaign.pk, status=Campaign.Status.SENDING
-    ).update(status=Campaign.Status.PAUSED, waiting_reason=reason[:255])
-    if paused:
+    if lifecycle.transition(campaign, "halt", waiting_reason=reason[:255]):
         logger.error("campaign %s paused: %s", campaign.pk, reason)
 
 

@@ -5,14 +5,9 @@ from django.utils import timezone
 
 from contacts.models import Contact, ListMembership, Suppression
 
+from . import lifecycle
+from .lifecycle import CampaignError as CampaignError
 from .models import Campaign, Message
-
-
-class CampaignError(Exception):
-    """A campaign action that its current state does not allow."""
-
-
-LAUNCHABLE = {Campaign.Status.DRAFT, Campaign.Status.SCHEDULED, Campaign.Status.SENDING}
 
 
 @transaction.atomic
@@ -25,17 +20,12 @@ def campaign_launch(*, campaign: Campaign) -> int:
     launch add only contacts that joined the lists since. Returns how many were added.
     """
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    if locked.status not in LAUNCHABLE:
-        raise CampaignError(
-            f"Campaign {locked.pk} is {locked.get_status_display().lower()}"
-        )
+    lifecycle.require(locked, "launch")
     now = timezone.now()
     added = _insert_audience(locked, now)
-    Campaign.objects.filter(pk=locked.pk).update(
-        status=Campaign.Status.SENDING,
-        started_at=locked.started_at or now,
-        completed_at=None,
-        updated_at=now,
+    # Held since the check (a row lock on PostgreSQL, the write lock on SQLite).
+    lifecycle.move(
+        locked, "launch", started_at=locked.started_at or now, completed_at=None
     )
     campaign.refresh_from_db()
     return added

@@ -175,6 +175,42 @@ class Message(models.Model):
         EXPIRED = "expired", "Expired"
         UNKNOWN = "unknown", "Unknown (in flight at a crash)"
 
+    class SkipReason(models.TextChoices):
+        """``error_code`` of a message never handed to a carrier (its status is
+        "failed"): it counts as skipped, not as a delivery failure, and "Retry
+        failed" leaves it alone."""
+
+        OPTED_OUT = "opted_out", "Not sent: the recipient had opted out"
+        CANCELLED = "cancelled", "Not sent: the campaign was cancelled"
+
+    #: Not handed to the provider yet: waiting in the queue, or being handed now. A
+    #: campaign with none left has nothing more to send.
+    IN_FLIGHT = frozenset({Status.QUEUED, Status.SENDING})
+    #: Statuses only a provider's or a carrier's answer gives: the message was
+    #: accepted, whatever happened next.
+    ACCEPTED = frozenset(
+        {
+            Status.SUBMITTED,
+            Status.SENT,
+            Status.DELIVERED,
+            Status.UNDELIVERED,
+            Status.EXPIRED,
+        }
+    )
+    #: Outcomes of messages that did not get through (skipped ones included: they
+    #: are "failed" without reaching a carrier, see SkipReason).
+    FAILURES = frozenset(
+        {Status.FAILED, Status.UNDELIVERED, Status.REJECTED, Status.EXPIRED}
+    )
+    #: Of the failures, the carrier's final answers about a message that went out:
+    #: never queued again by "Retry failed" (it requeues status "failed" only).
+    FINAL_FAILURES = FAILURES - {Status.FAILED}
+    #: Final outcomes: a message in one of these never changes again.
+    FINAL = FAILURES | {Status.DELIVERED}
+    #: Whose status may still change: not yet sent, or sent and waiting for a
+    #: delivery receipt (or left unknown by a crash, which a receipt may settle).
+    UNSETTLED = IN_FLIGHT | {Status.SUBMITTED, Status.SENT, Status.UNKNOWN}
+
     # How far along a status is. A status update may only move a message to a
     # higher rank, so a late "sent" receipt never overwrites "delivered" and a
     # duplicate receipt changes nothing. Final outcomes share the top rank.

@@ -8,11 +8,11 @@ it to campaigns. It imports neither the dispatcher nor the actions, so both may 
 import logging
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 
 from providers import provider_problem
 
-from .launch import CampaignError
+from . import lifecycle
+from .lifecycle import CampaignError
 from .models import Campaign
 
 logger = logging.getLogger(__name__)
@@ -72,11 +72,7 @@ def campaign_pause_for_provider(*, campaign_id: int, alias: str, problem: str) -
     limit = Campaign._meta.get_field("waiting_reason").max_length
     if len(reason) > limit:
         reason = reason[: limit - 1] + "…"
-    paused = Campaign.objects.filter(
-        pk=campaign_id, status=Campaign.Status.SENDING
-    ).update(
-        status=Campaign.Status.PAUSED, waiting_reason=reason, updated_at=timezone.now()
-    )
+    paused = lifecycle.transition(campaign_id, "halt", waiting_reason=reason)
     if paused:
         logger.error(
             "campaign %s paused: provider %s cannot be used: %s",
@@ -84,7 +80,7 @@ def campaign_pause_for_provider(*, campaign_id: int, alias: str, problem: str) -
             alias,
             problem,
         )
-    return bool(paused)
+    return paused
 
 
 def campaign_pause_if_unusable(

@@ -3,6 +3,7 @@
 from datetime import datetime, timedelta
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.utils import timezone
 from contacts.models import ContactList
 from contacts.phones import InvalidPhoneNumber, normalize_phone
 
+from . import lifecycle
 from .adhoc import MAX_BULK_RECIPIENTS
 from .models import Campaign, Message
 from .windows import SendWindow, WindowError
@@ -142,6 +144,16 @@ class CampaignSerializer(serializers.ModelSerializer):
         help_text="Provider that takes over while the main one fails; empty: none.",
     )
     send_window = SendWindowSerializer(required=False, allow_null=True)
+    status_display = serializers.SerializerMethodField(
+        help_text='The status in words. "Starting" for a campaign sent now (or whose '
+        "schedule has come) that a worker has not launched yet; its status is still "
+        '"scheduled".'
+    )
+    allowed_actions = serializers.SerializerMethodField(
+        help_text="What the campaign's status allows now: each is a POST to "
+        "/campaigns/{id}/<action>/ (retry_failed: retry-failed/); any other is "
+        "answered 409."
+    )
 
     class Meta:
         model = Campaign
@@ -154,6 +166,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "provider",
             "sender",
             "status",
+            "status_display",
+            "allowed_actions",
             "scheduled_at",
             "schedule_time_zone",
             "send_window",
@@ -168,6 +182,17 @@ class CampaignSerializer(serializers.ModelSerializer):
             "created_at",
             "waiting_reason",
         ]
+
+    def get_status_display(self, campaign: Campaign) -> str:
+        return lifecycle.status_display(campaign)
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.ChoiceField(choices=lifecycle.USER_ACTIONS)
+        )
+    )
+    def get_allowed_actions(self, campaign: Campaign) -> list[str]:
+        return lifecycle.allowed_actions(campaign)
 
     def validate(self, attrs: dict) -> dict:
         instance = self.instance

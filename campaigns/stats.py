@@ -26,24 +26,11 @@ from django.utils import timezone
 
 from contacts.models import ConsentEvent
 
-from .claims import OPTED_OUT_CODE
-
-# From dispatch, not actions: actions imports scheduling, whose tick() takes snapshots.
-from .dispatch import CANCELLED_CODE
 from .models import Campaign, CampaignSnapshot, Message
 
 #: How long after a message was submitted an opt-out from its recipient counts
 #: against the campaign.
 OPT_OUT_ATTRIBUTION = timedelta(days=7)
-
-#: Final outcomes of messages that reached the provider.
-DELIVERY_OUTCOMES = (
-    Message.Status.DELIVERED,
-    Message.Status.UNDELIVERED,
-    Message.Status.FAILED,
-    Message.Status.REJECTED,
-    Message.Status.EXPIRED,
-)
 
 
 @dataclass(frozen=True)
@@ -72,8 +59,8 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     # scan each): grouped by status and currency, then added up here.
     rows = messages.values("status", "currency").annotate(
         n=Count("pk"),
-        opted_out=Count("pk", filter=Q(error_code=OPTED_OUT_CODE)),
-        cancelled=Count("pk", filter=Q(error_code=CANCELLED_CODE)),
+        opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
+        cancelled=Count("pk", filter=Q(error_code=Message.SkipReason.CANCELLED)),
         priced=Count("price"),
         total=Sum("price"),
     )
@@ -89,7 +76,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
             )
     # Messages skipped for an opt-out or a cancel are "failed" but never reached a
     # carrier, so they say nothing about deliverability.
-    outcomes = sum(counts[status] for status in DELIVERY_OUTCOMES) - skipped - cancelled
+    outcomes = sum(counts[status] for status in Message.FINAL) - skipped - cancelled
     delivered = counts[Message.Status.DELIVERED]
     delivery_rate = delivered / outcomes if outcomes > 0 else None
 
@@ -136,31 +123,6 @@ def campaign_opt_out_count(*, campaign: Campaign) -> int:
 
 # --- Snapshots ------------------------------------------------------------------------
 
-#: Outcomes of messages that did not get through (skipped ones included: they are
-#: "failed" without ever reaching a carrier, see SKIPPED_REASONS).
-FAILURE_STATUSES = (
-    Message.Status.UNDELIVERED,
-    Message.Status.FAILED,
-    Message.Status.REJECTED,
-    Message.Status.EXPIRED,
-)
-
-#: Messages whose status may still change: not yet sent, or sent and waiting for a
-#: delivery receipt.
-IN_FLIGHT_STATUSES = (
-    Message.Status.QUEUED,
-    Message.Status.SENDING,
-    Message.Status.SUBMITTED,
-    Message.Status.SENT,
-    Message.Status.UNKNOWN,
-)
-
-#: Failures never sent to a carrier, and what to call them.
-SKIPPED_REASONS = {
-    OPTED_OUT_CODE: "Not sent: the recipient had opted out",
-    CANCELLED_CODE: "Not sent: the campaign was cancelled",
-}
-
 TOP_FAILURE_REASONS = 10
 
 #: A page shows a snapshot younger than this as it is.
@@ -200,8 +162,8 @@ def campaign_failure_reasons(
     One GROUP BY over the failed part of the (campaign, status) index.
     """
     top = (
-        Message.objects.filter(campaign=campaign, status__in=FAILURE_STATUSES)
-        .exclude(status=Message.Status.FAILED, error_code__in=list(SKIPPED_REASONS))
+        Message.objects.filter(campaign=campaign, status__in=Message.FAILURES)
+        .exclude(status=Message.Status.FAILED, error_code__in=Message.SkipReason.values)
         .order_by()
         .values("error_code", "error_reason")
         .annotate(count=Count("pk"))
@@ -218,7 +180,7 @@ def campaign_failure_reasons(
     ]
     reasons += [
         {"code": code, "reason": label, "count": skipped[code], "skipped": True}
-        for code, label in SKIPPED_REASONS.items()
+        for code, label in Message.SkipReason.choices
         if skipped.get(code)
     ]
     reasons.sort(key=lambda reason: (-reason["count"], reason["code"]))
@@ -246,8 +208,8 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         failure_reasons=campaign_failure_reasons(
             campaign=campaign,
             skipped={
-                OPTED_OUT_CODE: stats.skipped_opted_out,
-                CANCELLED_CODE: stats.skipped_cancelled,
+                Message.SkipReason.OPTED_OUT: stats.skipped_opted_out,
+                Message.SkipReason.CANCELLED: stats.skipped_cancelled,
             },
         ),
     )
@@ -286,7 +248,7 @@ def campaign_can_change(
 
 
 def snapshot_in_flight(snapshot: CampaignSnapshot) -> int:
-    return sum(snapshot.counts.get(status, 0) for status in IN_FLIGHT_STATUSES)
+    return sum(snapshot.counts.get(status, 0) for status in Message.UNSETTLED)
 
 
 def campaign_snapshot_take_once(*, campaign: Campaign) -> CampaignSnapshot | None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Message
 from contacts.models import Contact
-from tests.factories import ContactFactory
+from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,3 +191,65 @@ def _zone(name: str):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(name)
+
+
+def test_the_page_follows_the_campaign_from_send_now_to_completed(browser, simulator):
+    """After "Send now" the page says Starting; once a worker completed the
+    campaign, the page's next refresh shows Completed and takes away the buttons
+    that no longer apply, without a reload."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    contact_list = ContactListFactory(name="Regulars")
+    for name in ("Ada", "Grace"):
+        ContactFactory(first_name=name).lists.add(contact_list)
+    campaign = CampaignFactory(
+        name="Weekend", lists=[contact_list], provider="simulator", opt_out_footer=""
+    )
+
+    browser.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    browser.click("#action-send")
+    browser.wait_for(lambda d: browser.find_all("#confirm-recipients"), "no send page")
+    _submit(browser, "#confirm-action")
+    assert _success(browser)
+    assert browser.find("#content h1").text == "Weekend (starting)"
+    assert browser.find("#campaign-status").text == "Starting"
+    assert not browser.find_all("#action-send")
+    assert browser.find_all("#action-pause")
+    browser.screenshot("starting")
+    marker = browser.driver.execute_script(
+        "document.documentElement.dataset.marker = 'same page'; return 'same page';"
+    )
+
+    # The worker runs while the page stays open. The live server shares this
+    # thread's database connection: run it before the panel's first refresh, once
+    # the page's scripts are idle.
+    browser.wait_for(
+        lambda d: d.execute_script(
+            "const c = document.getElementById('composer');"
+            "return document.readyState === 'complete'"
+            " && !(c && c.dataset.pending);"
+        ),
+        "the page never settled",
+    )
+    for _ in range(3):
+        call_command("run_worker", "--once", stdout=StringIO())
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.COMPLETED
+
+    # The panel refreshes itself every 10 seconds.
+    WebDriverWait(browser.driver, 25).until(
+        lambda d: browser.find("#content h1").text == "Weekend (completed)",
+        "the page's title never followed the campaign",
+    )
+    assert browser.find("#campaign-status").text == "Completed"
+    for gone in ("send", "schedule", "pause", "cancel"):
+        assert not browser.find_all(f"#action-{gone}"), gone
+    assert browser.find_all("#action-retry")
+    assert browser.find_all("#action-duplicate")
+    assert "Weekend (completed)" in browser.driver.title
+    # Updated in place: the same document, not a reload.
+    assert (
+        browser.driver.execute_script("return document.documentElement.dataset.marker")
+        == marker
+    )
+    browser.screenshot("completed")

@@ -147,11 +147,14 @@ def test_a_reply_whose_first_send_never_ran_is_sent_by_the_worker(sms_outbox):
     assert len(sms_outbox) == 1
 
 
-def test_retrying_a_cancelled_campaign_does_not_revive_it(campaign, sms_outbox):
+def test_retrying_a_cancelled_campaign_is_refused(campaign, sms_outbox):
+    # It used to queue the cancelled messages again, stranded for ever.
     campaign_launch(campaign=campaign)
     campaign_cancel(campaign=campaign)
-    campaign_retry_failed(campaign=campaign)
+    with pytest.raises(CampaignError, match="is cancelled: it cannot be retried"):
+        campaign_retry_failed(campaign=campaign)
     work_once()
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.CANCELLED
+    assert not campaign.messages.filter(status=Message.Status.QUEUED).exists()
     assert sms_outbox == []

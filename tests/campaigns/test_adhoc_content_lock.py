@@ -11,13 +11,17 @@ from campaigns.actions import campaign_pause, campaign_resume, campaign_schedule
 from campaigns.adhoc import campaign_update, content_locked
 from campaigns.launch import CampaignError
 from campaigns.models import Campaign
-from tests.factories import CampaignFactory, ContactListFactory
+from tests.factories import (
+    CampaignFactory,
+    ContactListFactory,
+    ListMembershipFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
 
 def test_a_campaign_paused_before_it_started_can_change_its_text():
-    campaign = CampaignFactory(body="Old")
+    campaign = CampaignFactory(body="Old", lists=[ListMembershipFactory().contact_list])
     campaign_schedule(campaign=campaign, at=timezone.now() + timedelta(days=1))
     campaign_pause(campaign=campaign)
     new_list = ContactListFactory()

@@ -15,8 +15,6 @@ from django.utils import timezone
 
 from campaigns.actions import campaign_schedule, campaign_send_now
 from campaigns.adhoc import campaign_update
-from campaigns.claims import OPTED_OUT_CODE
-from campaigns.dispatch import CANCELLED_CODE
 from campaigns.launch import CampaignError
 from campaigns.models import Campaign, Message
 from contacts.models import Suppression
@@ -124,7 +122,10 @@ def launched(status: str = Status.SENDING, **messages: int) -> Campaign:
     for status_name, count in messages.items():
         fields = {"status": status_name}
         if status_name == "failed_opted_out":
-            fields = {"status": Message.Status.FAILED, "error_code": OPTED_OUT_CODE}
+            fields = {
+                "status": Message.Status.FAILED,
+                "error_code": Message.SkipReason.OPTED_OUT,
+            }
         MessageFactory.create_batch(count, campaign=campaign, **fields)
     return campaign
 
@@ -664,7 +665,12 @@ def test_retry_requeues_failed_but_not_opted_out_messages(admin_client):
     assert text.startswith("2 messages queued again.")
     messages = Message.objects.filter(campaign=campaign)
     assert messages.filter(status="queued").count() == 2
-    assert messages.filter(status="failed", error_code=OPTED_OUT_CODE).count() == 1
+    assert (
+        messages.filter(
+            status="failed", error_code=Message.SkipReason.OPTED_OUT
+        ).count()
+        == 1
+    )
     assert messages.filter(status="unknown").count() == 1
     campaign.refresh_from_db()
     assert campaign.status == Status.SENDING
@@ -878,7 +884,9 @@ def test_progress_uses_the_campaign_pages_words(admin_client):
         queued=4, submitted=1, sent=2, delivered=3, undelivered=1, failed=1
     )
     MessageFactory(
-        campaign=campaign, status=Message.Status.FAILED, error_code=CANCELLED_CODE
+        campaign=campaign,
+        status=Message.Status.FAILED,
+        error_code=Message.SkipReason.CANCELLED,
     )
     Message.objects.filter(
         campaign=campaign, status__in=["submitted", "sent", "delivered", "undelivered"]

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from campaigns import scheduling
 from campaigns.admin_dashboard import CappedCountPaginator
-from campaigns.claims import OPTED_OUT_CODE
 from campaigns.models import Campaign, CampaignSnapshot, DeliveryEvent, Message
 from campaigns.stats import campaign_snapshot_take
 from contacts.models import ConsentEvent
@@ -120,7 +119,9 @@ def campaign():
     messages(campaign, "sending", 1)
     messages(campaign, "undelivered", 2, error_code="30003", error_reason="Unreachable")
     messages(campaign, "rejected", 1, error_code="30007", error_reason="Spam filter")
-    messages(campaign, "failed", 1, error_code=OPTED_OUT_CODE, error_reason="x")
+    messages(
+        campaign, "failed", 1, error_code=Message.SkipReason.OPTED_OUT, error_reason="x"
+    )
     messages(campaign, "unknown", 1)
     # Replied STOP to this campaign's message.
     ConsentEvent.objects.create(

@@ -40,6 +40,8 @@ CAMPAIGN_FIELDS = {
     "provider",
     "sender",
     "status",
+    "status_display",
+    "allowed_actions",
     "scheduled_at",
     "send_window",
     "created_at",
@@ -155,6 +157,8 @@ def test_create_campaign_answers_with_exactly_the_contract_fields(api, audience)
     assert set(data) == CAMPAIGN_FIELDS
     assert data["lists"] == [audience.pk]
     assert data["status"] == "draft"
+    assert data["status_display"] == "Draft"
+    assert data["allowed_actions"] == ["send", "schedule", "cancel"]
     assert data["provider"] == "locmem"  # the test settings' default
     assert data["send_window"] is None
     assert data["scheduled_at"] is None
@@ -492,7 +496,7 @@ def test_send_of_a_started_campaign_is_409(api, campaign, status):
     Campaign.objects.filter(pk=campaign.pk).update(status=status)
     response = api.post(url(campaign, "send"))
     assert response.status_code == 409
-    assert f"is {status}: it cannot be scheduled" in error(response)["message"]
+    assert f"is {status}: it cannot be sent" in error(response)["message"]
 
 
 def test_schedule_sets_time_and_window(api, campaign):

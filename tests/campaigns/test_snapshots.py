@@ -7,10 +7,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from campaigns import scheduling
-from campaigns.claims import OPTED_OUT_CODE
-from campaigns.dispatch import CANCELLED_CODE, Dispatcher
+from campaigns.dispatch import Dispatcher
 from campaigns.launch import campaign_launch
-from campaigns.models import Campaign, CampaignSnapshot
+from campaigns.models import Campaign, CampaignSnapshot, Message
 from campaigns.stats import (
     campaign_progress,
     campaign_snapshot_refresh,
@@ -61,8 +60,12 @@ def test_a_snapshot_keeps_counts_cost_opt_outs_and_failure_reasons():
     messages(campaign, "queued", 2)
     messages(campaign, "undelivered", 2, error_code="30003", error_reason="Unreachable")
     messages(campaign, "rejected", 1, error_code="30007", error_reason="Filtered")
-    messages(campaign, "failed", 1, error_code=OPTED_OUT_CODE, error_reason="x")
-    messages(campaign, "failed", 1, error_code=CANCELLED_CODE, error_reason="y")
+    messages(
+        campaign, "failed", 1, error_code=Message.SkipReason.OPTED_OUT, error_reason="x"
+    )
+    messages(
+        campaign, "failed", 1, error_code=Message.SkipReason.CANCELLED, error_reason="y"
+    )
     ConsentEvent.objects.create(
         phone=delivered[0].to, kind=ConsentEvent.Kind.OPT_OUT, source="keyword"
     )
@@ -82,13 +85,13 @@ def test_a_snapshot_keeps_counts_cost_opt_outs_and_failure_reasons():
         {"code": "30003", "reason": "Unreachable", "count": 2, "skipped": False},
         {"code": "30007", "reason": "Filtered", "count": 1, "skipped": False},
         {
-            "code": CANCELLED_CODE,
+            "code": Message.SkipReason.CANCELLED,
             "reason": "Not sent: the campaign was cancelled",
             "count": 1,
             "skipped": True,
         },
         {
-            "code": OPTED_OUT_CODE,
+            "code": Message.SkipReason.OPTED_OUT,
             "reason": "Not sent: the recipient had opted out",
             "count": 1,
             "skipped": True,
@@ -100,14 +103,16 @@ def test_failure_reasons_are_the_top_ten_and_always_the_skipped():
     campaign = CampaignFactory(status=Campaign.Status.SENDING)
     for n in range(12):
         messages(campaign, "undelivered", 12 - n, error_code=f"E{n:02}")
-    messages(campaign, "failed", 1, error_code=OPTED_OUT_CODE)
+    messages(campaign, "failed", 1, error_code=Message.SkipReason.OPTED_OUT)
 
     reasons = campaign_snapshot_take(campaign=campaign).failure_reasons
 
     assert [r["code"] for r in reasons if not r["skipped"]] == [
         f"E{n:02}" for n in range(10)
     ]
-    assert [r["code"] for r in reasons if r["skipped"]] == [OPTED_OUT_CODE]
+    assert [r["code"] for r in reasons if r["skipped"]] == [
+        Message.SkipReason.OPTED_OUT
+    ]
 
 
 def test_progress_reads_a_fresh_snapshot_and_counts_again_when_stale():

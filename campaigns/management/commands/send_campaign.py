@@ -8,8 +8,11 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from campaigns import lifecycle
+from campaigns.actions import campaign_require_audience
 from campaigns.dispatch import Dispatcher
-from campaigns.launch import CampaignError, campaign_launch
+from campaigns.launch import campaign_launch
+from campaigns.lifecycle import CampaignError
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
 from campaigns.provider_checks import (
@@ -81,28 +84,25 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"Campaign {campaign.pk} is paused. Resume it with --resume."
                 )
-            Campaign.objects.filter(pk=campaign.pk).update(
-                status=Campaign.Status.SENDING, waiting_reason=""
-            )
-            campaign.refresh_from_db()
-        if campaign.status in (
-            Campaign.Status.DRAFT,
-            Campaign.Status.SCHEDULED,
-            Campaign.Status.SENDING,
-        ):
+            # Back to sending, or to its schedule if it was paused before its
+            # launch (launched just below). No task is queued: this process sends.
             try:
-                added = campaign_launch(campaign=campaign)
+                lifecycle.move(campaign, "resume", waiting_reason="")
             except CampaignError as exc:
                 raise CommandError(str(exc)) from exc
-            if added:
-                self.stdout.write(f"Queued {added:,} messages for {campaign.name!r}.")
-        elif campaign.status in (
-            Campaign.Status.COMPLETED,
-            Campaign.Status.CANCELLED,
-            Campaign.Status.FAILED,
-        ):
+        if not lifecycle.can(campaign, "launch"):
+            # Completed, cancelled or failed: nothing to send, say how it went.
             self._summary(campaign)
             return
+        try:
+            if campaign.status != Campaign.Status.SENDING:
+                # The rule of "send now", which this is: nobody to text is refused.
+                campaign_require_audience(campaign)
+            added = campaign_launch(campaign=campaign)
+        except CampaignError as exc:
+            raise CommandError(str(exc)) from exc
+        if added:
+            self.stdout.write(f"Queued {added:,} messages for {campaign.name!r}.")
 
         stop = threading.Event()
         backend = get_provider(campaign.provider)
@@ -263,9 +263,7 @@ class Progress:
             return
         self._last = now
         counts = Message.objects.filter(campaign_id=campaign_id).values_list("status")
-        done = counts.exclude(
-            status__in=[Message.Status.QUEUED, Message.Status.SENDING]
-        ).count()
+        done = counts.exclude(status__in=Message.IN_FLIGHT).count()
         failed = counts.filter(status=Message.Status.FAILED).count()
         stats = dispatcher.stats
         rate = stats.rate

@@ -5,7 +5,12 @@
  * panel's data-live decides whether to go on. A panel with data-stale="true" (the
  * page showed old figures rather than wait for a count) is refreshed at once. The
  * "refresh" link asks for figures counted afresh. Nothing runs on pages without
- * #dashboard. */
+ * #dashboard.
+ *
+ * Each panel carries the page's state outside it (<template id="dashboard-page">:
+ * title, status, action buttons). When a refresh brings a different one (the campaign
+ * started, completed, was paused elsewhere), the page's title and buttons are
+ * updated in place; the form is left alone. */
 (function () {
     "use strict";
 
@@ -14,6 +19,53 @@
 
     function panel() {
         return document.getElementById("dashboard");
+    }
+
+    function pageState(root) {
+        const holder = root && root.querySelector("#dashboard-page");
+        if (!holder) {
+            return null;
+        }
+        return {
+            title: holder.dataset.title,
+            status: holder.dataset.status,
+            statusDisplay: holder.dataset.statusDisplay,
+            actions: holder.dataset.actions,
+            buttons: holder.content,
+        };
+    }
+
+    let shown = null;  // the state the page shows now
+
+    function syncPage(next) {
+        if (!next || !shown) {
+            return;
+        }
+        if (next.title !== shown.title) {
+            const heading = document.querySelector("#content h1");
+            if (heading) {
+                heading.textContent = next.title;
+            }
+            document.title = document.title.replace(shown.title, next.title);
+        }
+        const status = document.getElementById("campaign-status");
+        if (status && next.status !== shown.status) {
+            status.textContent = next.statusDisplay;
+            status.className = "campaign-status campaign-status-" + next.status;
+        }
+        if (next.actions !== shown.actions) {
+            const tools = document.querySelector(".object-tools");
+            if (tools) {
+                tools.querySelectorAll("li").forEach(function (item) {
+                    if (item.querySelector("a[id^='action-']")) {
+                        item.remove();
+                    }
+                });
+                const buttons = next.buttons.cloneNode(true);
+                tools.insertBefore(buttons, tools.firstChild);
+            }
+        }
+        shown = next;
     }
 
     function schedule() {
@@ -48,6 +100,7 @@
                 const next = holder.content.getElementById("dashboard");
                 if (next) {
                     panel().replaceWith(next);
+                    syncPage(pageState(next));
                 }
             })
             .catch(function () {
@@ -70,6 +123,7 @@
 
     document.addEventListener("DOMContentLoaded", function () {
         const current = panel();
+        shown = pageState(current);
         if (current && current.dataset.stale === "true") {
             refresh(false);
         } else {

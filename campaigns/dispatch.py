@@ -59,6 +59,11 @@ CLAIM_SECONDS = 5
 # more than the rate, even with a few milliseconds of jitter on the way.
 RATE_HEADROOM = 0.03
 
+# A request starts at most this late in its slot; a slot missed by more is booked again.
+LATE_SECONDS = 0.015
+# Answers are not recorded when a slot is this close.
+RECORD_SLACK_SECONDS = 0.03
+
 # A dispatcher looks for dead dispatchers' claims on its campaign this often.
 RECOVERY_SECONDS = 2.0
 
@@ -84,6 +89,8 @@ class DispatchStats:
     retried: int = 0
     opted_out: int = 0
     unknown: int = 0
+    late_slots: int = 0
+    """Slots missed because this process was busy, booked again."""
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -429,9 +436,7 @@ class Dispatcher:
             # Room first, then the booking: a request must never start later than its
             # slot because the pool was full, or two seconds' requests could bunch.
             self._wait_for_room(1)
-            start = time.monotonic() + limiter.reserve(cost)
-            self._wait(start)
-            if self._halt or self.stop.is_set():
+            if not self._take_slot(limiter, cost):
                 break
             pending.pop(0)
             # From here on the vendor may have these messages: a crash now leaves them
@@ -466,6 +471,21 @@ class Dispatcher:
             )
         self.stats.batches += 1
 
+    def _take_slot(self, limiter: RateLimiter, cost: float) -> bool:
+        """Book ``cost`` and wait for its slot; False when sending must stop.
+
+        A slot missed by more than LATE_SECONDS (this process was busy) is booked
+        again rather than used late: a late start lands in the next calendar second,
+        on top of that second's own share."""
+        while True:
+            start = time.monotonic() + limiter.reserve(cost)
+            self._wait(start)
+            if self._halt or self.stop.is_set():
+                return False
+            if time.monotonic() - start <= LATE_SECONDS:
+                return True
+            self.stats.late_slots += 1
+
     # --- Answers ---------------------------------------------------------------------
 
     def _wait(self, until: float, *, until_answer: bool = False) -> None:
@@ -486,12 +506,15 @@ class Dispatcher:
                     timeout=pause,
                     return_when=FIRST_COMPLETED,
                 )
-                if self._collect() and until_answer:
+                # Recording takes milliseconds: never just before a request's slot,
+                # or the request would start late and crowd the next second.
+                record = until_answer or remaining > RECORD_SLACK_SECONDS
+                if self._collect(record=record) and until_answer:
                     break
             else:
                 self.stop.wait(pause)
             self.liveness.beat()
-        self._collect()
+        self._collect(record=until_answer)
 
     def _wait_for_room(self, requests: int) -> None:
         """Block until ``requests`` more fit in the pool."""
@@ -505,10 +528,10 @@ class Dispatcher:
             self._collect()
             self.liveness.beat()
 
-    def _collect(self, *, force: bool = False) -> int:
+    def _collect(self, *, force: bool = False, record: bool = True) -> int:
         """Take the answers that came back; record them in one go once enough have
-        gathered or the oldest has waited ``RECORD_SECONDS``. Returns how many
-        requests were recorded."""
+        gathered or the oldest has waited ``RECORD_SECONDS`` (not at all when
+        ``record`` is off). Returns how many requests were recorded."""
         still: list[_InFlight] = []
         for request in self._in_flight:
             if request.future.done():
@@ -518,7 +541,7 @@ class Dispatcher:
             else:
                 still.append(request)
         self._in_flight = still
-        if not self._answered:
+        if not self._answered or not record:
             return 0
         waited = time.monotonic() - (self._answered_since or 0)
         messages = sum(len(request.sent) for request, _ in self._answered)

@@ -37,11 +37,14 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
+from django.conf import settings
+
 from ..messages import SendError, SendErrorKind
 
 POOL_SIZE = 64
-"""Connections kept alive per host: enough for 64 concurrent sender threads sharing
-one backend instance without opening (and TLS-handshaking) a connection per send."""
+"""Fewest connections kept alive per host. A pool follows SMS_DISPATCH_CONCURRENCY
+when that is larger: every concurrent sender thread sharing one backend instance
+keeps its connection instead of opening (and TLS-handshaking) one per send."""
 
 DEFAULT_TIMEOUT = (5.0, 30.0)
 """(connect, read) seconds."""
@@ -126,13 +129,16 @@ class HttpClient:
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        pool_size: int = POOL_SIZE,
+        pool_size: int | None = None,
     ) -> None:
         self.vendor = vendor
         self.timeout = timeout
         self.session = requests.Session()
         adapter = _Adapter(
-            pool_connections=4, pool_maxsize=pool_size, max_retries=NO_RETRIES
+            pool_connections=4,
+            pool_maxsize=pool_size
+            or max(POOL_SIZE, getattr(settings, "SMS_DISPATCH_CONCURRENCY", 0)),
+            max_retries=NO_RETRIES,
         )
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

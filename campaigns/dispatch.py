@@ -22,6 +22,8 @@ delivery receipt, if one comes, moves them on. Nothing is held only in memory.
 import logging
 import threading
 import time
+from bisect import insort
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -59,7 +61,12 @@ CLAIM_SECONDS = 5
 # more than the rate, even with a few milliseconds of jitter on the way.
 RATE_HEADROOM = 0.03
 
-# A request starts at most this late in its slot; a slot missed by more is booked again.
+# Slots are booked this far ahead, so claiming the next batch never leaves a gap.
+BOOK_AHEAD_SECONDS = 0.5
+# Requests are handed to their sending thread this long before their slot, and the
+# thread starts them on time; a slot the dispatcher itself missed by more than
+# LATE_SECONDS is booked again.
+SUBMIT_LEAD_SECONDS = 0.05
 LATE_SECONDS = 0.015
 # Answers are not recorded when a slot is this close.
 RECORD_SLACK_SECONDS = 0.03
@@ -120,6 +127,21 @@ class _InFlight:
     sent: list[Rendered]
 
 
+@dataclass
+class _Booked:
+    """A slice of requests whose slot at the rate limiter is booked."""
+
+    start: float
+    """Monotonic time of the slot."""
+    cost: float
+    alias: str
+    limiter: RateLimiter
+    send: Callable[[list[OutboundSms]], list[SendResult]]
+    requests: list[list[OutboundSms]]
+    rendered: dict[str, Rendered]
+    claimed_at: datetime
+
+
 class Dispatcher:
     """Sends one campaign. ``run()`` loops until done or stopped; ``step()`` does one batch."""
 
@@ -153,6 +175,7 @@ class Dispatcher:
         self._answered: list[tuple[_InFlight, list[SendResult]]] = []
         self._answered_since: float | None = None
         self._halt = False
+        self._booked: deque[_Booked] = deque()
 
     # --- Loop ----------------------------------------------------------------------
 
@@ -255,7 +278,8 @@ class Dispatcher:
                 return Step("waiting", opening, reason)
 
         # Claim no more than can be sent: a claim waiting behind a full pool only ages.
-        self._wait_for_room(1)
+        while len(self._in_flight) >= self.concurrency and not self.stop.is_set():
+            self._wait(time.monotonic() + ANSWER_WAIT_SECONDS, until_answer=True)
         now = self._claimed_at = timezone.now()
         rows = self._claim(
             campaign, alias, zones, now, self._claim_size(backend, alias)
@@ -429,35 +453,31 @@ class Dispatcher:
         # The limiter is booked once per slice of that size, not once per request: at
         # 1,000 one-recipient requests a second, per-request booking is what would
         # limit us.
-        pending = list(_slices(requests, rendered, at_once))
+        pending = deque(_slices(requests, rendered, at_once))
         self._halt = False
-        while pending:
-            slice_requests, cost = pending[0]
-            # Room first, then the booking: a request must never start later than its
-            # slot because the pool was full, or two seconds' requests could bunch.
-            self._wait_for_room(1)
-            if not self._take_slot(limiter, cost):
-                break
-            pending.pop(0)
-            # From here on the vendor may have these messages: a crash now leaves them
-            # "unknown", while claimed messages not yet handed over go back to the queue.
-            ours = mark_handed(
-                [rendered[m.reference].id for r in slice_requests for m in r],
-                claimed_at=self._claimed_at,
-                now=timezone.now(),
-            )
-            for request in slice_requests:
-                kept = [m for m in request if rendered[m.reference].id in ours]
-                if not kept:
-                    continue
-                self._wait_for_room(1)
-                self._in_flight.append(
-                    _InFlight(
-                        future=self._pool().submit(backend.send_batch, kept),
-                        alias=alias,
-                        sent=[rendered[m.reference] for m in kept],
-                    )
+        while pending and not (self._halt or self.stop.is_set()):
+            # Slots are booked up to BOOK_AHEAD_SECONDS ahead and each slice is sent
+            # when its slot comes (_submit_due, during every wait). The dispatcher may
+            # thus claim and render the next batch while the last slots of this one
+            # are still to come: no gap in the vendor's seconds between claims.
+            ahead = time.monotonic() + BOOK_AHEAD_SECONDS
+            if self._booked and self._booked[-1].start > ahead:
+                self._wait(self._booked[-1].start - BOOK_AHEAD_SECONDS)
+                continue
+            slice_requests, cost = pending.popleft()
+            self._booked.append(
+                _Booked(
+                    start=time.monotonic() + limiter.reserve(cost),
+                    cost=cost,
+                    alias=alias,
+                    limiter=limiter,
+                    send=backend.send_batch,
+                    requests=slice_requests,
+                    rendered=rendered,
+                    claimed_at=self._claimed_at,
                 )
+            )
+            self._submit_due()
         if pending:
             # Credentials refused, the circuit opened or a stop was asked for: the
             # rest of the claim goes back to the queue unsent.
@@ -471,20 +491,59 @@ class Dispatcher:
             )
         self.stats.batches += 1
 
-    def _take_slot(self, limiter: RateLimiter, cost: float) -> bool:
-        """Book ``cost`` and wait for its slot; False when sending must stop.
+    def _submit_due(self) -> None:
+        """Hand the slices whose slot is near to the sending threads.
 
-        A slot missed by more than LATE_SECONDS (this process was busy) is booked
-        again rather than used late: a late start lands in the next calendar second,
-        on top of that second's own share."""
-        while True:
-            start = time.monotonic() + limiter.reserve(cost)
-            self._wait(start)
-            if self._halt or self.stop.is_set():
-                return False
-            if time.monotonic() - start <= LATE_SECONDS:
-                return True
-            self.stats.late_slots += 1
+        A thread gets its slice SUBMIT_LEAD_SECONDS early and starts it on time,
+        whatever this thread is doing then. A slot this thread missed by more than
+        LATE_SECONDS (the process was busy, or the pool full) is booked again rather
+        than used late: a late start lands in the next calendar second, on top of
+        that second's own share."""
+        if self._halt or self.stop.is_set():
+            self._release_booked()
+            return
+        while self._booked:
+            booked = self._booked[0]
+            now = time.monotonic()
+            if booked.start - SUBMIT_LEAD_SECONDS > now:
+                return
+            room = max(self.concurrency, len(booked.requests)) - len(self._in_flight)
+            if now - booked.start > LATE_SECONDS or len(booked.requests) > room:
+                self._booked.popleft()
+                self.stats.late_slots += 1
+                booked.start = time.monotonic() + booked.limiter.reserve(booked.cost)
+                insort(self._booked, booked, key=lambda b: b.start)
+                if len(booked.requests) > room:
+                    return  # wait for answers to free the pool
+                continue
+            self._booked.popleft()
+            rendered = booked.rendered
+            # From here on the vendor may have these messages: a crash now leaves them
+            # "unknown", while claimed messages not yet handed over go back to the queue.
+            ours = mark_handed(
+                [rendered[m.reference].id for r in booked.requests for m in r],
+                claimed_at=booked.claimed_at,
+                now=timezone.now(),
+            )
+            for request in booked.requests:
+                kept = [m for m in request if rendered[m.reference].id in ours]
+                if kept:
+                    self._in_flight.append(
+                        _InFlight(
+                            future=self._pool().submit(
+                                _send_at, booked.start, booked.send, kept
+                            ),
+                            alias=booked.alias,
+                            sent=[rendered[m.reference] for m in kept],
+                        )
+                    )
+
+    def _release_booked(self) -> None:
+        """Give back the messages of slices booked but not sent."""
+        booked, self._booked = self._booked, deque()
+        self._release(
+            [b.rendered[m.reference].id for b in booked for r in b.requests for m in r]
+        )
 
     # --- Answers ---------------------------------------------------------------------
 
@@ -493,40 +552,34 @@ class Dispatcher:
         they arrive and proving this dispatcher alive. ``until_answer`` returns
         early once an answer was recorded."""
         while True:
-            remaining = until - time.monotonic()
+            self._submit_due()
+            now = time.monotonic()
+            remaining = until - now
             if remaining <= 0 or self.stop.is_set():
                 break
-            # Answers waiting to be recorded are not kept past RECORD_SECONDS.
+            # Answers waiting to be recorded are not kept past RECORD_SECONDS, and
+            # the next slot is never missed.
             pause = min(
                 remaining, RECORD_SECONDS if self._answered else ANSWER_WAIT_SECONDS
             )
+            next_slot = None
+            if self._booked:
+                next_slot = self._booked[0].start - SUBMIT_LEAD_SECONDS - now
+                pause = min(pause, max(next_slot, 0.001))
             if self._in_flight:
                 wait(
                     [r.future for r in self._in_flight],
                     timeout=pause,
                     return_when=FIRST_COMPLETED,
                 )
-                # Recording takes milliseconds: never just before a request's slot,
-                # or the request would start late and crowd the next second.
-                record = until_answer or remaining > RECORD_SLACK_SECONDS
+                # Recording takes milliseconds: never just before a slot.
+                record = next_slot is None or next_slot > RECORD_SLACK_SECONDS
                 if self._collect(record=record) and until_answer:
                     break
             else:
                 self.stop.wait(pause)
             self.liveness.beat()
-        self._collect(record=until_answer)
-
-    def _wait_for_room(self, requests: int) -> None:
-        """Block until ``requests`` more fit in the pool."""
-        room = self.concurrency - min(requests, self.concurrency)
-        while len(self._in_flight) > room:
-            wait(
-                [r.future for r in self._in_flight],
-                timeout=ANSWER_WAIT_SECONDS,
-                return_when=FIRST_COMPLETED,
-            )
-            self._collect()
-            self.liveness.beat()
+        self._collect(record=not self._booked)
 
     def _collect(self, *, force: bool = False, record: bool = True) -> int:
         """Take the answers that came back; record them in one go once enough have
@@ -570,7 +623,11 @@ class Dispatcher:
         self._drain()
 
     def _drain(self) -> None:
-        """Wait for every request in flight and record its answer."""
+        """Send the slices already booked (unless stopping: they go back to the
+        queue), wait for every request in flight and record its answer."""
+        while self._booked and not (self._halt or self.stop.is_set()):
+            self._wait(self._booked[-1].start)
+        self._release_booked()
         while self._in_flight:
             wait([r.future for r in self._in_flight], timeout=ANSWER_WAIT_SECONDS)
             self._collect(force=True)
@@ -712,6 +769,14 @@ def _pause(campaign: Campaign, reason: str) -> None:
     """Pause a sending campaign that cannot go on by itself, saying why."""
     if lifecycle.transition(campaign, "halt", waiting_reason=reason[:255]):
         logger.error("campaign %s paused: %s", campaign.pk, reason)
+
+
+def _send_at(start: float, send: Callable, messages: list[OutboundSms]):
+    """In a sending thread: start the request at its slot (monotonic time)."""
+    delay = start - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return send(messages)
 
 
 def _results(request: _InFlight) -> list[SendResult]:

@@ -159,8 +159,8 @@ def main() -> None:
 
     redis.Redis.from_url(args.cache_url).flushdb()
 
-    from campaigns.launch import campaign_launch
     from campaigns.models import Campaign
+    from campaigns.sending.launch import campaign_launch
 
     create_contacts(args.messages)
     contact_list, _ = add_to_list("Bench: chaos")

@@ -108,7 +108,7 @@ def main() -> None:
     from django.conf import settings
     from django.test import override_settings
 
-    from campaigns.throttle import store_for
+    from campaigns.sending.pacing import store_for
 
     with phase("contacts"):
         create_contacts(args.messages)
@@ -155,9 +155,9 @@ def _run(
     batch_size: int,
     concurrency: int,
 ) -> tuple[float, float]:
-    from campaigns.dispatch import Dispatcher
-    from campaigns.launch import campaign_launch
     from campaigns.models import Campaign
+    from campaigns.sending.dispatch import Dispatcher
+    from campaigns.sending.launch import campaign_launch
     from providers import get_provider
 
     print()
@@ -235,8 +235,8 @@ class PhaseTimings:
     def instrument(self, backend: Any) -> None:
         from django.db import connection
 
-        from campaigns import dispatch, recording
-        from campaigns.throttle import CircuitBreaker, RateLimiter
+        from campaigns.sending import dispatch, recording
+        from campaigns.sending.pacing import CircuitBreaker, RateLimiter
 
         connection.execute_wrappers.append(self._time_sql)
         self._restore.append(lambda: connection.execute_wrappers.remove(self._time_sql))

@@ -43,8 +43,8 @@ def main() -> None:
         print(f"  {machine_load()}")
         setup_django(args.database_url)
 
-    from campaigns.launch import campaign_launch
     from campaigns.models import Campaign, Message
+    from campaigns.sending.launch import campaign_launch
 
     with phase("contacts, opt-outs and suppressions"):
         audience = create_contacts(

@@ -166,8 +166,8 @@ def create_audience(count: int):
 
 
 def run_scenario(scenario: Scenario, contact_list, args: argparse.Namespace) -> None:
-    from campaigns.launch import campaign_launch
     from campaigns.models import Campaign
+    from campaigns.sending.launch import campaign_launch
 
     print(
         f"\n{scenario.rate:g}/s with {scenario.workers} worker(s), "
@@ -313,7 +313,7 @@ def run_worker(campaign_id: int, stop_at: float) -> None:
     django.setup()
     from django.conf import settings
 
-    from campaigns.dispatch import Dispatcher
+    from campaigns.sending.dispatch import Dispatcher
     from providers import get_provider
 
     # DEBUG only spares the bench a SECRET_KEY; query logging would cost time.

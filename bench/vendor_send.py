@@ -244,8 +244,8 @@ class Bench:
         """A launched campaign to the first ``messages`` contacts: (id, queued)."""
         from common import add_to_list
 
-        from campaigns.launch import campaign_launch
         from campaigns.models import Campaign
+        from campaigns.sending.launch import campaign_launch
 
         contact_list, _ = add_to_list(f"Bench vendor: {label}", f"c.id <= {messages}")
         campaign = Campaign.objects.create(

@@ -8,12 +8,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import lifecycle
-from .dispatch import cancel_queued
 from .lifecycle import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_audience
 from .provider_checks import campaign_require_usable_providers
-from .scheduling import enqueue_dispatch, enqueue_start
+from .sending.dispatch import cancel_queued
+from .sending.queue import enqueue_dispatch, enqueue_start
 
 
 class EmptyAudience(CampaignError):

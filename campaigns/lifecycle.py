@@ -141,7 +141,7 @@ TRANSITIONS: dict[str, Transition] = {
         resolve=_retry_target,
     ),
     # --- what the workers do ---
-    # The audience is materialized (campaigns.launch): it is sending.
+    # The audience is materialized (campaigns.sending.launch): it is sending.
     "launch": Transition(
         frozenset({Status.DRAFT, Status.SCHEDULED, Status.SENDING}),
         (Status.SENDING,),

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import dateformat, timezone
 
-from .windows import validate_send_window
+from .sending.windows import validate_send_window
 
 
 def default_provider() -> str:
@@ -144,7 +144,7 @@ class Campaign(models.Model):
 class DispatchSession(models.Model):
     """One running dispatcher (a ``send_campaign``, a ``run_worker`` slice, a Celery
     task): the messages it claims name it, so when it dies its claims are settled at
-    once instead of after the lease (see campaigns.liveness).
+    once instead of after the lease (see campaigns.sending.liveness).
 
     It proves it is alive by a heartbeat and, on PostgreSQL, by holding a
     session-level advisory lock that the server releases the moment the process or
@@ -430,7 +430,7 @@ class CampaignSnapshot(models.Model):
 
 
 class ThrottleState(models.Model):
-    """Shared state of one rate limiter or circuit breaker (see campaigns.throttle).
+    """Shared state of one rate limiter or circuit breaker (see campaigns.sending.pacing).
 
     Used when no Redis is configured, so workers on one database still share one
     schedule per provider.

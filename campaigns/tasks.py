@@ -8,12 +8,12 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from . import scheduling, services
+from .sending import direct, scheduling
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def deliver_message(message_id: int) -> None:
-    services.message_deliver(message_id=message_id)
+    direct.message_deliver(message_id=message_id)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -31,9 +31,9 @@ def dispatch_campaign(campaign_id: int) -> None:
     """
     from providers import get_provider
 
-    from .dispatch import Dispatcher
     from .models import Campaign
     from .provider_checks import campaign_pause_if_unusable
+    from .sending.dispatch import Dispatcher
 
     campaign = (
         Campaign.objects.filter(pk=campaign_id)
@@ -53,7 +53,6 @@ def dispatch_campaign(campaign_id: int) -> None:
         deliver_reports = getattr(backend, "deliver_due", None)
 
         def on_batch(dispatcher) -> None:
-            scheduling.beat(campaign_id)
             if deliver_reports is not None:
                 deliver_reports()
 

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.text import capfirst
 
-from campaigns.scheduling import broker_configured
+from smscampaigns.celery import broker_configured
 
 from . import services
 from .forms import (

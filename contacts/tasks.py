@@ -104,7 +104,7 @@ def import_job_start(
         job.contact_list, _ = contact_list_get_or_create(name=job.new_list_name)
         job.save(update_fields=["contact_list"])
     if background:
-        from campaigns.scheduling import broker_configured
+        from smscampaigns.celery import broker_configured
 
         if broker_configured():
             import_job_enqueue(job_id=job.pk)
@@ -227,7 +227,7 @@ def import_jobs_run_pending(*, limit: int = 1) -> int:
     runs the imports and only the clean-up happens here. Returns how many
     imports ran.
     """
-    from campaigns.scheduling import broker_configured
+    from smscampaigns.celery import broker_configured
 
     import_jobs_fail_stalled()
     import_jobs_discard_abandoned()

@@ -4,7 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from django.urls import include, path
 
-from campaigns import api as campaigns_api
+from campaigns.api import views as campaigns_api
 from contacts import api as contacts_api
 
 router = DefaultRouter()

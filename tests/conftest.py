@@ -20,8 +20,8 @@ def sms_outbox() -> list[OutboundSms]:
 @pytest.fixture(autouse=True)
 def _fresh_throttle_state():
     """Rate limiter and circuit state kept in this process must not leak between tests."""
-    from campaigns import throttle
+    from campaigns.sending import pacing
 
-    throttle._local_store._records.clear()
+    pacing._local_store._records.clear()
     yield
-    throttle._local_store._records.clear()
+    pacing._local_store._records.clear()

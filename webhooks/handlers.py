@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from campaigns.receipts import delivery_events_record
+from campaigns.sending.receipts import delivery_events_record
 from providers import get_provider
 from providers.exceptions import CallbackAuthError, CallbackParseError
 from providers.messages import Callback

@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import Message
-from campaigns.services import message_create_direct
+from campaigns.sending.direct import message_create_direct
 from contacts.models import Contact, Source
 from contacts.phones import InvalidPhoneNumber, mask_phone, normalize_phone
 from contacts.services import contact_opt_in, contact_opt_out

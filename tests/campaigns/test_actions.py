@@ -14,8 +14,8 @@ from campaigns.actions import (
     campaign_schedule,
     campaign_send_now,
 )
-from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
+from campaigns.sending.launch import CampaignError, campaign_launch
 from providers.backends import locmem
 from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
@@ -110,7 +110,7 @@ def test_retry_leaves_unknown_unless_asked(campaign):
 def test_a_reply_that_hit_a_provider_error_is_retried_by_the_worker(
     sms_outbox, settings
 ):
-    from campaigns.services import message_create_direct
+    from campaigns.sending.direct import message_create_direct
 
     settings.SMS_RETRY_BASE_DELAY = 0.0
     locmem.fail_next(SendError(kind=SendErrorKind.NOT_SENT, code="503", reason="down"))

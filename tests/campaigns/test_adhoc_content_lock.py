@@ -1,4 +1,4 @@
-"""The content lock of stored campaigns (campaigns.adhoc): one rule, content_locked,
+"""The content lock of stored campaigns (campaigns.writes): one rule, content_locked,
 for every entry point (API, admin)."""
 
 from datetime import timedelta
@@ -8,9 +8,9 @@ import pytest
 from django.utils import timezone
 
 from campaigns.actions import campaign_pause, campaign_resume, campaign_schedule
-from campaigns.adhoc import campaign_update, content_locked
-from campaigns.launch import CampaignError
 from campaigns.models import Campaign
+from campaigns.sending.launch import CampaignError
+from campaigns.writes import campaign_update, content_locked
 from tests.factories import (
     CampaignFactory,
     ContactListFactory,

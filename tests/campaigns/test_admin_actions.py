@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.actions import campaign_schedule, campaign_send_now
-from campaigns.adhoc import campaign_update
-from campaigns.launch import CampaignError
 from campaigns.models import Campaign, Message
+from campaigns.sending.launch import CampaignError
+from campaigns.writes import campaign_update
 from contacts.models import Suppression
 from tests.factories import (
     CampaignFactory,
@@ -782,7 +782,7 @@ def test_a_refusal_by_the_service_becomes_an_error_message(
             f"Campaign {campaign.pk} is sending: it cannot be scheduled"
         )
 
-    monkeypatch.setattr("campaigns.admin_actions.campaign_send_now", started_meanwhile)
+    monkeypatch.setattr("campaigns.admin.actions.campaign_send_now", started_meanwhile)
     response = confirm(admin_client, campaign, "send")
     assert response.status_code == 302
     [(level, text)] = flashed(response)

@@ -11,10 +11,11 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import admin_composer, preview
-from campaigns.adhoc import content_locked
-from campaigns.launch import CampaignError
+from campaigns import preview
+from campaigns.admin import composer
 from campaigns.models import Campaign
+from campaigns.sending.launch import CampaignError
+from campaigns.writes import content_locked
 from contacts.models import Suppression
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
@@ -170,7 +171,7 @@ def test_a_refusal_by_the_service_is_shown_as_an_error(
     def refuse(**kwargs):
         raise CampaignError("Campaign 1 is sending: its body can no longer change")
 
-    monkeypatch.setattr(admin_composer, "campaign_update", refuse)
+    monkeypatch.setattr(composer, "campaign_update", refuse)
     campaign = CampaignFactory(body="Old text")
 
     response = admin_client.post(change_url(campaign), form_data(body="New text"))
@@ -668,7 +669,7 @@ def test_new_contacts_in_a_list_are_counted_at_once(admin_client, spring):
 def test_a_large_audience_is_counted_after_the_page_loads(
     admin_client, spring, monkeypatch
 ):
-    monkeypatch.setattr(admin_composer, "INLINE_AUDIENCE_LIMIT", 1)
+    monkeypatch.setattr(composer, "INLINE_AUDIENCE_LIMIT", 1)
     campaign = CampaignFactory(body="Hi {first_name}", lists=spring["lists"])
 
     response = admin_client.get(change_url(campaign))

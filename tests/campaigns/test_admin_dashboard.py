@@ -11,9 +11,9 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import scheduling
-from campaigns.admin_dashboard import CappedCountPaginator
+from campaigns.admin.dashboard import CappedCountPaginator
 from campaigns.models import Campaign, CampaignSnapshot, DeliveryEvent, Message
+from campaigns.sending.liveness import campaign_beat
 from campaigns.stats import campaign_snapshot_take
 from contacts.models import ConsentEvent
 from tests.factories import CampaignFactory, ContactFactory, MessageFactory
@@ -273,7 +273,7 @@ def test_no_worker_hint_until_a_worker_reports(admin_client, campaign):
     assert "No worker has picked this campaign up yet" in hint
     assert "python manage.py run_worker" in hint
 
-    scheduling.beat(campaign.pk)
+    campaign_beat(campaign.pk)
     response = admin_client.get(change_url(campaign))
     assert element(response, "dashboard-worker-missing") is None
 
@@ -654,7 +654,7 @@ def test_deleting_a_campaign_that_started_meanwhile_is_refused(
 ):
     scheduled = CampaignFactory(status=Campaign.Status.SCHEDULED)
     from campaigns import admin as campaign_admin
-    from campaigns.launch import CampaignError
+    from campaigns.sending.launch import CampaignError
 
     def started_meanwhile(*, campaign):
         # What campaign_delete says when the campaign left "scheduled" meanwhile.

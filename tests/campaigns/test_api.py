@@ -838,7 +838,7 @@ def test_bulk_queues_one_message_per_unique_valid_number(api, monkeypatch):
 def test_bulk_messages_are_dispatched_and_rendered(api, sms_outbox, monkeypatch):
     dispatched = []
     monkeypatch.setattr(
-        "campaigns.adhoc.enqueue_dispatch", lambda pk: dispatched.append(pk)
+        "campaigns.writes.enqueue_dispatch", lambda pk: dispatched.append(pk)
     )
     ContactFactory(phone="+12065550100", first_name="Ann")
     response = api.post(

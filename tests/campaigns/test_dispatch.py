@@ -4,10 +4,10 @@ import pytest
 
 from django.utils import timezone
 
-from campaigns.dispatch import Dispatcher
-from campaigns.launch import campaign_launch
-from campaigns.liveness import recover_stale
 from campaigns.models import Campaign, Message
+from campaigns.sending.dispatch import Dispatcher
+from campaigns.sending.launch import campaign_launch
+from campaigns.sending.liveness import recover_stale
 from contacts.models import Source
 from contacts.services import contact_opt_out
 from providers.backends import locmem
@@ -317,7 +317,7 @@ def test_a_read_timeout_leaves_the_message_unknown_instead_of_sending_it_twice(
 
 
 def test_a_claim_that_lost_its_messages_to_recovery_does_not_send_them(campaign):
-    from campaigns.claims import claim_batch, mark_handed
+    from campaigns.sending.claims import claim_batch, mark_handed
 
     claimed_at = timezone.now()
     claim = claim_batch(
@@ -362,7 +362,7 @@ def test_a_provider_that_breaks_mid_campaign_pauses_it_with_the_reason(
 def test_a_lost_answer_among_accepted_ones_leaves_the_circuit_closed(
     campaign, settings, sms_outbox
 ):
-    from campaigns.dispatch import circuit_for
+    from campaigns.sending.dispatch import circuit_for
 
     settings.SMS_CIRCUIT_FAILURES = 1
     locmem.fail_next(
@@ -385,7 +385,7 @@ def test_a_lost_answer_among_accepted_ones_leaves_the_circuit_closed(
 def test_a_campaign_with_nothing_left_finishes_even_with_the_circuit_open(
     campaign, settings
 ):
-    from campaigns.dispatch import circuit_for
+    from campaigns.sending.dispatch import circuit_for
 
     settings.SMS_CIRCUIT_FAILURES = 1
     settings.SMS_CIRCUIT_RESET_SECONDS = 600

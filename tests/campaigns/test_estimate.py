@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 
-from campaigns import admin_composer
+from campaigns.admin import composer
 from campaigns.preview import (
     ESTIMATE_SAMPLE,
     audience_facts,
@@ -126,7 +126,7 @@ def test_the_audience_is_counted_once_while_nothing_changes(
 def test_the_composer_and_the_confirmation_pages_share_the_counts(
     lists, django_assert_max_num_queries
 ):
-    facts = admin_composer.audience_facts(lists)
+    facts = composer.audience_facts(lists)
     with django_assert_max_num_queries(2):
         estimate = campaign_estimate(body="Hi", lists=lists, provider="locmem")
     assert (estimate.in_lists, estimate.recipients) == (facts.in_lists, 2)

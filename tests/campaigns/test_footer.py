@@ -6,10 +6,10 @@ import pytest
 
 from django.test import override_settings
 
-from campaigns.dispatch import Dispatcher
-from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
+from campaigns.sending.dispatch import Dispatcher
+from campaigns.sending.launch import campaign_launch
 from tests.factories import ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 import pytest
 
-from campaigns.launch import CampaignError, campaign_launch
 from campaigns.models import Campaign, Message
+from campaigns.sending.launch import CampaignError, campaign_launch
 from contacts.models import Suppression
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 

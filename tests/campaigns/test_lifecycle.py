@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from campaigns import lifecycle
-from campaigns.dispatch import Dispatcher, campaign_finish
 from campaigns.lifecycle import CampaignError
 from campaigns.models import Campaign
+from campaigns.sending.dispatch import Dispatcher, campaign_finish
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db

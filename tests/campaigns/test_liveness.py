@@ -15,10 +15,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.dispatch import Dispatcher
-from campaigns.launch import campaign_launch
-from campaigns.liveness import Liveness, live_sessions, recover_stale
 from campaigns.models import Campaign, DispatchSession, Message
+from campaigns.sending.dispatch import Dispatcher
+from campaigns.sending.launch import campaign_launch
+from campaigns.sending.liveness import Liveness, live_sessions, recover_stale
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 ROOT = Path(__file__).resolve().parents[2]

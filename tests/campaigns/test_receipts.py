@@ -3,7 +3,10 @@ from decimal import Decimal
 import pytest
 
 from campaigns.models import DeliveryEvent, Message
-from campaigns.receipts import delivery_events_apply_pending, delivery_events_record
+from campaigns.sending.receipts import (
+    delivery_events_apply_pending,
+    delivery_events_record,
+)
 from contacts.models import ConsentEvent, Contact, Source, Suppression
 from contacts.services import contact_opt_in, contact_opt_out
 from providers.messages import DeliveryStatus, StatusEvent
@@ -229,7 +232,7 @@ def test_opt_in_keeps_a_manual_suppression():
 
 
 def test_the_scheduler_sweep_applies_a_receipt_that_missed_its_message():
-    from campaigns.receipts import delivery_events_sweep
+    from campaigns.sending.receipts import delivery_events_sweep
 
     message = MessageFactory(provider="vonage", status=Message.Status.SENDING)
     delivery_events_record(

@@ -2,9 +2,9 @@
 
 import pytest
 
-from campaigns.launch import campaign_launch
 from campaigns.models import Message
-from campaigns.recording import Rendered, record_batch
+from campaigns.sending.launch import campaign_launch
+from campaigns.sending.recording import Rendered, record_batch
 from providers.messages import SendError, SendErrorKind, SendResult
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 

@@ -5,9 +5,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError, OutputWrapper
 
-from campaigns.dispatch import Dispatcher, Step
 from campaigns.management.commands.send_campaign import Progress
 from campaigns.models import Campaign, Message
+from campaigns.sending.dispatch import Dispatcher, Step
 from providers.backends import locmem
 from providers.messages import SendError, SendErrorKind
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory

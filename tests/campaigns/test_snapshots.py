@@ -6,10 +6,11 @@ import pytest
 from django.core.cache import cache
 from django.utils import timezone
 
-from campaigns import scheduling
-from campaigns.dispatch import Dispatcher
-from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, CampaignSnapshot, Message
+from campaigns.sending import scheduling
+from campaigns.sending.dispatch import Dispatcher
+from campaigns.sending.launch import campaign_launch
+from campaigns.sending.liveness import campaign_stalled
 from campaigns.stats import (
     campaign_progress,
     campaign_snapshot_refresh,
@@ -223,7 +224,7 @@ def test_the_dispatcher_snapshots_the_campaign_it_completes_and_reports_it_works
         ContactFactory().lists.add(contact_list)
     campaign = CampaignFactory(lists=[contact_list], provider="locmem")
     campaign_launch(campaign=campaign)
-    assert scheduling.stalled(campaign.pk)
+    assert campaign_stalled(campaign.pk)
 
     Dispatcher(campaign.pk).run()
 
@@ -232,7 +233,7 @@ def test_the_dispatcher_snapshots_the_campaign_it_completes_and_reports_it_works
     snapshot = CampaignSnapshot.objects.get(campaign=campaign)
     assert snapshot.counts["submitted"] == 3
     assert snapshot.taken_at >= campaign.completed_at
-    assert not scheduling.stalled(campaign.pk)
+    assert not campaign_stalled(campaign.pk)
 
 
 def test_pruning_keeps_the_last_hour_then_ten_minute_then_hourly_points():

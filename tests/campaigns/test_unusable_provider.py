@@ -20,9 +20,9 @@ from django.utils import timezone
 
 from campaigns import tasks
 from campaigns.actions import campaign_resume
-from campaigns.launch import campaign_launch
 from campaigns.models import Campaign, Message
 from campaigns.provider_checks import ProviderUnusable, campaign_pause_for_provider
+from campaigns.sending.launch import campaign_launch
 from smscampaigns.models import ApiKey
 from tests.factories import (
     CampaignFactory,

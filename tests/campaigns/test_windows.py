@@ -7,7 +7,7 @@ from hypothesis import example, given, strategies as st
 
 from django.core.exceptions import ValidationError
 
-from campaigns.windows import (
+from campaigns.sending.windows import (
     SendWindow,
     WindowError,
     earliest_opening,

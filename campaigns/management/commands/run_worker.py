@@ -7,10 +7,10 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
 
-from campaigns import scheduling
-from campaigns.dispatch import Dispatcher
 from campaigns.models import Campaign
 from campaigns.provider_checks import campaign_pause_if_unusable
+from campaigns.sending import scheduling
+from campaigns.sending.dispatch import Dispatcher
 from contacts.tasks import import_jobs_run_pending
 from providers import deliver_due_reports, get_provider
 

@@ -10,8 +10,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from campaigns import lifecycle
 from campaigns.actions import campaign_require_audience
-from campaigns.dispatch import Dispatcher
-from campaigns.launch import campaign_launch
 from campaigns.lifecycle import CampaignError
 from campaigns.models import Campaign, Message
 from campaigns.preview import campaign_preview
@@ -21,6 +19,8 @@ from campaigns.provider_checks import (
     campaign_pause_if_unusable,
     campaign_require_usable_providers,
 )
+from campaigns.sending.dispatch import Dispatcher
+from campaigns.sending.launch import campaign_launch
 from campaigns.stats import campaign_snapshot_take, campaign_stats
 from providers import get_provider
 

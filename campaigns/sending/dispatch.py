@@ -13,7 +13,7 @@ small groups, from the dispatcher's own thread, the only one touching the databa
 
 Crash safety: a message is "sending" only between its claim and the recording of its
 result, and it names the dispatcher that claimed it. A dispatcher killed in between is
-seen as dead by the next recovery (``campaigns.liveness``), which every dispatcher runs
+seen as dead by the next recovery (``campaigns.sending.liveness``), which every dispatcher runs
 in its loop: claims it had not handed to the provider go back to the queue, handed ones
 become "unknown" (they may have left) and are never sent again automatically; a
 delivery receipt, if one comes, moves them on. Nothing is held only in memory.
@@ -40,15 +40,16 @@ from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
 
-from . import lifecycle
+from .. import lifecycle
+from ..models import Campaign, DeliveryEvent, Message
+from ..provider_checks import campaign_pause_for_provider
+from ..stats import campaign_snapshot_refresh
+from ..templating import parse
 from .claims import Claimed, claim_batch, mark_handed
-from .liveness import Liveness, recover_stale
-from .models import Campaign, DeliveryEvent, Message
-from .provider_checks import campaign_pause_for_provider
+from .liveness import Liveness, campaign_beat, recover_stale
+from .pacing import CircuitBreaker, RateLimiter
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
-from .templating import parse
-from .throttle import CircuitBreaker, RateLimiter
 from .windows import SendWindow, WindowError, earliest_opening, open_zones
 
 logger = logging.getLogger(__name__)
@@ -703,9 +704,7 @@ class Dispatcher:
     def _report_progress(self) -> None:
         """Tell the scheduler (and the admin) this campaign is being worked on, and
         snapshot its figures every :data:`SNAPSHOT_SECONDS`."""
-        from .scheduling import beat  # scheduling imports this module
-
-        beat(self.campaign_id)
+        campaign_beat(self.campaign_id)
         if time.monotonic() < self._next_snapshot:
             return
         self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
@@ -714,8 +713,6 @@ class Dispatcher:
             self._snapshot(campaign, min_interval=timedelta(seconds=SNAPSHOT_SECONDS))
 
     def _snapshot(self, campaign: Campaign, *, min_interval: timedelta) -> None:
-        from .stats import campaign_snapshot_refresh  # stats imports this module
-
         # Figures for the admin must never stop the sending.
         try:
             with transaction.atomic():

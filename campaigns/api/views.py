@@ -1,7 +1,7 @@
 """Campaigns and messages in the REST API (/api/v1/campaigns/, /messages/).
 
 Thin: each view validates its input, calls a service and renders the result. A
-service's :class:`~campaigns.launch.CampaignError` (the campaign's state does not
+service's :class:`~campaigns.sending.launch.CampaignError` (the campaign's state does not
 allow the operation) is answered 409 with its message; a provider that cannot be used
 is a 400 on the field that names it when the request chooses it (create, update,
 bulk), and a 409 with the code "provider_unusable" when the campaign already has it.
@@ -28,7 +28,7 @@ from django.db.models import Prefetch, QuerySet
 from contacts.models import ContactList
 from smscampaigns.api_errors import ErrorResponseSerializer
 
-from .actions import (
+from ..actions import (
     campaign_cancel,
     campaign_pause,
     campaign_resume,
@@ -36,7 +36,12 @@ from .actions import (
     campaign_schedule,
     campaign_send_now,
 )
-from .adhoc import (
+from ..lifecycle import CampaignError
+from ..models import Campaign, Message
+from ..preview import campaign_preview
+from ..provider_checks import ProviderUnusable
+from ..stats import campaign_stats
+from ..writes import (
     BodyError,
     NoRecipients,
     RecipientsOptedOut,
@@ -47,10 +52,6 @@ from .adhoc import (
     campaign_update,
 )
 from .filters import MessageFilter
-from .lifecycle import CampaignError
-from .models import Campaign, Message
-from .preview import campaign_preview
-from .provider_checks import ProviderUnusable
 from .serializers import (
     BulkInputSerializer,
     BulkOutputSerializer,
@@ -64,7 +65,6 @@ from .serializers import (
     TestSendInputSerializer,
     TestSendOutputSerializer,
 )
-from .stats import campaign_stats
 
 PREVIEW_SAMPLES = 5
 

@@ -7,10 +7,12 @@ from django.utils.html import format_html
 
 from providers.messages import mask_phone
 
-from .adhoc import EDITABLE, campaign_delete
-from .admin_actions import CampaignActionsMixin
-from .admin_composer import ComposerMixin
-from .admin_dashboard import (
+from ..models import Campaign, CampaignSnapshot, DeliveryEvent, Message
+from ..sending.launch import CampaignError
+from ..writes import EDITABLE, campaign_delete
+from .actions import CampaignActionsMixin
+from .composer import ComposerMixin
+from .dashboard import (
     CampaignListFilter,
     CappedCountPaginator,
     DashboardMixin,
@@ -19,8 +21,6 @@ from .admin_dashboard import (
     filtered_campaign,
     message_search,
 )
-from .launch import CampaignError
-from .models import Campaign, CampaignSnapshot, DeliveryEvent, Message
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
@@ -29,7 +29,7 @@ def can_see_contacts(request: HttpRequest) -> bool:
 
 
 def deletable(campaign: Campaign) -> bool:
-    """The rule of campaigns.adhoc.campaign_delete: only drafts and scheduled
+    """The rule of campaigns.writes.campaign_delete: only drafts and scheduled
     campaigns, which have sent nothing."""
     return campaign.status in EDITABLE
 

@@ -23,18 +23,9 @@ from django.utils.html import format_html
 from contacts.models import ContactList
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
 
-from .adhoc import (
-    CONTENT_FIELDS,
-    BodyError,
-    campaign_create,
-    campaign_update,
-    content_locked,
-)
-from .admin_dashboard import page_title
-from .forms import CampaignComposerForm, ComposeForm
-from .lifecycle import CampaignError, status_display, status_key
-from .models import Campaign
-from .preview import (
+from ..lifecycle import CampaignError, status_display, status_key
+from ..models import Campaign
+from ..preview import (
     AudienceFacts,
     audience_facts as shared_audience_facts,
     audience_sample,
@@ -42,15 +33,24 @@ from .preview import (
     format_money as money,
     render_for,
 )
-from .provider_checks import ProviderUnusable
-from .templating import (
+from ..provider_checks import ProviderUnusable
+from ..sending.windows import SendWindow, WindowError
+from ..templating import (
     CONTACT_FIELD_NAMES,
     Placeholder,
     TemplateError,
     parse,
     validate,
 )
-from .windows import SendWindow, WindowError
+from ..writes import (
+    CONTENT_FIELDS,
+    BodyError,
+    campaign_create,
+    campaign_update,
+    content_locked,
+)
+from .dashboard import page_title
+from .forms import CampaignComposerForm, ComposeForm
 
 #: Contacts offered as preview samples.
 SAMPLE_CONTACTS = 10

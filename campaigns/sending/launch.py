@@ -5,9 +5,9 @@ from django.utils import timezone
 
 from contacts.models import Contact, ListMembership, Suppression
 
-from . import lifecycle
-from .lifecycle import CampaignError as CampaignError
-from .models import Campaign, Message
+from .. import lifecycle
+from ..lifecycle import CampaignError as CampaignError
+from ..models import Campaign, Message
 
 
 @transaction.atomic

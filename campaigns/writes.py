@@ -22,8 +22,8 @@ from .lifecycle import CampaignError
 from .models import Campaign, Message
 from .preview import campaign_audience
 from .provider_checks import require_usable
-from .scheduling import enqueue_dispatch
-from .services import message_create_direct
+from .sending.direct import message_create_direct
+from .sending.queue import enqueue_dispatch
 from .templating import TemplateError, audience_attribute_keys, parse, validate
 
 #: Campaign fields that decide what recipients get; frozen once sending started.

@@ -4,50 +4,23 @@
 import logging
 from datetime import timedelta
 
-from django.conf import settings
-from django.core.cache import cache
 from django.db.models import Q
 from django.utils import timezone
 
+from smscampaigns.celery import broker_configured
+
+from ..models import Campaign
+from ..stats import campaign_snapshots_refresh_active
 from .launch import CampaignError, campaign_launch
-from .liveness import recover_stale, sessions_prune
-from .models import Campaign
+from .liveness import campaign_stalled, recover_stale, sessions_prune
+from .queue import enqueue_dispatch, enqueue_start
 from .receipts import delivery_events_sweep
-from .stats import campaign_snapshots_refresh_active
 
 logger = logging.getLogger(__name__)
-
-HEARTBEAT_KEY = "campaigns:dispatch-heartbeat:{}"
 
 # Sending campaigns get a progress snapshot at most this often from the scheduler, so
 # the admin's pages read figures instead of counting messages.
 SNAPSHOT_INTERVAL = timedelta(seconds=15)
-
-
-def broker_configured() -> bool:
-    return bool(settings.CELERY_BROKER_URL)
-
-
-def enqueue_start(campaign_id: int) -> None:
-    """Launch and dispatch in the background (a no-op without a broker: the worker
-    command polls for due campaigns)."""
-    if broker_configured():
-        from .tasks import start_campaign
-
-        start_campaign.delay(campaign_id)
-
-
-def enqueue_dispatch(
-    campaign_id: int, *, parallel: int | None = None, countdown: float = 0
-) -> None:
-    """Put ``parallel`` dispatch tasks for a campaign on the queue; each claims its own
-    batches, so any number of workers on any number of machines share the work."""
-    if not broker_configured():
-        return
-    from .tasks import dispatch_campaign
-
-    for _ in range(parallel or settings.SMS_DISPATCH_PARALLEL_TASKS):
-        dispatch_campaign.apply_async((campaign_id,), countdown=countdown)
 
 
 def start_campaign(campaign_id: int) -> int:
@@ -71,18 +44,6 @@ def due_campaigns():
     ).order_by("scheduled_at")
 
 
-def beat(campaign_id: int) -> None:
-    cache.set(
-        HEARTBEAT_KEY.format(campaign_id), timezone.now().timestamp(), timeout=300
-    )
-
-
-def stalled(campaign_id: int, *, after: float = 60.0) -> bool:
-    """True when no dispatcher reported progress on the campaign for ``after`` seconds."""
-    last = cache.get(HEARTBEAT_KEY.format(campaign_id))
-    return last is None or timezone.now().timestamp() - last > after
-
-
 def tick() -> dict[str, int]:
     """One round of the scheduler: start due campaigns, recover messages orphaned by
     dead workers, restart dispatch for sending campaigns nobody is working on, and
@@ -103,7 +64,7 @@ def tick() -> dict[str, int]:
         for campaign_id in Campaign.objects.filter(
             status=Campaign.Status.SENDING
         ).values_list("pk", flat=True):
-            if stalled(campaign_id):
+            if campaign_stalled(campaign_id):
                 enqueue_dispatch(campaign_id, parallel=1)
                 restarted += 1
     snapshots = campaign_snapshots_refresh_active(min_interval=SNAPSHOT_INTERVAL)
@@ -119,8 +80,8 @@ def tick() -> dict[str, int]:
 def retry_direct_messages(limit: int = 500) -> int:
     """Send again keyword replies and test sends whose retry time has come (their
     first attempt happened right after they were created)."""
-    from .models import Message
-    from .services import dispatch_direct
+    from ..models import Message
+    from .direct import dispatch_direct
 
     now = timezone.now()
     # Also those whose first send never ran (the process died after the commit, or

@@ -12,10 +12,10 @@ from django.utils import timezone
 from contacts.models import ContactList
 from contacts.phones import InvalidPhoneNumber, normalize_phone
 
-from . import lifecycle
-from .adhoc import MAX_BULK_RECIPIENTS
-from .models import Campaign, Message
-from .windows import SendWindow, WindowError
+from .. import lifecycle
+from ..models import Campaign, Message
+from ..sending.windows import SendWindow, WindowError
+from ..writes import MAX_BULK_RECIPIENTS
 
 #: Longest body the API accepts: ten concatenated GSM-7 segments and some more.
 MAX_BODY_LENGTH = 1600

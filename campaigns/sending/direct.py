@@ -3,7 +3,6 @@
 import logging
 from functools import partial
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
@@ -13,7 +12,8 @@ from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms, SendResult
 
-from .models import Message
+from ..models import Message
+from .queue import enqueue_delivery
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
 
@@ -52,11 +52,7 @@ def message_create_direct(
 
 def dispatch_direct(message_id: int) -> None:
     """Send one direct message now: in a Celery task with a broker, else inline."""
-    if settings.CELERY_BROKER_URL:
-        from .tasks import deliver_message
-
-        deliver_message.delay(message_id)
-    else:
+    if not enqueue_delivery(message_id):
         message_deliver(message_id=message_id)
 
 

@@ -4,11 +4,11 @@ Send a test, send now, schedule, pause, resume, cancel, retry failed messages an
 duplicate. Each page restates who the campaign reaches and what it costs, and carries
 a fingerprint of what it showed; its POST rebuilds the page from the current state
 and acts only if nothing changed in between, by calling the service in
-campaigns/actions.py or campaigns/adhoc.py, then goes back to the campaign page with
+campaigns/actions.py or campaigns/writes.py, then goes back to the campaign page with
 a message. A state that does not allow the action becomes an error message, never a
 500.
 
-Counts use the campaign page's words (campaigns/admin_dashboard.py): queued, sent
+Counts use the campaign page's words (campaigns/admin/dashboard.py): queued, sent
 (waiting for a delivery receipt), delivered, failed (sent but not delivered), opted
 out, unknown; messages ever accepted by the provider are "handed to the provider".
 """
@@ -32,10 +32,10 @@ from django.utils.html import format_html, format_html_join
 
 from contacts.phones import mask_phone
 from providers.encoding import TextInfo, analyze
+from smscampaigns.celery import broker_configured
 
-from . import lifecycle
-from .action_forms import RetryForm, ScheduleForm, TestSendForm
-from .actions import (
+from .. import lifecycle
+from ..actions import (
     audience_problem,
     campaign_cancel,
     campaign_pause,
@@ -44,24 +44,24 @@ from .actions import (
     campaign_schedule,
     campaign_send_now,
 )
-from .adhoc import (
+from ..lifecycle import CampaignError
+from ..models import Campaign, Message
+from ..preview import (
+    Estimate,
+    campaign_estimate,
+    format_money as money,
+    price_for,
+)
+from ..provider_checks import campaign_providers_problem
+from ..sending.windows import SendWindow, WindowError
+from ..writes import (
     BodyError,
     RecipientsOptedOut,
     campaign_create,
     campaign_send_test,
     campaign_test_text,
 )
-from .lifecycle import CampaignError
-from .models import Campaign, Message
-from .preview import (
-    Estimate,
-    campaign_estimate,
-    format_money as money,
-    price_for,
-)
-from .provider_checks import campaign_providers_problem
-from .scheduling import broker_configured
-from .windows import SendWindow, WindowError
+from .action_forms import RetryForm, ScheduleForm, TestSendForm
 
 Status = Campaign.Status
 # The multiplication sign between the factors of a cost, as an escape because ruff
@@ -137,7 +137,7 @@ class FigureRow:
 @dataclass(frozen=True)
 class Sample:
     """The text as it goes out: rendered for the first contact of the audience, or
-    with the placeholders' defaults (see campaigns.adhoc.campaign_test_text)."""
+    with the placeholders' defaults (see campaigns.writes.campaign_test_text)."""
 
     text: str
     info: TextInfo
@@ -151,7 +151,7 @@ class Sample:
 @dataclass
 class Progress:
     """A launched campaign's messages, grouped as the campaign page groups them
-    (campaigns.admin_dashboard.Figures), from two GROUP BY queries on its messages."""
+    (campaigns.admin.dashboard.Figures), from two GROUP BY queries on its messages."""
 
     total: int = 0
     queued: int = 0
@@ -204,7 +204,7 @@ def campaign_sample(
     campaign: Campaign, *, with_contact_data: bool = True
 ) -> tuple[Sample | None, str]:
     """(sample, problem): the text a test send would send (see
-    campaigns.adhoc.campaign_send_test), or why it cannot be rendered."""
+    campaigns.writes.campaign_send_test), or why it cannot be rendered."""
     try:
         text = campaign_test_text(campaign, with_contact_data=with_contact_data)
     except BodyError as error:
@@ -336,7 +336,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
 
     def page_actions(self, request: HttpRequest, campaign: Campaign) -> list[dict]:
         """The buttons the campaign's state and the user's permissions allow (the
-        progress refresh sends them again, see campaigns.admin_dashboard)."""
+        progress refresh sends them again, see campaigns.admin.dashboard)."""
         return [
             {
                 "id": f"action-{action.name}",

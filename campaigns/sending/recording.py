@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from providers.messages import SendErrorKind, SendResult
 
-from .models import Message
+from ..models import Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,9 +11,9 @@ from contacts.models import Contact, ContactList
 from contacts.querysets import member_count
 from providers import provider_problem, usable_providers
 
-from .adhoc import body_problems
-from .models import Campaign, default_provider
-from .serializers import MAX_BODY_LENGTH, MAX_LISTS
+from ..api.serializers import MAX_BODY_LENGTH, MAX_LISTS
+from ..models import Campaign, default_provider
+from ..writes import body_problems
 
 
 def provider_choices() -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Forms of the campaign action pages in the admin (see campaigns/admin_actions.py)."""
+"""Forms of the campaign action pages in the admin (see campaigns/admin/actions.py)."""
 
 import re
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -12,7 +12,7 @@ from django.utils import dateformat, timezone
 
 from contacts.phones import InvalidPhoneNumber, parse_phone
 
-from .windows import SendWindow, WindowError
+from ..sending.windows import SendWindow, WindowError
 
 #: Most numbers one test send may go to: a test is for the team, not an audience.
 MAX_TEST_NUMBERS = 10

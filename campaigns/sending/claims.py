@@ -17,7 +17,7 @@ from django.db import connection, transaction
 
 from contacts.models import Contact, Suppression
 
-from .models import Message
+from ..models import Message
 
 OPTED_OUT_REASON = "Recipient opted out before this message was sent"
 

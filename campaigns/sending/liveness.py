@@ -26,13 +26,17 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .models import DispatchSession, Message
+from ..models import DispatchSession, Message
 
 logger = logging.getLogger(__name__)
+
+CAMPAIGN_HEARTBEAT_KEY = "campaigns:dispatch-heartbeat:{}"
+"""Cache key of a campaign's last progress, for the scheduler and the admin."""
 
 LOCK_NAMESPACE = 0x534D53  # "SMS": the first key of pg_advisory_lock(int, int)
 """The advisory locks of dispatch sessions are (LOCK_NAMESPACE, session id)."""
@@ -203,3 +207,20 @@ def sessions_prune(*, older_than: timedelta = timedelta(days=1)) -> int:
     ).values("claimed_by")
     deleted, _ = silent.exclude(pk__in=busy).delete()
     return deleted
+
+
+# --- Is anyone working on a campaign? --------------------------------------------
+
+
+def campaign_beat(campaign_id: int) -> None:
+    cache.set(
+        CAMPAIGN_HEARTBEAT_KEY.format(campaign_id),
+        timezone.now().timestamp(),
+        timeout=300,
+    )
+
+
+def campaign_stalled(campaign_id: int, *, after: float = 60.0) -> bool:
+    """True when no dispatcher reported progress on the campaign for ``after`` seconds."""
+    last = cache.get(CAMPAIGN_HEARTBEAT_KEY.format(campaign_id))
+    return last is None or timezone.now().timestamp() - last > after

@@ -8,7 +8,7 @@ from django import forms
 
 from contacts.phones import InvalidPhoneNumber, normalize_phone
 
-from .models import Message
+from ..models import Message
 
 
 class PhoneNumberFormField(forms.CharField):

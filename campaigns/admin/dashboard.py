@@ -47,11 +47,13 @@ from contacts.phones import InvalidPhoneNumber, parse_phone
 
 # Shared with the contacts admin; campaigns.admin imports it from here for MessageAdmin.
 from smscampaigns.admin_paginator import CappedCountPaginator  # noqa: F401
+from smscampaigns.celery import broker_configured
 
-from . import lifecycle, scheduling
-from .models import Campaign, CampaignSnapshot, Message
-from .preview import format_money
-from .stats import (
+from .. import lifecycle
+from ..models import Campaign, CampaignSnapshot, Message
+from ..preview import format_money
+from ..sending.liveness import campaign_stalled
+from ..stats import (
     OPT_OUT_ATTRIBUTION,
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
@@ -608,7 +610,7 @@ class Dashboard:
 
     @property
     def broker(self) -> bool:
-        return scheduling.broker_configured()
+        return broker_configured()
 
     def as_json(self) -> dict:
         snapshot, figures = self.snapshot, self.figures
@@ -682,7 +684,7 @@ def campaign_dashboard(
     )
     # A worker waiting for a send window or a provider says so in waiting_reason.
     worker_missing = (
-        due and not campaign.waiting_reason and scheduling.stalled(campaign.pk)
+        due and not campaign.waiting_reason and campaign_stalled(campaign.pk)
     )
     hint = _hint(campaign, snapshot)
     live = campaign.status != Campaign.Status.DRAFT and campaign_can_change(
@@ -820,7 +822,7 @@ class DashboardMixin(admin.ModelAdmin):
         return my_urls + super().get_urls()
 
     def page_actions(self, request: HttpRequest, campaign: Campaign) -> list[dict]:
-        """The campaign page's action buttons (campaigns.admin_actions has them)."""
+        """The campaign page's action buttons (campaigns.admin.actions has them)."""
         return []
 
     def page_state(self, request: HttpRequest, campaign: Campaign) -> dict:

@@ -69,8 +69,6 @@ BOOK_AHEAD_SECONDS = 0.5
 # LATE_SECONDS is booked again.
 SUBMIT_LEAD_SECONDS = 0.05
 LATE_SECONDS = 0.015
-# Answers are not recorded when a slot is this close.
-RECORD_SLACK_SECONDS = 0.03
 
 # A dispatcher looks for dead dispatchers' claims on its campaign this often.
 RECOVERY_SECONDS = 2.0
@@ -563,7 +561,6 @@ class Dispatcher:
             pause = min(
                 remaining, RECORD_SECONDS if self._answered else ANSWER_WAIT_SECONDS
             )
-            next_slot = None
             if self._booked:
                 next_slot = self._booked[0].start - SUBMIT_LEAD_SECONDS - now
                 pause = min(pause, max(next_slot, 0.001))
@@ -573,19 +570,19 @@ class Dispatcher:
                     timeout=pause,
                     return_when=FIRST_COMPLETED,
                 )
-                # Recording takes milliseconds: never just before a slot.
-                record = next_slot is None or next_slot > RECORD_SLACK_SECONDS
-                if self._collect(record=record) and until_answer:
+                # Recording takes milliseconds; sending threads get their slices
+                # SUBMIT_LEAD_SECONDS early, so it never makes a request start late.
+                if self._collect() and until_answer:
                     break
             else:
                 self.stop.wait(pause)
             self.liveness.beat()
-        self._collect(record=not self._booked)
+        self._collect()
 
-    def _collect(self, *, force: bool = False, record: bool = True) -> int:
+    def _collect(self, *, force: bool = False) -> int:
         """Take the answers that came back; record them in one go once enough have
-        gathered or the oldest has waited ``RECORD_SECONDS`` (not at all when
-        ``record`` is off). Returns how many requests were recorded."""
+        gathered or the oldest has waited ``RECORD_SECONDS``. Returns how many
+        requests were recorded."""
         still: list[_InFlight] = []
         for request in self._in_flight:
             if request.future.done():
@@ -595,7 +592,7 @@ class Dispatcher:
             else:
                 still.append(request)
         self._in_flight = still
-        if not self._answered or not record:
+        if not self._answered:
             return 0
         waited = time.monotonic() - (self._answered_since or 0)
         messages = sum(len(request.sent) for request, _ in self._answered)
@@ -696,6 +693,10 @@ class Dispatcher:
 
     def _finish(self, campaign: Campaign) -> Step:
         status = campaign_finish(campaign_id=campaign.pk)
+        if self.on_batch is not None:
+            # The last answers may have come back after the last step's hook: let it
+            # hand over what it has (in-process receipts) before the final figures.
+            self.on_batch(self)
         self._snapshot(campaign, min_interval=timedelta(0))
         return Step("done", reason=status)
 

@@ -62,6 +62,9 @@ CLAIM_SECONDS = 5
 # more than the rate, even with a few milliseconds of jitter on the way.
 RATE_HEADROOM = 0.03
 
+# At most this many claims' worth of messages in flight per dispatcher.
+CLAIMS_IN_FLIGHT = 4
+
 # Slots are booked this far ahead, so claiming the next batch never leaves a gap.
 BOOK_AHEAD_SECONDS = 0.5
 # Requests are handed to their sending thread this long before their slot, and the
@@ -276,8 +279,13 @@ class Dispatcher:
                 _set_waiting(campaign, reason)
                 return Step("waiting", opening, reason)
 
-        # Claim no more than can be sent: a claim waiting behind a full pool only ages.
-        while len(self._in_flight) >= self.concurrency and not self.stop.is_set():
+        # Claim no more than can be sent: a claim waiting behind a full pool only ages,
+        # and a few claims in flight keep bulk requests going (more would only leave
+        # more "sending" rows for every claim and recovery to step over).
+        while not self.stop.is_set() and (
+            len(self._in_flight) >= self.concurrency
+            or self._messages_in_flight() >= CLAIMS_IN_FLIGHT * self.batch_size
+        ):
             self._wait(time.monotonic() + ANSWER_WAIT_SECONDS, until_answer=True)
         now = self._claimed_at = timezone.now()
         rows = self._claim(
@@ -294,9 +302,12 @@ class Dispatcher:
         self._send(campaign, backend, alias, rows)
         return Step("sent")
 
+    def _messages_in_flight(self) -> int:
+        return sum(len(request.sent) for request in self._in_flight)
+
     def _waiting_for(self, campaign: Campaign, now: datetime) -> Step:
         """What a dispatcher with nothing to claim waits for, said plainly."""
-        mine = sum(len(request.sent) for request in self._in_flight)
+        mine = self._messages_in_flight()
         if mine:
             return Step("waiting", None, f"waiting for {mine:,} message(s) in flight")
         others = (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
+from django.db.models import F
 
 from contacts.models import Contact, Suppression
 
@@ -195,3 +196,16 @@ def mark_handed(ids: list[int], *, claimed_at: datetime, now: datetime) -> set[i
             ],
         )
         return {row[0] for row in cursor.fetchall()}
+
+
+def release_unsent(ids: list[int]) -> int:
+    """Put claimed messages that were never handed to the provider back in the queue
+    (the claim's attempt is given back too)."""
+    if not ids:
+        return 0
+    return Message.objects.filter(pk__in=ids, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        claimed_by=None,
+        handed_at=None,
+    )

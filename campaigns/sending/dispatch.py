@@ -5,11 +5,11 @@ once. Claims use ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite ser
 writers with IMMEDIATE transactions instead), so no two dispatchers hold the same
 message; the shared rate limiter keeps them together at the account's rate.
 
-Pacing: the limiter spaces the *starts* of requests; requests run in a thread pool and
-stay in flight while the next ones start, so a vendor a network away still gets its
-full rate (as many requests in flight as rate times latency, at most
-``SMS_DISPATCH_CONCURRENCY``). Each answer is recorded as soon as it comes back (in
-small groups, from the dispatcher's own thread, the only one touching the database).
+Pacing: the dispatcher claims and renders; ``campaigns.sending.pipeline`` starts each
+request at its slot at the shared rate limiter and keeps requests in flight while the
+next ones start, so a vendor a network away still gets its full rate (as many requests
+in flight as rate times latency, at most ``SMS_DISPATCH_CONCURRENCY``). Each answer is
+recorded as soon as it comes back, from the dispatcher's own thread.
 
 Crash safety: a message is "sending" only between its claim and the recording of its
 result, and it names the dispatcher that claimed it. A dispatcher killed in between is
@@ -22,10 +22,7 @@ delivery receipt, if one comes, moves them on. Nothing is held only in memory.
 import logging
 import threading
 import time
-from bisect import insort
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -33,21 +30,22 @@ from functools import lru_cache
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, transaction
-from django.db.models import Count, F
+from django.db.models import Count
 from django.utils import timezone
 
 from providers import get_provider
 from providers.encoding import analyze
-from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
+from providers.messages import OutboundSms, SendResult
 
 from .. import lifecycle
 from ..models import Campaign, DeliveryEvent, Message
 from ..provider_checks import campaign_pause_for_provider
 from ..stats import campaign_snapshot_refresh
 from ..templating import parse
-from .claims import Claimed, claim_batch, mark_handed
+from .claims import Claimed, claim_batch
 from .liveness import Liveness, campaign_beat, recover_stale
 from .pacing import CircuitBreaker, RateLimiter
+from .pipeline import ANSWER_WAIT_SECONDS, RATE_HEADROOM, SendPipeline
 from .receipts import delivery_events_apply_pending
 from .recording import Rendered, record_batch
 from .windows import SendWindow, WindowError, earliest_opening, open_zones
@@ -57,33 +55,11 @@ logger = logging.getLogger(__name__)
 # Seconds of sending one claim may hold at the provider's rate.
 CLAIM_SECONDS = 5
 
-# Share of the vendor's rate the limiter keeps free: what starts at one instant (a
-# slice of requests) is at most this much, so no calendar second at the vendor gets
-# more than the rate, even with a few milliseconds of jitter on the way.
-RATE_HEADROOM = 0.03
-
 # At most this many claims' worth of messages in flight per dispatcher.
 CLAIMS_IN_FLIGHT = 4
 
-# Slots are booked this far ahead, so claiming the next batch never leaves a gap.
-BOOK_AHEAD_SECONDS = 0.5
-# Requests are handed to their sending thread this long before their slot, and the
-# thread starts them on time; a slot the dispatcher itself missed by more than
-# LATE_SECONDS is booked again.
-SUBMIT_LEAD_SECONDS = 0.05
-LATE_SECONDS = 0.015
-
 # A dispatcher looks for dead dispatchers' claims on its campaign this often.
 RECOVERY_SECONDS = 2.0
-
-# Longest single wait for answers, so the loop keeps proving it is alive.
-ANSWER_WAIT_SECONDS = 0.5
-
-# Answers are recorded together once this many messages have come back, or the oldest
-# has waited this long: one set-based write instead of one per request, and at most
-# this much sending is "unknown" after a crash.
-RECORD_MESSAGES = 500
-RECORD_SECONDS = 0.1
 
 # A working dispatcher snapshots its campaign's progress (for the admin's pages) at
 # most this often; the scheduler's tick does too, and they skip a fresh one.
@@ -98,8 +74,6 @@ class DispatchStats:
     retried: int = 0
     opted_out: int = 0
     unknown: int = 0
-    late_slots: int = 0
-    """Slots missed because this process was busy, booked again."""
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -118,30 +92,6 @@ class Step:
     "done" (the campaign completed or failed), "stopped" (paused, cancelled)."""
     wait_until: datetime | None = None
     reason: str = ""
-
-
-@dataclass
-class _InFlight:
-    """One request handed to the pool: its future and the messages it carries."""
-
-    future: Future
-    alias: str
-    sent: list[Rendered]
-
-
-@dataclass
-class _Booked:
-    """A slice of requests whose slot at the rate limiter is booked."""
-
-    start: float
-    """Monotonic time of the slot."""
-    cost: float
-    alias: str
-    limiter: RateLimiter
-    send: Callable[[list[OutboundSms]], list[SendResult]]
-    requests: list[list[OutboundSms]]
-    rendered: dict[str, Rendered]
-    claimed_at: datetime
 
 
 class Dispatcher:
@@ -166,18 +116,18 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.last_step = Step("waiting")
         self.liveness = Liveness()
+        self.pipeline = SendPipeline(
+            concurrency=self.concurrency,
+            stop=self.stop,
+            liveness=self.liveness,
+            record=self._record,
+        )
         self._cursor = 0
         self._zones: list[str] | None = None
         self._limiters: dict[str, RateLimiter] = {}
-        self._executor: ThreadPoolExecutor | None = None
         self._claimed_at = timezone.now()
         self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
         self._next_recovery = 0.0
-        self._in_flight: list[_InFlight] = []
-        self._answered: list[tuple[_InFlight, list[SendResult]]] = []
-        self._answered_since: float | None = None
-        self._halt = False
-        self._booked: deque[_Booked] = deque()
 
     # --- Loop ----------------------------------------------------------------------
 
@@ -185,15 +135,13 @@ class Dispatcher:
         """Send until the campaign is done or stopped, the stop event is set, or the
         (monotonic) deadline passes. Returns the last step."""
         self.liveness.open()
+        self.pipeline.open()
         try:
             try:
                 return self._loop(deadline)
             finally:
                 # Every request that left is recorded before the dispatcher goes.
-                self._drain()
-                if self._executor is not None:
-                    self._executor.shutdown(wait=True)
-                    self._executor = None
+                self.pipeline.close()
         finally:
             self.liveness.close()
 
@@ -204,7 +152,7 @@ class Dispatcher:
                 break
             self._recover()
             step = self.last_step = self.step()
-            self._collect()
+            self.pipeline.collect()
             self._report_progress()
             if self.on_batch is not None:
                 self.on_batch(self)
@@ -217,7 +165,7 @@ class Dispatcher:
                 pause = min(max(pause, 0.05), 5.0)
                 if deadline is not None:
                     pause = min(pause, max(deadline - time.monotonic(), 0))
-                self._wait(time.monotonic() + pause, until_answer=True)
+                self.pipeline.wait(time.monotonic() + pause, until_answer=True)
         return step
 
     def _recover(self) -> None:
@@ -282,11 +230,12 @@ class Dispatcher:
         # Claim no more than can be sent: a claim waiting behind a full pool only ages,
         # and a few claims in flight keep bulk requests going (more would only leave
         # more "sending" rows for every claim and recovery to step over).
+        pipeline = self.pipeline
         while not self.stop.is_set() and (
-            len(self._in_flight) >= self.concurrency
-            or self._messages_in_flight() >= CLAIMS_IN_FLIGHT * self.batch_size
+            pipeline.requests_in_flight >= self.concurrency
+            or pipeline.messages_in_flight >= CLAIMS_IN_FLIGHT * self.batch_size
         ):
-            self._wait(time.monotonic() + ANSWER_WAIT_SECONDS, until_answer=True)
+            pipeline.wait(time.monotonic() + ANSWER_WAIT_SECONDS, until_answer=True)
         now = self._claimed_at = timezone.now()
         rows = self._claim(
             campaign, alias, zones, now, self._claim_size(backend, alias)
@@ -302,12 +251,9 @@ class Dispatcher:
         self._send(campaign, backend, alias, rows)
         return Step("sent")
 
-    def _messages_in_flight(self) -> int:
-        return sum(len(request.sent) for request in self._in_flight)
-
     def _waiting_for(self, campaign: Campaign, now: datetime) -> Step:
         """What a dispatcher with nothing to claim waits for, said plainly."""
-        mine = self._messages_in_flight()
+        mine = self.pipeline.messages_in_flight
         if mine:
             return Step("waiting", None, f"waiting for {mine:,} message(s) in flight")
         others = (
@@ -408,13 +354,6 @@ class Dispatcher:
 
     # --- Send ----------------------------------------------------------------------------
 
-    def _pool(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                max_workers=self.concurrency, thread_name_prefix="sms-send"
-            )
-        return self._executor
-
     def _send(
         self, campaign: Campaign, backend, alias: str, rows: list[Claimed]
     ) -> None:
@@ -447,201 +386,26 @@ class Dispatcher:
                 )
             )
 
-        limiter = self._limiter(alias, backend)
-        # What may start at one instant: the headroom the limiter keeps below the
-        # vendor's rate. Vendors count per calendar second; the limiter spaces
-        # starts, so a second holds at most (its paced share) + (what started at its
-        # last instant): kept within the headroom, no second exceeds the rate. It
-        # also caps requests: 1,000 recipients at 30/s would be one burst.
-        at_once = max(1.0, limiter.effective_rate() * RATE_HEADROOM)
-        largest = int(at_once)
-        requests = [
-            request[start : start + largest]
-            for request in backend.split_requests(outbound)
-            for start in range(0, len(request), largest)
-        ]
-        # The limiter is booked once per slice of that size, not once per request: at
-        # 1,000 one-recipient requests a second, per-request booking is what would
-        # limit us.
-        pending = deque(_slices(requests, rendered, at_once))
-        self._halt = False
-        while pending and not (self._halt or self.stop.is_set()):
-            # Slots are booked up to BOOK_AHEAD_SECONDS ahead and each slice is sent
-            # when its slot comes (_submit_due, during every wait). The dispatcher may
-            # thus claim and render the next batch while the last slots of this one
-            # are still to come: no gap in the vendor's seconds between claims.
-            ahead = time.monotonic() + BOOK_AHEAD_SECONDS
-            if self._booked and self._booked[-1].start > ahead:
-                self._wait(self._booked[-1].start - BOOK_AHEAD_SECONDS)
-                continue
-            slice_requests, cost = pending.popleft()
-            self._booked.append(
-                _Booked(
-                    start=time.monotonic() + limiter.reserve(cost),
-                    cost=cost,
-                    alias=alias,
-                    limiter=limiter,
-                    send=backend.send_batch,
-                    requests=slice_requests,
-                    rendered=rendered,
-                    claimed_at=self._claimed_at,
-                )
-            )
-            self._submit_due()
-        if pending:
-            # Credentials refused, the circuit opened or a stop was asked for: the
-            # rest of the claim goes back to the queue unsent.
-            self._release(
-                [
-                    rendered[m.reference].id
-                    for reqs, _ in pending
-                    for r in reqs
-                    for m in r
-                ]
-            )
-        self.stats.batches += 1
-
-    def _submit_due(self) -> None:
-        """Hand the slices whose slot is near to the sending threads.
-
-        A thread gets its slice SUBMIT_LEAD_SECONDS early and starts it on time,
-        whatever this thread is doing then. A slot this thread missed by more than
-        LATE_SECONDS (the process was busy, or the pool full) is booked again rather
-        than used late: a late start lands in the next calendar second, on top of
-        that second's own share."""
-        if self._halt or self.stop.is_set():
-            self._release_booked()
-            return
-        while self._booked:
-            booked = self._booked[0]
-            now = time.monotonic()
-            if booked.start - SUBMIT_LEAD_SECONDS > now:
-                return
-            room = max(self.concurrency, len(booked.requests)) - len(self._in_flight)
-            if now - booked.start > LATE_SECONDS or len(booked.requests) > room:
-                self._booked.popleft()
-                self.stats.late_slots += 1
-                booked.start = time.monotonic() + booked.limiter.reserve(booked.cost)
-                insort(self._booked, booked, key=lambda b: b.start)
-                if len(booked.requests) > room:
-                    return  # wait for answers to free the pool
-                continue
-            self._booked.popleft()
-            rendered = booked.rendered
-            # From here on the vendor may have these messages: a crash now leaves them
-            # "unknown", while claimed messages not yet handed over go back to the queue.
-            ours = mark_handed(
-                [rendered[m.reference].id for r in booked.requests for m in r],
-                claimed_at=booked.claimed_at,
-                now=timezone.now(),
-            )
-            for request in booked.requests:
-                kept = [m for m in request if rendered[m.reference].id in ours]
-                if kept:
-                    self._in_flight.append(
-                        _InFlight(
-                            future=self._pool().submit(
-                                _send_at, booked.start, booked.send, kept
-                            ),
-                            alias=booked.alias,
-                            sent=[rendered[m.reference] for m in kept],
-                        )
-                    )
-
-    def _release_booked(self) -> None:
-        """Give back the messages of slices booked but not sent."""
-        booked, self._booked = self._booked, deque()
-        self._release(
-            [b.rendered[m.reference].id for b in booked for r in b.requests for m in r]
+        self.pipeline.send(
+            alias=alias,
+            backend=backend,
+            limiter=self._limiter(alias, backend),
+            outbound=outbound,
+            rendered=rendered,
+            claimed_at=self._claimed_at,
         )
-
-    # --- Answers ---------------------------------------------------------------------
-
-    def _wait(self, until: float, *, until_answer: bool = False) -> None:
-        """Wait until the monotonic time ``until`` (or a stop), recording answers as
-        they arrive and proving this dispatcher alive. ``until_answer`` returns
-        early once an answer was recorded."""
-        while True:
-            self._submit_due()
-            now = time.monotonic()
-            remaining = until - now
-            if remaining <= 0 or self.stop.is_set():
-                break
-            # Answers waiting to be recorded are not kept past RECORD_SECONDS, and
-            # the next slot is never missed.
-            pause = min(
-                remaining, RECORD_SECONDS if self._answered else ANSWER_WAIT_SECONDS
-            )
-            if self._booked:
-                next_slot = self._booked[0].start - SUBMIT_LEAD_SECONDS - now
-                pause = min(pause, max(next_slot, 0.001))
-            if self._in_flight:
-                wait(
-                    [r.future for r in self._in_flight],
-                    timeout=pause,
-                    return_when=FIRST_COMPLETED,
-                )
-                # Recording takes milliseconds; sending threads get their slices
-                # SUBMIT_LEAD_SECONDS early, so it never makes a request start late.
-                if self._collect() and until_answer:
-                    break
-            else:
-                self.stop.wait(pause)
-            self.liveness.beat()
-        self._collect()
-
-    def _collect(self, *, force: bool = False) -> int:
-        """Take the answers that came back; record them in one go once enough have
-        gathered or the oldest has waited ``RECORD_SECONDS``. Returns how many
-        requests were recorded."""
-        still: list[_InFlight] = []
-        for request in self._in_flight:
-            if request.future.done():
-                self._answered.append((request, _results(request)))
-                if self._answered_since is None:
-                    self._answered_since = time.monotonic()
-            else:
-                still.append(request)
-        self._in_flight = still
-        if not self._answered:
-            return 0
-        waited = time.monotonic() - (self._answered_since or 0)
-        messages = sum(len(request.sent) for request, _ in self._answered)
-        if not (
-            force
-            or not self._in_flight
-            or waited >= RECORD_SECONDS
-            or messages >= RECORD_MESSAGES
-        ):
-            return 0
-        answered, self._answered, self._answered_since = self._answered, [], None
-        by_alias: dict[str, tuple[list[Rendered], list[SendResult]]] = {}
-        for request, results in answered:
-            sent, all_results = by_alias.setdefault(request.alias, ([], []))
-            sent.extend(request.sent)
-            all_results.extend(results)
-        for alias, (sent, results) in by_alias.items():
-            outcome = record_batch(rendered=sent, results=results)
-            if not self._after(alias, outcome, sent):
-                self._halt = True
-        return len(answered)
+        self.stats.batches += 1
 
     def settle(self) -> None:
         """Wait for every request in flight and record its answer (``run()`` does it
         before returning; a caller driving ``step()`` itself calls this)."""
-        self._drain()
+        self.pipeline.drain()
 
-    def _drain(self) -> None:
-        """Send the slices already booked (unless stopping: they go back to the
-        queue), wait for every request in flight and record its answer."""
-        while self._booked and not (self._halt or self.stop.is_set()):
-            self._wait(self._booked[-1].start)
-        self._release_booked()
-        while self._in_flight:
-            wait([r.future for r in self._in_flight], timeout=ANSWER_WAIT_SECONDS)
-            self._collect(force=True)
-            self.liveness.beat()
-        self._collect(force=True)
+    def _record(
+        self, alias: str, sent: list[Rendered], results: list[SendResult]
+    ) -> bool:
+        """Store a group of answers (the pipeline's callback); False stops sending."""
+        return self._after(alias, record_batch(rendered=sent, results=results), sent)
 
     def _after(self, alias: str, outcome, sent: list[Rendered]) -> bool:
         """Account for recorded answers; False when sending should stop."""
@@ -675,15 +439,6 @@ class Dispatcher:
             _pause(campaign, reason)
             return False
         return circuit.state() == "closed" or not outcome.transient
-
-    def _release(self, ids: list[int]) -> None:
-        """Put claimed messages that were never sent back in the queue."""
-        Message.objects.filter(pk__in=ids, status=Message.Status.SENDING).update(
-            status=Message.Status.QUEUED,
-            attempts=F("attempts") - 1,
-            claimed_by=None,
-            handed_at=None,
-        )
 
     # --- Completion -----------------------------------------------------------------
 
@@ -780,32 +535,6 @@ def _pause(campaign: Campaign, reason: str) -> None:
         logger.error("campaign %s paused: %s", campaign.pk, reason)
 
 
-def _send_at(start: float, send: Callable, messages: list[OutboundSms]):
-    """In a sending thread: start the request at its slot (monotonic time)."""
-    delay = start - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-    return send(messages)
-
-
-def _results(request: _InFlight) -> list[SendResult]:
-    """A finished request's results. A backend that raised after the request may
-    have left has told us nothing: its messages are "maybe sent", never re-sent."""
-    try:
-        return request.future.result()
-    except Exception as exc:
-        logger.exception("provider %s raised while sending", request.alias)
-        error = SendError(
-            kind=SendErrorKind.MAYBE_SENT,
-            code="internal_error",
-            reason=f"The send failed inside the application ({type(exc).__name__})",
-        )
-        return [
-            SendResult(reference=row.reference, to="", error=error)
-            for row in request.sent
-        ]
-
-
 def _set_waiting(campaign: Campaign, reason: str) -> None:
     if campaign.waiting_reason != reason:
         Campaign.objects.filter(pk=campaign.pk).update(waiting_reason=reason)
@@ -820,17 +549,3 @@ def _template(body: str):
 @lru_cache(maxsize=4096)
 def _analyze(text: str):
     return analyze(text)
-
-
-def _slices(requests, rendered, budget: float):
-    """Group requests into slices costing about ``budget`` segments each."""
-    current, cost = [], 0.0
-    for request in requests:
-        request_cost = sum(rendered[m.reference].segments for m in request)
-        if current and cost + request_cost > budget:
-            yield current, cost
-            current, cost = [], 0.0
-        current.append(request)
-        cost += request_cost
-    if current:
-        yield current, cost

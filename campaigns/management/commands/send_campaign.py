@@ -133,6 +133,12 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, previous)
         progress.update(campaign.pk, dispatcher, final=True)
         self.stdout.write("")
+        if dispatcher.pipeline.late_slots:
+            # A sender too busy to start requests on time sends below the rate.
+            self.stdout.write(
+                f"Pacing: {dispatcher.pipeline.late_slots:,} slot(s) missed while this "
+                "process was busy, booked again."
+            )
         if stop.is_set():
             self.stdout.write(
                 self.style.WARNING(

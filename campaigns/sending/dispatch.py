@@ -20,6 +20,7 @@ delivery receipt, if one comes, moves them on. Nothing is held only in memory.
 """
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,18 @@ CLAIM_SECONDS = 5
 
 # At most this many claims' worth of messages in flight per dispatcher.
 CLAIMS_IN_FLIGHT = 4
+
+# A 429 lowers the rate by the share of a second's messages it refused, at least
+# MIN_SLOW_DOWN and at most MAX_SLOW_DOWN (the limiter then recovers step by step).
+MIN_SLOW_DOWN = 0.02
+MAX_SLOW_DOWN = 0.5
+
+# Connections opened before the first slot: what the rate keeps busy over this much
+# network latency.
+WARM_LATENCY_SECONDS = 0.25
+
+# Messages rendered between two looks at the slots due.
+RENDER_BETWEEN_STARTS = 200
 
 # A dispatcher looks for dead dispatchers' claims on its campaign this often.
 RECOVERY_SECONDS = 2.0
@@ -311,7 +324,20 @@ class Dispatcher:
             self._limiters[alias] = RateLimiter(
                 f"provider:{alias}", rate=rate * (1 - RATE_HEADROOM)
             )
+            self._open_connections(backend, rate)
         return self._limiters[alias]
+
+    def _open_connections(self, backend, rate: float) -> None:
+        """Open, before the first slot, the connections the rate will keep busy over
+        WARM_LATENCY_SECONDS of network (more open as needed)."""
+        per_request = max(1, backend.max_recipients_per_request)
+        wanted = min(
+            self.concurrency,
+            math.ceil(rate / per_request * WARM_LATENCY_SECONDS),
+            math.ceil(CLAIMS_IN_FLIGHT * self.batch_size / per_request),
+        )
+        if wanted > 1:
+            backend.open_connections(wanted)
 
     # --- Claim ---------------------------------------------------------------------------
 
@@ -361,7 +387,11 @@ class Dispatcher:
         sender = campaign.sender
         rendered: dict[str, Rendered] = {}
         outbound: list[OutboundSms] = []
-        for row in rows:
+        for index, row in enumerate(rows):
+            if index % RENDER_BETWEEN_STARTS == 0:
+                # Rendering a claim takes a while: slots booked for the last one
+                # still start on time.
+                self.pipeline.submit_due()
             text = template.render(
                 first_name=row.first_name,
                 last_name=row.last_name,
@@ -415,7 +445,7 @@ class Dispatcher:
         self.stats.unknown += outcome.unknown
         circuit = circuit_for(alias)
         if outcome.throttled and alias in self._limiters:
-            self._limiters[alias].slow_down()
+            self._slow_down(self._limiters[alias], outcome.throttled)
         # Answers are recorded many requests at a time: any accepted message shows the
         # vendor is up (a few lost answers among them must not open the circuit);
         # only a group with nothing accepted counts as a failure.
@@ -439,6 +469,15 @@ class Dispatcher:
             _pause(campaign, reason)
             return False
         return circuit.state() == "closed" or not outcome.transient
+
+    def _slow_down(self, limiter: RateLimiter, refused: int) -> None:
+        """Lower the rate after the vendor refused ``refused`` messages with 429, in
+        proportion to a second's worth: a few refused at a second's edge cost a
+        little, not half the rate. A vendor that allows less than configured keeps
+        refusing, and each episode (``RateLimiter.slow_down`` counts refusals of
+        requests booked before the last cut as one) lowers it again."""
+        share = refused / max(limiter.rate, 1.0)
+        limiter.slow_down(factor=1 - min(max(share, MIN_SLOW_DOWN), MAX_SLOW_DOWN))
 
     # --- Completion -----------------------------------------------------------------
 

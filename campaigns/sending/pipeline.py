@@ -47,10 +47,11 @@ RATE_HEADROOM = 0.03
 
 # Slots are booked this far ahead, so claiming the next batch never leaves a gap.
 BOOK_AHEAD_SECONDS = 0.5
-# Requests are handed to their sending thread this long before their slot, and the
+# Requests are handed to their sending thread this long before their slot (enough for
+# the dispatcher's longest stretch of claiming, rendering or recording), and the
 # thread starts them on time; a slot the dispatcher itself missed by more than
 # LATE_SECONDS is booked again.
-SUBMIT_LEAD_SECONDS = 0.05
+SUBMIT_LEAD_SECONDS = 0.15
 LATE_SECONDS = 0.015
 
 # Longest single wait for answers, so the loop keeps proving it is alive.

@@ -37,7 +37,8 @@ class BatchOutcome:
     submitted: int = 0
     retried: int = 0
     failed: int = 0
-    throttled: bool = False
+    throttled: int = 0
+    """Messages the vendor refused as over its rate (429)."""
     unknown: int = 0
     transient: int = 0
     """Failures that are not throttling (5xx, broken connections, lost answers): they
@@ -106,7 +107,7 @@ def record_batch(
                 | SendErrorKind.MISCONFIGURED
             ):
                 if error.kind == SendErrorKind.THROTTLED:
-                    outcome.throttled = True
+                    outcome.throttled += 1
                 elif error.kind == SendErrorKind.MISCONFIGURED:
                     outcome.misconfigured = True
                 else:

@@ -62,6 +62,12 @@ class BaseSmsBackend:
             "subclasses of BaseSmsBackend must override send_batch()"
         )
 
+    def open_connections(self, count: int) -> int:
+        """Open up to ``count`` connections to the vendor before a send starts, so the
+        first requests leave on time; return how many opened. Backends without a
+        connection pool open none."""
+        return 0
+
     def split_requests(
         self, messages: Sequence[OutboundSms]
     ) -> Iterator[list[OutboundSms]]:

@@ -23,9 +23,11 @@ SendErrorKind.
 import json
 import math
 import re
+import ssl
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -173,8 +175,72 @@ class HttpClient:
         finally:
             _progress.written = None
 
+    def open_connections(self, url: str, count: int) -> int:
+        """Open up to ``count`` keep-alive connections to ``url``'s host ahead of
+        sending, several at once; return how many opened.
+
+        The first requests of a send would otherwise each open (and TLS-handshake)
+        their own connection, all at once: they reach the vendor late and together,
+        in a second that already has its share. Best effort: a connection that does
+        not open here is opened by its send, as usual.
+        """
+        try:
+            pool = self._pool_for(url)
+        except Exception:  # warming up must never stop a send
+            return 0
+
+        def open_one(connection) -> bool:
+            try:
+                if connection.is_closed:
+                    connection.connect()
+                    _read_tls_tickets(connection)
+                return True
+            except Exception:  # the send opens its own
+                connection.close()
+                return False
+
+        count = max(0, min(count, pool.pool.maxsize if pool.pool else count))
+        if not count:
+            return 0
+        # urllib3's pool hands out a new connection when none is idle and keeps what
+        # is put back: the calls a request makes, without a request. All are taken
+        # first, so each is a different one.
+        connections = [pool._get_conn() for _ in range(count)]
+        try:
+            with ThreadPoolExecutor(max_workers=min(count, 16)) as executor:
+                return sum(executor.map(open_one, connections))
+        finally:
+            for connection in connections:
+                pool._put_conn(connection)
+
+    def _pool_for(self, url: str):
+        """The urllib3 pool a POST to ``url`` would use (same TLS and proxy settings)."""
+        request = self.session.prepare_request(requests.Request("POST", url))
+        env = self.session.merge_environment_settings(url, {}, None, None, None)
+        adapter = self.session.get_adapter(url)
+        return adapter.get_connection_with_tls_context(
+            request, env["verify"], env["proxies"], env["cert"]
+        )
+
     def close(self) -> None:
         self.session.close()
+
+
+def _read_tls_tickets(connection: HTTPConnection) -> None:
+    """Take in what a TLS 1.3 server sends right after the handshake (session
+    tickets). Left unread, they make the idle connection look readable, which urllib3
+    takes for "closed by the server" and replaces it by a new one at the first send."""
+    sock = connection.sock
+    if not isinstance(sock, ssl.SSLSocket):
+        return
+    timeout = sock.gettimeout()
+    sock.settimeout(0.05)
+    try:
+        sock.recv(1)  # no application data ever comes before a request
+    except (TimeoutError, ssl.SSLWantReadError, BlockingIOError):
+        pass
+    finally:
+        sock.settimeout(timeout)
 
 
 # --- What a failure means ---------------------------------------------------------------

@@ -191,6 +191,9 @@ class SmsBackend(BaseSmsBackend):
 
     # --- Sending -------------------------------------------------------------------
 
+    def open_connections(self, count: int) -> int:
+        return self.http.open_connections(self.messages_url, count)
+
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         """Send one request per (text, sender), each to at most 1,000 destinations."""
         results: dict[int, SendResult] = {}

@@ -196,6 +196,9 @@ class SmsBackend(BaseSmsBackend):
 
     # --- Sending -------------------------------------------------------------------
 
+    def open_connections(self, count: int) -> int:
+        return self.http.open_connections(self.batches_url, count)
+
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         results: dict[int, SendResult] = {}
         for group in self._request_groups(messages):

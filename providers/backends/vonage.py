@@ -172,6 +172,9 @@ class SmsBackend(BaseSmsBackend):
 
     # --- Sending -------------------------------------------------------------------
 
+    def open_connections(self, count: int) -> int:
+        return self.http.open_connections(self.messages_url, count)
+
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         return [self._send_one(message) for message in messages]
 

@@ -8,7 +8,9 @@ a request a second time.
 """
 
 import ssl
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -221,6 +223,33 @@ def test_sends_reuse_one_kept_alive_connection(vendor, serve, build):
     assert [r.provider_message_id for r in results] == [ACCEPTED_ID[vendor]] * 3
     assert len(server.requests) == 3
     assert server.connections == 1
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_connections_opened_ahead_carry_the_first_sends(vendor, serve, build):
+    # The first requests of a send leave on time, not each behind its own handshake.
+    server = serve(vendor, ACCEPTED[vendor])
+    backend = build(vendor, server.origin)
+
+    assert backend.open_connections(4) == 4
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(
+            pool.map(lambda n: backend.send_messages([sms(n)])[0], range(1, 5))
+        )
+
+    assert all(r.accepted for r in results)
+    # The server accepts in its own thread: an idle connection may not be counted yet.
+    deadline = time.monotonic() + 2
+    while server.connections < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.connections == 4  # the sends opened none of their own
+    assert len(server.requests) == 4  # opening a connection sends no request
+
+
+def test_a_connection_that_cannot_open_ahead_is_left_to_the_send(build):
+    backend = build("plivo", f"http://127.0.0.1:{closed_port()}")
+
+    assert backend.open_connections(3) == 0
 
 
 def test_a_stalled_tls_handshake_is_not_sent(serve, build):

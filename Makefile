@@ -7,7 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/smscampaigns
 
-.PHONY: install demo run test test-postgres test-all lint clean lock
+PORT ?= 8000
+
+.PHONY: install demo run serve-prod test test-postgres test-all lint clean lock
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@test -n "$(PYTHON)" || { echo "error: Python 3.12 or newer is required (set PYTHON=/path/to/python3.12)"; exit 1; }
@@ -29,6 +31,10 @@ run: install ## development server on http://127.0.0.1:8000/admin/, plus a worke
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(BIN)/python manage.py runserver
 
+serve-prod: install ## production start on $(PORT): migrate, collectstatic, gunicorn + run_worker (or Celery)
+	@# Reads .env (or ENV_FILE) like every command: DEBUG=false and the production settings.
+	$(BIN)/python manage.py serve --port $(PORT)
+
 test: install ## the whole suite on SQLite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -43,9 +49,13 @@ lint: install ## ruff, Django's checks, and no missing migrations
 	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py check
 	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py makemigrations --check --dry-run
 	DJANGO_SETTINGS_MODULE=smscampaigns.settings_test $(BIN)/python manage.py spectacular --validate --fail-on-warn --file /dev/null
-	ENV_FILE=/dev/null SECRET_KEY=check-deploy-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyz DEBUG=false \
-		ALLOWED_HOSTS=sms.example.com PUBLIC_BASE_URL=https://sms.example.com \
-		$(BIN)/python manage.py check --deploy --fail-level WARNING
+	@# As a deploy does: collect the static files (into a scratch STATIC_ROOT), then
+	@# check --deploy, which fails without them.
+	static=$$(mktemp -d) && trap 'rm -rf "$$static"' EXIT && \
+	export ENV_FILE=/dev/null SECRET_KEY=check-deploy-only-$$(date +%s)-0123456789abcdefghijklmnopqrstuvwxyz DEBUG=false \
+		ALLOWED_HOSTS=sms.example.com PUBLIC_BASE_URL=https://sms.example.com STATIC_ROOT="$$static" && \
+	$(BIN)/python manage.py collectstatic --no-input --verbosity 0 && \
+	$(BIN)/python manage.py check --deploy --fail-level WARNING
 
 clean:
 	rm -rf $(VENV) db.sqlite3

@@ -485,6 +485,8 @@ def server_environment(
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "DATABASE_URL": database_url,
+            # Production settings serve only collected static files (gunicorn() collects).
+            "STATIC_ROOT": str(key_path.parent / "static"),
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "false",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -523,6 +525,12 @@ def gunicorn(
         "--log-level",
         "warning",
     ]
+    if not (Path(env["STATIC_ROOT"]) / "staticfiles.json").exists():
+        subprocess.run(
+            [str(REPO / ".venv/bin/python"), "manage.py", "collectstatic",
+             "--no-input", "-v0"],
+            cwd=app_dir, env=env, check=True,
+        )  # fmt: skip
     with log_path.open("wb") as log:
         server = subprocess.Popen(
             command, cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT

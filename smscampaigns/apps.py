@@ -8,6 +8,9 @@ class SmscampaignsConfig(AppConfig):
     name = "smscampaigns"
     verbose_name = "API access"
 
+    def ready(self) -> None:
+        from . import static_files  # noqa: F401  (registers its deploy check)
+
 
 class SmsAdminConfig(AdminConfig):
     """django.contrib.admin with our site (ordering and the start-here panel)."""

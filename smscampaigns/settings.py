@@ -68,6 +68,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files before anything else touches the request (sessions, CSRF): the
+    # admin's CSS and JS come from the application itself, in production too.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -157,7 +160,21 @@ USE_TZ = True
 
 # --- Static files -------------------------------------------------------------
 STATIC_URL = "static/"
+# `manage.py collectstatic` gathers every app's files here; WhiteNoise serves them.
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Collected files get content-hashed names (admin/css/base.<hash>.css) that pages
+    # link to, plus gzip copies: a browser may keep them forever, and a new release
+    # brings new names. Without collected files pages cannot name them: the start-up
+    # and `check --deploy` say so (smscampaigns/static_files.py).
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+# Hashed names are cached for ten years ("immutable"); a file under its plain name
+# (admin/css/base.css, linked by no page of ours) may change with a release, so a day.
+WHITENOISE_MAX_AGE = 86_400
 # Uploads waiting for a background import (web and workers must share it).
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 # CSV uploads larger than this many bytes import in a Celery worker when a broker is set.

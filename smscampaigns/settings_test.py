@@ -24,3 +24,10 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# Pages name static files by their plain names: the suite runs without collectstatic.
+# (The production storage, collected files and WhiteNoise are exercised by
+# tests/browser/test_production.py and tests/smscampaigns/test_static_files.py.)
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -7,3 +7,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "smscampaigns.settings")
 
 application = get_wsgi_application()
+
+# Production pages cannot work without collected static files: refuse to start, saying
+# how to fix it, rather than serve pages that fail.
+from smscampaigns.static_files import require_collected  # noqa: E402
+
+require_collected()

@@ -49,14 +49,16 @@ def chromium_paths() -> tuple[str, str]:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def driver_session(chromium_paths):
+def start_chromium(chromium_paths, *, accept_insecure_certs: bool = False):
+    """A headless Chromium under Selenium (the caller quits it)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     browser, driver_path = chromium_paths
     options = webdriver.ChromeOptions()
     options.binary_location = browser
+    # For a site on a self-signed certificate (the production test's gunicorn).
+    options.accept_insecure_certs = accept_insecure_certs
     for flag in (
         "--headless=new",
         "--no-sandbox",  # CI runs as root
@@ -72,6 +74,12 @@ def driver_session(chromium_paths):
         service=Service(executable_path=driver_path), options=options
     )
     driver.implicitly_wait(0)
+    return driver
+
+
+@pytest.fixture(scope="session")
+def driver_session(chromium_paths):
+    driver = start_chromium(chromium_paths)
     yield driver
     driver.quit()
 

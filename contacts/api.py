@@ -24,12 +24,14 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
 
 from smscampaigns.api_errors import ErrorResponseSerializer
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
+from smscampaigns.permissions import model_rules, rule
 
 from . import services
 from .filters import ContactFilter
 from .imports import ContactImportError, contact_import_csv, contact_import_records
 from .models import Contact, ContactList, ImportJob, ListMembership, Source
+from .permissions import CONTACT_DATA_PERMISSION
 from .serializers import (
     ContactListSerializer,
     ContactSerializer,
@@ -96,6 +98,17 @@ class ContactViewSet(viewsets.ModelViewSet):
     serializer_class = ContactSerializer
     parser_classes = [JSONParser]
     filterset_class = ContactFilter
+    api_rules = {
+        **model_rules(
+            "contacts.contact", write_scope=Scope.WRITE_CONTACTS, contact_data=True
+        ),
+        "opt_out": rule(
+            Scope.WRITE_CONTACTS, "contacts.change_contact", CONTACT_DATA_PERMISSION
+        ),
+        "opt_in": rule(
+            Scope.WRITE_CONTACTS, "contacts.change_contact", CONTACT_DATA_PERMISSION
+        ),
+    }
     # Any id reaches the view, so a malformed one gets the API's JSON 404 (the
     # router's default pattern refuses dots, and Django then answers in HTML).
     lookup_value_regex = "[^/]+"
@@ -191,6 +204,10 @@ class ContactListViewSet(viewsets.ModelViewSet):
     serializer_class = ContactListSerializer
     parser_classes = [JSONParser]
     lookup_value_regex = "[^/]+"
+    api_rules = {
+        **model_rules("contacts.contactlist", write_scope=Scope.WRITE_CONTACTS),
+        "members": rule(Scope.WRITE_CONTACTS, "contacts.change_contactlist"),
+    }
     schema = _DeleteWithBodySchema()
 
     def get_queryset(self) -> QuerySet[ContactList]:
@@ -261,6 +278,16 @@ class ContactImportApi(APIView):
     """Import many contacts at once, from a CSV file or from JSON records."""
 
     parser_classes = [MultiPartParser, JSONParser]
+    # Like the admin's import: it creates and updates contacts, and its row errors
+    # show the numbers given.
+    api_rules = {
+        "post": rule(
+            Scope.WRITE_CONTACTS,
+            "contacts.add_contact",
+            "contacts.change_contact",
+            CONTACT_DATA_PERMISSION,
+        )
+    }
 
     @extend_schema(
         request={
@@ -356,6 +383,9 @@ def _check_csv_header(upload) -> None:
 
 class ContactImportJobApi(APIView):
     """A background import started by ``POST contacts/import/``."""
+
+    # Its row errors show numbers: the admin's result page asks the same.
+    api_rules = {"get": rule(Scope.READ, CONTACT_DATA_PERMISSION)}
 
     @extend_schema(
         responses={200: ImportJobSerializer, **_ERRORS, **_NOT_FOUND},

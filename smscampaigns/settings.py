@@ -191,7 +191,8 @@ REST_FRAMEWORK = {
         "smscampaigns.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Each view's api_rules: key scopes and model permissions (smscampaigns/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["smscampaigns.permissions.ApiPermission"],
     "DEFAULT_THROTTLE_CLASSES": ["smscampaigns.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/min")},
     "DEFAULT_PAGINATION_CLASS": "smscampaigns.pagination.PageNumberPagination",

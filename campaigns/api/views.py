@@ -26,7 +26,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from contacts.models import ContactList
+from contacts.permissions import CONTACT_DATA_PERMISSION
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.models import Scope
+from smscampaigns.permissions import model_rules, rule
 
 from ..actions import (
     campaign_cancel,
@@ -174,6 +177,21 @@ class CampaignViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filter_backends: list = []
     parser_classes = [JSONParser]
+    _CONTROL = rule(Scope.SEND, "campaigns.change_campaign")
+    api_rules = {
+        **model_rules("campaigns.campaign", write_scope=Scope.SEND),
+        # Its samples are texts rendered with contacts' data.
+        "preview": rule(Scope.READ, "campaigns.view_campaign", CONTACT_DATA_PERMISSION),
+        "stats": rule(Scope.READ, "campaigns.view_campaign"),
+        # As in the admin: acting on a campaign needs its change permission.
+        "send_test": _CONTROL,
+        "send": _CONTROL,
+        "schedule": _CONTROL,
+        "pause": _CONTROL,
+        "resume": _CONTROL,
+        "cancel": _CONTROL,
+        "retry_failed": _CONTROL,
+    }
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.prefetch_related(
@@ -342,6 +360,11 @@ class MessageViewSet(
     queryset = Message.objects.order_by("-id")
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
+    # Numbers and texts: contact data.
+    api_rules = {
+        action: rule(Scope.READ, "campaigns.view_message", CONTACT_DATA_PERMISSION)
+        for action in ("list", "retrieve")
+    }
 
 
 class BulkMessageApi(APIView):
@@ -349,6 +372,10 @@ class BulkMessageApi(APIView):
 
     # Up to 10,000 numbers: as form fields they would pass Django's field limit.
     parser_classes = [JSONParser]
+    # It creates a campaign and sends it at once.
+    api_rules = {
+        "post": rule(Scope.SEND, "campaigns.add_campaign", "campaigns.change_campaign")
+    }
 
     @extend_schema(
         summary="Text many numbers at once",

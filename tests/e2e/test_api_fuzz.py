@@ -15,7 +15,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +35,7 @@ def api_key():
     for contact in ContactFactory.create_batch(3):
         contact.lists.add(contact_list)
     CampaignFactory(lists=[contact_list], provider="locmem")
-    return ApiKey.generate(name="fuzz")[1]
+    return ApiKey.generate(name="fuzz", scopes=Scope.values)[1]
 
 
 @pytest.fixture

@@ -126,6 +126,9 @@ class ContactViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer: ContactSerializer) -> None:
         self._save(serializer)
 
+    def perform_destroy(self, instance: Contact) -> None:
+        services.contact_delete(contact=instance)  # keeps an opt-out as a suppression
+
     def _save(self, serializer: ContactSerializer) -> None:
         list_ids = serializer.validated_data.get("lists")
         try:

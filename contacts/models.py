@@ -1,12 +1,12 @@
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from .fields import PhoneNumberField
 from .phones import parse_phone
-from .querysets import AppendOnlyQuerySet, ContactQuerySet
+from .querysets import AppendOnlyQuerySet, ContactQuerySet, SuppressionQuerySet
 
 
 class Source(models.TextChoices):
@@ -64,7 +64,36 @@ class Contact(models.Model):
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "phone" in update_fields:
             kwargs["update_fields"] = {*update_fields, "country", "time_zone"}
-        super().save(*args, **kwargs)
+        stored = getattr(self, "_stored_phone", None)
+        if self._state.adding or stored is None or stored == self.phone:
+            super().save(*args, **kwargs)
+        else:
+            from .services import KEPT_ON_NUMBER_CHANGE, opted_out_numbers_keep
+
+            # A new number: an opt-out of the old one stays, as a suppression.
+            with transaction.atomic(using=kwargs.get("using") or self._state.db):
+                opted_out_numbers_keep(
+                    contacts=Contact.objects.filter(pk=self.pk),
+                    note=KEPT_ON_NUMBER_CHANGE,
+                )
+                super().save(*args, **kwargs)
+        self._stored_phone = self.phone
+
+    def delete(self, *args, **kwargs):
+        from .services import KEPT_ON_DELETE, opted_out_numbers_keep
+
+        with transaction.atomic(using=kwargs.get("using") or self._state.db):
+            opted_out_numbers_keep(
+                contacts=Contact.objects.filter(pk=self.pk), note=KEPT_ON_DELETE
+            )
+            return super().delete(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db, field_names, values, **kwargs):
+        contact = super().from_db(db, field_names, values, **kwargs)
+        # The number as stored, to see in save() whether it changes.
+        contact._stored_phone = contact.__dict__.get("phone")
+        return contact
 
     @property
     def opted_out(self) -> bool:
@@ -163,6 +192,8 @@ class Suppression(models.Model):
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = SuppressionQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["phone"], name="suppression_unique_phone")
@@ -175,6 +206,10 @@ class Suppression(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.phone = parse_phone(self.phone).e164
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        # Only an opt-in lifts an opt-out (SuppressionQuerySet.lift_opt_outs).
+        return Suppression.objects.filter(pk=self.pk).delete()
 
 
 class ImportJob(models.Model):

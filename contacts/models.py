@@ -5,7 +5,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from .fields import PhoneNumberField
-from .phones import parse_phone
+from .phones import SENDER_MAX_LENGTH, parse_phone, sender_key
 from .querysets import AppendOnlyQuerySet, ContactQuerySet, SuppressionQuerySet
 
 
@@ -146,7 +146,8 @@ class ConsentEvent(models.Model):
         OPT_OUT = "opt_out", "Opt-out"
         OPT_IN = "opt_in", "Opt-in"
 
-    phone = models.CharField(max_length=16)
+    # A sender phonenumbers refuses (short code, alphanumeric ID) is kept as written.
+    phone = models.CharField(max_length=SENDER_MAX_LENGTH)
     contact = models.ForeignKey(
         Contact, models.SET_NULL, null=True, blank=True, related_name="consent_events"
     )
@@ -186,7 +187,9 @@ class Suppression(models.Model):
         MANUAL = "manual", "Added by hand"
         INVALID = "invalid", "Number invalid or deactivated"
 
-    phone = PhoneNumberField()
+    # Forms take only valid numbers; an opt-out from a sender phonenumbers refuses
+    # (short code, alphanumeric ID) is kept under that sender, as written.
+    phone = PhoneNumberField(max_length=SENDER_MAX_LENGTH)
     reason = models.CharField(max_length=16, choices=Reason, default=Reason.MANUAL)
     source = models.CharField(max_length=16, choices=Source, default=Source.ADMIN)
     note = models.CharField(max_length=255, blank=True)
@@ -204,7 +207,7 @@ class Suppression(models.Model):
         return f"{self.phone} ({self.get_reason_display()})"
 
     def save(self, *args, **kwargs) -> None:
-        self.phone = parse_phone(self.phone).e164
+        self.phone = sender_key(self.phone)
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

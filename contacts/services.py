@@ -15,7 +15,7 @@ from .models import (
     Source,
     Suppression,
 )
-from .phones import InvalidPhoneNumber, parse_phone
+from .phones import parse_phone, sender_key
 from .querysets import SuppressionProtected
 
 
@@ -283,10 +283,7 @@ def contact_opt_in(
 def _consent_phone(phone: str) -> str:
     # A consent request is honoured even from a number we cannot parse (a short code,
     # an odd vendor format): it is kept as received rather than dropped.
-    try:
-        return parse_phone(phone).e164
-    except InvalidPhoneNumber:
-        return phone.strip()
+    return sender_key(phone)
 
 
 def contacts_delete(*, contacts: QuerySet[Contact]) -> int:

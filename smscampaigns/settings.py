@@ -5,6 +5,7 @@ Every value comes from the environment or a ``.env`` file beside manage.py (see
 """
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
     "contacts",
     "campaigns",
     "webhooks",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -88,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "smscampaigns.urls"
@@ -170,6 +174,21 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
+# Admin login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for
+# one username from one address (REMOTE_ADDR: behind a proxy that is the proxy's, so
+# the count is per username), that pair is refused (429) for LOGIN_COOLOFF_MINUTES.
+# Attempts are kept in the database, so every web process counts the same ones.
+# Unlock early with: manage.py axes_reset_username <name>.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("LOGIN_THROTTLE", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
 # The OpenAPI schema and the interactive docs need a login (a staff session, or any
 # API key for the schema) unless this is on; on by default only with DEBUG.
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)

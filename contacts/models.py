@@ -7,6 +7,7 @@ from django.utils import timezone
 from .fields import PhoneNumberField
 from .phones import SENDER_MAX_LENGTH, parse_phone, sender_key
 from .querysets import AppendOnlyQuerySet, ContactQuerySet, SuppressionQuerySet
+from .validators import validate_attributes
 
 
 class Source(models.TextChoices):
@@ -28,7 +29,9 @@ class Contact(models.Model):
     attributes = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Free-form values for personalization, e.g. {"city": "Austin"}.',
+        help_text='Free-form values for personalization, e.g. {"city": "Austin"}; '
+        "at most 50 keys and 4 KB.",
+        validators=[validate_attributes],
     )
     country = models.CharField(max_length=2, blank=True, editable=False)
     time_zone = models.CharField(max_length=64, blank=True, editable=False)

@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +24,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
 
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.json_limits import LimitedJSONParser
 from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
 
@@ -96,7 +97,7 @@ class ContactViewSet(viewsets.ModelViewSet):
     opt-in actions, which record the consent event."""
 
     serializer_class = ContactSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     filterset_class = ContactFilter
     api_rules = {
         **model_rules(
@@ -205,7 +206,7 @@ class ContactListViewSet(viewsets.ModelViewSet):
     """Lists of contacts that campaigns are sent to."""
 
     serializer_class = ContactListSerializer
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     lookup_value_regex = "[^/]+"
     api_rules = {
         **model_rules("contacts.contactlist", write_scope=Scope.WRITE_CONTACTS),
@@ -280,7 +281,7 @@ class ContactListViewSet(viewsets.ModelViewSet):
 class ContactImportApi(APIView):
     """Import many contacts at once, from a CSV file or from JSON records."""
 
-    parser_classes = [MultiPartParser, JSONParser]
+    parser_classes = [MultiPartParser, LimitedJSONParser]
     # Like the admin's import: it creates and updates contacts, and its row errors
     # show the numbers given.
     api_rules = {

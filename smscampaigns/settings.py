@@ -246,6 +246,11 @@ REST_FRAMEWORK = {
     ],
     # Each view's api_rules: key scopes and model permissions (smscampaigns/permissions.py).
     "DEFAULT_PERMISSION_CLASSES": ["smscampaigns.permissions.ApiPermission"],
+    "DEFAULT_PARSER_CLASSES": [
+        "smscampaigns.json_limits.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["smscampaigns.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/min")},
     "DEFAULT_PAGINATION_CLASS": "smscampaigns.pagination.PageNumberPagination",

@@ -16,7 +16,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -28,6 +27,7 @@ from django.db.models import Prefetch, QuerySet
 from contacts.models import ContactList
 from contacts.permissions import CONTACT_DATA_PERMISSION
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.json_limits import LimitedJSONParser
 from smscampaigns.models import Scope
 from smscampaigns.permissions import model_rules, rule
 
@@ -176,7 +176,7 @@ _ID_ERRORS = errors(404)
 class CampaignViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filter_backends: list = []
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     _CONTROL = rule(Scope.SEND, "campaigns.change_campaign")
     api_rules = {
         **model_rules("campaigns.campaign", write_scope=Scope.SEND),
@@ -371,7 +371,7 @@ class BulkMessageApi(APIView):
     """POST /api/v1/messages/bulk/: one text to many numbers, as an ad-hoc campaign."""
 
     # Up to 10,000 numbers: as form fields they would pass Django's field limit.
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     # It creates a campaign and sends it at once.
     api_rules = {
         "post": rule(Scope.SEND, "campaigns.add_campaign", "campaigns.change_campaign")

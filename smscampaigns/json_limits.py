@@ -9,8 +9,9 @@ answer 400 like for any malformed body.
 import json
 from typing import Any
 
-from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.settings import api_settings
 
 MAX_DEPTH = 32
@@ -66,4 +67,40 @@ class LimitedJSONParser(JSONParser):
             )
             return loads(text, **strict)
         except ValueError as exc:  # UnicodeDecodeError and JsonTooDeep included
+            raise ParseError(f"JSON parse error - {exc}") from exc
+
+
+class PayloadTooLarge(APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class LargeJSONParser(BaseParser):
+    """JSON for one endpoint that needs more than DATA_UPLOAD_MAX_MEMORY_SIZE (the
+    10,000-record contact import), up to ``max_bytes``.
+
+    Not a JSONParser subclass on purpose: DRF reads those through ``request.body``,
+    which enforces the global cap; this one reads the stream itself, bounded.
+    """
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        body = stream.read(self.max_bytes + 1)
+        if len(body) > self.max_bytes:
+            raise PayloadTooLarge(
+                f"The request body is larger than {self.max_bytes:,} bytes."
+            )
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        try:
+            strict = (
+                {"parse_constant": _strict_constant} if api_settings.STRICT_JSON else {}
+            )
+            return loads(body.decode(encoding), **strict)
+        except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc

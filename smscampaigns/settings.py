@@ -213,6 +213,11 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # Uploads waiting for a background import (web and workers must share it).
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# The JSON contact import (up to 10,000 records) may send this many bytes; every other
+# request keeps DATA_UPLOAD_MAX_MEMORY_SIZE (1 MB).
+CONTACT_IMPORT_MAX_JSON_BYTES = env.int(
+    "CONTACT_IMPORT_MAX_JSON_BYTES", default=32 * 1024 * 1024
+)
 # CSV uploads larger than this many bytes import in a Celery worker when a broker is set.
 CONTACT_IMPORT_BACKGROUND_BYTES = env.int(
     "CONTACT_IMPORT_BACKGROUND_BYTES", default=2 * 1024 * 1024

@@ -22,6 +22,7 @@ from .models import (
     Source,
     Suppression,
 )
+from .permissions import ContactDataAdminMixin
 from .querysets import member_count
 
 ADMIN_CSS = {"all": ["contacts/admin.css"]}
@@ -167,7 +168,7 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     list_display = [
         "phone",
         "first_name",
@@ -508,7 +509,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(admin.ModelAdmin):
+class ConsentEventAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     list_display = ["created_at", "phone", "kind", "source", "provider", "text"]
     list_filter = ["kind", "source", "provider"]
     search_fields = ["phone", "text"]
@@ -526,7 +527,7 @@ class ConsentEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     """Numbers that get no marketing. Opt-outs are the person's decision: they are
     never deleted or changed here (an opt-in lifts them, with its ConsentEvent)."""
 

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from .models import Contact, ContactList, ListMembership, Source
 from .phones import InvalidPhoneNumber, parse_phone
+from .validators import attributes_problem
 
 CHUNK_SIZE = 2000
 """Rows per chunk: one transaction and a handful of queries each."""
@@ -327,13 +328,17 @@ def _row(
         if value is not None and len(names[name]) > max_length:
             error = f"{name} is longer than {max_length} characters."
             return ImportRowError(number, raw_text, error)
+    attributes = {key: value for key, value in cleaned.items() if value is not None}
+    problem = attributes_problem(attributes)
+    if problem is not None:
+        return ImportRowError(number, raw_text, problem)
     return _Row(
         phone=parsed.e164,
         country=parsed.country,
         time_zone=parsed.time_zone,
         first_name=names["first_name"],
         last_name=names["last_name"],
-        attributes={key: value for key, value in cleaned.items() if value is not None},
+        attributes=attributes,
     )
 
 

@@ -1,12 +1,13 @@
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from .fields import PhoneNumberField
-from .phones import parse_phone
-from .querysets import AppendOnlyQuerySet, ContactQuerySet
+from .phones import SENDER_MAX_LENGTH, parse_phone, sender_key
+from .querysets import AppendOnlyQuerySet, ContactQuerySet, SuppressionQuerySet
+from .validators import validate_attributes
 
 
 class Source(models.TextChoices):
@@ -28,7 +29,9 @@ class Contact(models.Model):
     attributes = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Free-form values for personalization, e.g. {"city": "Austin"}.',
+        help_text='Free-form values for personalization, e.g. {"city": "Austin"}; '
+        "at most 50 keys and 4 KB.",
+        validators=[validate_attributes],
     )
     country = models.CharField(max_length=2, blank=True, editable=False)
     time_zone = models.CharField(max_length=64, blank=True, editable=False)
@@ -64,7 +67,36 @@ class Contact(models.Model):
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and "phone" in update_fields:
             kwargs["update_fields"] = {*update_fields, "country", "time_zone"}
-        super().save(*args, **kwargs)
+        stored = getattr(self, "_stored_phone", None)
+        if self._state.adding or stored is None or stored == self.phone:
+            super().save(*args, **kwargs)
+        else:
+            from .services import KEPT_ON_NUMBER_CHANGE, opted_out_numbers_keep
+
+            # A new number: an opt-out of the old one stays, as a suppression.
+            with transaction.atomic(using=kwargs.get("using") or self._state.db):
+                opted_out_numbers_keep(
+                    contacts=Contact.objects.filter(pk=self.pk),
+                    note=KEPT_ON_NUMBER_CHANGE,
+                )
+                super().save(*args, **kwargs)
+        self._stored_phone = self.phone
+
+    def delete(self, *args, **kwargs):
+        from .services import KEPT_ON_DELETE, opted_out_numbers_keep
+
+        with transaction.atomic(using=kwargs.get("using") or self._state.db):
+            opted_out_numbers_keep(
+                contacts=Contact.objects.filter(pk=self.pk), note=KEPT_ON_DELETE
+            )
+            return super().delete(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db, field_names, values, **kwargs):
+        contact = super().from_db(db, field_names, values, **kwargs)
+        # The number as stored, to see in save() whether it changes.
+        contact._stored_phone = contact.__dict__.get("phone")
+        return contact
 
     @property
     def opted_out(self) -> bool:
@@ -117,7 +149,8 @@ class ConsentEvent(models.Model):
         OPT_OUT = "opt_out", "Opt-out"
         OPT_IN = "opt_in", "Opt-in"
 
-    phone = models.CharField(max_length=16)
+    # A sender phonenumbers refuses (short code, alphanumeric ID) is kept as written.
+    phone = models.CharField(max_length=SENDER_MAX_LENGTH)
     contact = models.ForeignKey(
         Contact, models.SET_NULL, null=True, blank=True, related_name="consent_events"
     )
@@ -157,11 +190,15 @@ class Suppression(models.Model):
         MANUAL = "manual", "Added by hand"
         INVALID = "invalid", "Number invalid or deactivated"
 
-    phone = PhoneNumberField()
+    # Forms take only valid numbers; an opt-out from a sender phonenumbers refuses
+    # (short code, alphanumeric ID) is kept under that sender, as written.
+    phone = PhoneNumberField(max_length=SENDER_MAX_LENGTH)
     reason = models.CharField(max_length=16, choices=Reason, default=Reason.MANUAL)
     source = models.CharField(max_length=16, choices=Source, default=Source.ADMIN)
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SuppressionQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -173,8 +210,12 @@ class Suppression(models.Model):
         return f"{self.phone} ({self.get_reason_display()})"
 
     def save(self, *args, **kwargs) -> None:
-        self.phone = parse_phone(self.phone).e164
+        self.phone = sender_key(self.phone)
         super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        # Only an opt-in lifts an opt-out (SuppressionQuerySet.lift_opt_outs).
+        return Suppression.objects.filter(pk=self.pk).delete()
 
 
 class ImportJob(models.Model):

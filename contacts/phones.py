@@ -19,7 +19,11 @@ __all__ = [
     "mask_phone",
     "normalize_phone",
     "parse_phone",
+    "sender_key",
 ]
+
+SENDER_MAX_LENGTH = 32
+"""The longest sender kept (inbound replies, consent events, suppressions)."""
 
 _UNKNOWN_TIME_ZONE = "Etc/Unknown"
 _DIGITS_ONLY = re.compile(r"^\d+$")
@@ -85,6 +89,19 @@ def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
         country=country if country != "001" else "",
         time_zone=zones[0] if zones else "",
     )
+
+
+def sender_key(raw: str) -> str:
+    """How a sender is stored and matched: E.164 when it parses, else as written.
+
+    Vendors pass on senders phonenumbers refuses (a number in an unassigned range,
+    international digits without "+", a short code, an alphanumeric ID). Their
+    messages and opt-outs are still kept and honoured, under exactly that string.
+    """
+    try:
+        return parse_phone(raw).e164
+    except InvalidPhoneNumber:
+        return (raw or "").strip()[:SENDER_MAX_LENGTH]
 
 
 def normalize_phone(raw: str, region: str | None = None) -> str:

@@ -1,10 +1,10 @@
 import re
 from typing import Self
 
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Coalesce
 
-from .phones import InvalidPhoneNumber, parse_phone
+from .phones import InvalidPhoneNumber, mask_phone, parse_phone
 
 #: Digits with the punctuation people write numbers with: part of a phone number.
 _PHONE_TEXT = re.compile(r"^\+?[\d\s().\-/]*\d[\d\s().\-/]*$")
@@ -12,6 +12,30 @@ _NOT_DIGIT = re.compile(r"\D")
 
 
 class ContactQuerySet(models.QuerySet):
+    # Deleting contacts or changing their numbers keeps the opt-outs of those
+    # numbers (contacts.services.opted_out_numbers_keep), from any caller: the API,
+    # the admin, an import or a shell.
+    def delete(self):
+        from .services import KEPT_ON_DELETE, opted_out_numbers_keep
+
+        with transaction.atomic(using=self.db):
+            opted_out_numbers_keep(contacts=self, note=KEPT_ON_DELETE)
+            return super().delete()
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    def update(self, **kwargs) -> int:
+        if "phone" not in kwargs:
+            return super().update(**kwargs)
+        from .services import KEPT_ON_NUMBER_CHANGE, opted_out_numbers_keep
+
+        with transaction.atomic(using=self.db):
+            opted_out_numbers_keep(contacts=self, note=KEPT_ON_NUMBER_CHANGE)
+            return super().update(**kwargs)
+
+    update.alters_data = True
+
     def opted_out(self) -> Self:
         return self.filter(opted_out_at__isnull=False)
 
@@ -97,3 +121,50 @@ class AppendOnlyQuerySet(models.QuerySet):
 
     def delete(self):
         raise TypeError(f"{self.model.__name__} rows are append-only")
+
+
+class SuppressionProtected(ValueError):
+    """An opt-out suppression: only the person can lift it, by opting back in."""
+
+
+class SuppressionQuerySet(models.QuerySet):
+    """Suppressions; an opt-out among them is never deleted or rewritten in bulk.
+
+    Only an opt-in lifts an opt-out (:meth:`lift_opt_outs`, called by
+    ``contacts.services.contact_opt_in`` with the ConsentEvent that proves it).
+    """
+
+    def delete(self):
+        self._refuse_opt_outs("deleted")
+        return super().delete()
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+    def update(self, **kwargs) -> int:
+        if {"phone", "reason"} & kwargs.keys():
+            self._refuse_opt_outs("changed")
+        return super().update(**kwargs)
+
+    update.alters_data = True
+
+    def lift_opt_outs(self) -> int:
+        """Delete the opt-out suppressions in this set; return how many."""
+        from .models import Suppression
+
+        opt_outs = self.filter(reason=Suppression.Reason.OPT_OUT)
+        return models.QuerySet.delete(opt_outs)[0]
+
+    def _refuse_opt_outs(self, verb: str) -> None:
+        from .models import Suppression
+
+        phone = (
+            self.filter(reason=Suppression.Reason.OPT_OUT)
+            .values_list("phone", flat=True)
+            .first()
+        )
+        if phone is not None:
+            raise SuppressionProtected(
+                f"{mask_phone(phone)} opted out: its suppression cannot be {verb}; "
+                "only an opt-in (contact_opt_in) lifts it."
+            )

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from .models import Contact, ContactList, ImportJob
 from .phones import InvalidPhoneNumber, parse_phone
+from .validators import attributes_problem
 
 MAX_ID = 2**63 - 1
 """The largest id a BigAutoField holds; a larger one could only fail in the database."""
@@ -96,7 +97,13 @@ def _reject_nul(value: Any, path: str = "") -> None:
     }
 )
 class AttributesField(serializers.JSONField):
-    """Free-form personalization values: a JSON object, nothing else."""
+    """Free-form personalization values: a JSON object, nothing else, within the
+    size limit (``limit=False`` leaves that to the caller: an import reports it as a
+    row error)."""
+
+    def __init__(self, *, limit: bool = True, **kwargs: Any) -> None:
+        self.limit = limit
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -104,6 +111,9 @@ class AttributesField(serializers.JSONField):
                 f"Expected a JSON object, got {type(data).__name__}."
             )
         _reject_nul(data)
+        problem = attributes_problem(data) if self.limit else None
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         return super().to_internal_value(data)
 
 
@@ -272,7 +282,7 @@ class ImportRecordSerializer(serializers.Serializer):
     last_name = StrictCharField(
         allow_blank=True, required=False, max_length=1000, trim_whitespace=False
     )
-    attributes = AttributesField(required=False)
+    attributes = AttributesField(required=False, limit=False)
 
 
 class _ImportOptionsSerializer(serializers.Serializer):

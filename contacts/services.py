@@ -3,7 +3,7 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -15,7 +15,8 @@ from .models import (
     Source,
     Suppression,
 )
-from .phones import InvalidPhoneNumber, parse_phone
+from .phones import parse_phone, sender_key
+from .querysets import SuppressionProtected
 
 
 @transaction.atomic
@@ -143,7 +144,9 @@ def contacts_opt_in(*, contacts: QuerySet[Contact], source: str, text: str = "")
             changed += _record_consent(
                 targets, ConsentEvent.Kind.OPT_IN, source, now, text=text
             )
-            opt_out_suppressions.filter(phone__in=selected.values("phone")).delete()
+            opt_out_suppressions.filter(
+                phone__in=selected.values("phone")
+            ).lift_opt_outs()
             selected.filter(opted_out_at__isnull=False).update(
                 opted_out_at=None, opt_out_source="", updated_at=now
             )
@@ -262,9 +265,9 @@ def contact_opt_in(
                 opted_out_at=None, opt_out_source="", updated_at=now
             )
         )
-    removed, _ = Suppression.objects.filter(
+    removed = Suppression.objects.filter(
         phone=e164, reason=Suppression.Reason.OPT_OUT
-    ).delete()
+    ).lift_opt_outs()
     event = ConsentEvent.objects.create(
         phone=e164,
         contact=contact,
@@ -280,27 +283,23 @@ def contact_opt_in(
 def _consent_phone(phone: str) -> str:
     # A consent request is honoured even from a number we cannot parse (a short code,
     # an odd vendor format): it is kept as received rather than dropped.
-    try:
-        return parse_phone(phone).e164
-    except InvalidPhoneNumber:
-        return phone.strip()
+    return sender_key(phone)
 
 
 def contacts_delete(*, contacts: QuerySet[Contact]) -> int:
     """Delete contacts, keeping the opt-out of each one that opted out.
 
     The opt-out belongs to the number, not to the contact row: each opted-out
-    number goes on the suppression list (reason opt-out) first, so a contact
-    created for it later, by an import or the API, still gets no marketing. Their
-    ConsentEvents stay too (detached from the contact). Set-based: one
-    INSERT … SELECT per chunk of contacts. Returns how many contacts were deleted.
+    number goes on the suppression list first (:func:`opted_out_numbers_keep`, which
+    the queryset's ``delete()`` calls), so a contact created for it later, by an
+    import or the API, still gets no marketing. Their ConsentEvents stay too
+    (detached from the contact). In chunks, so a million contacts never lock the
+    table in one statement. Returns how many contacts were deleted.
     """
     deleted = 0
     for ids in _pk_chunks(contacts):
-        with transaction.atomic():
-            chunk = Contact.objects.filter(pk__in=ids)
-            _suppress_opted_out(chunk.filter(opted_out_at__isnull=False))
-            deleted += chunk.delete()[1].get(Contact._meta.label, 0)
+        chunk = Contact.objects.filter(pk__in=ids)
+        deleted += chunk.delete()[1].get(Contact._meta.label, 0)
     return deleted
 
 
@@ -309,11 +308,22 @@ def contact_delete(*, contact: Contact) -> None:
     contacts_delete(contacts=Contact.objects.filter(pk=contact.pk))
 
 
-def _suppress_opted_out(contacts: QuerySet[Contact]) -> None:
-    """An opt-out suppression for the number of each contact in ``contacts``.
+KEPT_ON_DELETE = "Kept when the opted-out contact was deleted."
+KEPT_ON_NUMBER_CHANGE = "Kept when the opted-out contact's number changed."
 
-    A number already suppressed keeps its row (it gets no marketing either way).
+
+def opted_out_numbers_keep(*, contacts: QuerySet[Contact], note: str) -> None:
+    """The rule "a number that opted out stays suppressed", applied before
+    ``contacts`` lose their current numbers (deleted, or given new ones).
+
+    Each opted-out contact's number, as stored now, gets an opt-out suppression, so
+    a contact created for it later (import, API, admin) still gets no marketing.
+    A number already suppressed keeps its row. One INSERT … SELECT, whatever the
+    number of contacts. Every path that deletes a contact or changes its number
+    reaches this: ``Contact.delete()``, ``Contact.save()`` with a new number and
+    ``ContactQuerySet.delete()`` / ``.update(phone=…)``.
     """
+    contacts = contacts.filter(opted_out_at__isnull=False)
     selected_sql, selected_params = _pk_subquery(contacts)
     suppression, contact = Suppression._meta, Contact._meta
     qn = connection.ops.quote_name
@@ -332,15 +342,11 @@ def _suppress_opted_out(contacts: QuerySet[Contact]) -> None:
     params = [
         Suppression.Reason.OPT_OUT,
         Source.ADMIN,
-        "Kept when the opted-out contact was deleted.",
+        note,
         connection.ops.adapt_datetimefield_value(timezone.now()),
     ]
-    with connection.cursor() as cursor:
+    with connections[contacts.db].cursor() as cursor:
         cursor.execute(sql, [*params, *selected_params])
-
-
-class SuppressionProtected(ValueError):
-    """An opt-out suppression: only the person can lift it, by opting back in."""
 
 
 @transaction.atomic

@@ -1,13 +1,34 @@
+from django import forms
 from django.contrib import admin, messages
 
-from .models import ApiKey
+from .models import ApiKey, Scope, clean_scopes
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Give the key only what its integration needs.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+    def clean_scopes(self) -> list[str]:
+        try:
+            return clean_scopes(self.cleaned_data["scopes"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
     list_display = [
         "name",
         "prefix",
+        "scope_list",
         "created_by",
         "created_at",
         "last_used_at",
@@ -17,6 +38,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ["name", "prefix"]
     fields = [
         "name",
+        "scopes",
         "prefix",
         "created_by",
         "created_at",
@@ -32,11 +54,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ]
     actions = ["revoke"]
 
+    @admin.display(description="Scopes")
+    def scope_list(self, key: ApiKey) -> str:
+        return ", ".join(key.scopes) or "none"
+
     def save_model(self, request, obj, form, change) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, raw = ApiKey.generate(name=obj.name, created_by=request.user)
+        key, raw = ApiKey.generate(
+            name=obj.name, scopes=obj.scopes, created_by=request.user
+        )
         obj.pk = key.pk
         obj.refresh_from_db()
         # Shown once: only the hash is kept.

@@ -1,13 +1,24 @@
 """The REST API under /api/v1/."""
 
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from django.urls import include, path
 
 from campaigns.api import views as campaigns_api
 from contacts import api as contacts_api
 
+from .models import Scope
+from .permissions import rule
+
+
+class ApiRootView(APIRootView):
+    """The index of endpoints: any key or user who may use the API may read it."""
+
+    api_rules = {"get": rule(Scope.READ)}
+
+
 router = DefaultRouter()
+router.APIRootView = ApiRootView
 router.register("contacts", contacts_api.ContactViewSet, basename="contact")
 router.register("lists", contacts_api.ContactListViewSet, basename="list")
 router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")

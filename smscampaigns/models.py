@@ -1,11 +1,23 @@
 import hashlib
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 KEY_PREFIX = "sk_"
+
+
+class Scope(models.TextChoices):
+    """What an API key may do; chosen when the key is created."""
+
+    READ = "read", "Read: contacts, lists, campaigns, messages"
+    WRITE_CONTACTS = (
+        "write_contacts",
+        "Write contacts: contacts, lists, imports, opt-outs",
+    )
+    SEND = "send", "Send: create, send and control campaigns, bulk and test messages"
 
 
 def hash_key(raw: str) -> str:
@@ -34,6 +46,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    scopes = models.JSONField(
+        default=list,
+        help_text="What the key may do: any of read, write_contacts, send.",
+    )
 
     class Meta:
         constraints = [
@@ -46,13 +62,27 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
     @classmethod
-    def generate(cls, *, name: str, created_by=None) -> tuple["ApiKey", str]:
-        """Create a key; return it and the raw key, which is shown once and never stored."""
+    def generate(
+        cls, *, name: str, scopes: Iterable[str], created_by=None
+    ) -> tuple["ApiKey", str]:
+        """Create a key; return it and the raw key, which is shown once and never stored.
+
+        ``scopes`` must name at least one :class:`Scope`: a key is given what its
+        integration needs, never everything by default.
+        """
+        chosen = clean_scopes(scopes)
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         key = cls.objects.create(
-            name=name, prefix=raw[:10], key_hash=hash_key(raw), created_by=created_by
+            name=name,
+            prefix=raw[:10],
+            key_hash=hash_key(raw),
+            created_by=created_by,
+            scopes=chosen,
         )
         return key, raw
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in (self.scopes or [])
 
     @property
     def active(self) -> bool:
@@ -63,3 +93,17 @@ class ApiKey(models.Model):
             revoked_at=timezone.now()
         )
         self.refresh_from_db(fields=["revoked_at"])
+
+
+def clean_scopes(scopes: Iterable[str]) -> list[str]:
+    """``scopes`` in a fixed order; ValueError for an unknown one or none at all."""
+    chosen = set(scopes)
+    unknown = sorted(chosen - set(Scope.values))
+    if unknown:
+        raise ValueError(
+            f"Unknown API key scope(s): {', '.join(unknown)}; "
+            f"choose from {', '.join(Scope.values)}."
+        )
+    if not chosen:
+        raise ValueError(f"Choose at least one scope: {', '.join(Scope.values)}.")
+    return [scope for scope in Scope.values if scope in chosen]

@@ -5,6 +5,7 @@ Every value comes from the environment or a ``.env`` file beside manage.py (see
 """
 
 import os
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import environ
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -35,6 +37,18 @@ if not SECRET_KEY:
         )
     # Local development only: DEBUG is on, so this key never signs production data.
     SECRET_KEY = "django-insecure-local-development-only-not-for-production"
+elif not DEBUG and (
+    len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    # The same bar as Django's security.W009, but a refusal: a guessable key lets
+    # anyone forge sessions (an admin login) and password-reset links.
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for production: use at least 50 random characters, "
+        "not Django's 'django-insecure-' development key (generate one with: "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+    )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="").rstrip("/")
@@ -64,6 +78,7 @@ INSTALLED_APPS = [
     "contacts",
     "campaigns",
     "webhooks",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -71,12 +86,15 @@ MIDDLEWARE = [
     # Static files before anything else touches the request (sessions, CSRF): the
     # admin's CSS and JS come from the application itself, in production too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "smscampaigns.urls"
@@ -93,6 +111,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -143,6 +162,40 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1_048_576  # webhooks refuse bodies over 1 MB
 
+# Content-Security-Policy on every page: scripts and styles only from our own static
+# files (the admin, the composer and the API docs have no inline script; the docs'
+# one inline <style> carries the request's nonce). See README, Security.
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+# Admin login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for
+# one username from one address (REMOTE_ADDR: behind a proxy that is the proxy's, so
+# the count is per username), that pair is refused (429) for LOGIN_COOLOFF_MINUTES.
+# Attempts are kept in the database, so every web process counts the same ones.
+# Unlock early with: manage.py axes_reset_username <name>.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_ENABLED = env.bool("LOGIN_THROTTLE", default=True)
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+
+# The OpenAPI schema and the interactive docs need a login (a staff session, or any
+# API key for the schema) unless this is on; on by default only with DEBUG.
+API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
+
 AUTH_PASSWORD_VALIDATORS = [
     {
         "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
@@ -177,6 +230,11 @@ STORAGES = {
 WHITENOISE_MAX_AGE = 86_400
 # Uploads waiting for a background import (web and workers must share it).
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+# The JSON contact import (up to 10,000 records) may send this many bytes; every other
+# request keeps DATA_UPLOAD_MAX_MEMORY_SIZE (1 MB).
+CONTACT_IMPORT_MAX_JSON_BYTES = env.int(
+    "CONTACT_IMPORT_MAX_JSON_BYTES", default=32 * 1024 * 1024
+)
 # CSV uploads larger than this many bytes import in a Celery worker when a broker is set.
 CONTACT_IMPORT_BACKGROUND_BYTES = env.int(
     "CONTACT_IMPORT_BACKGROUND_BYTES", default=2 * 1024 * 1024
@@ -208,7 +266,13 @@ REST_FRAMEWORK = {
         "smscampaigns.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Each view's api_rules: key scopes and model permissions (smscampaigns/permissions.py).
+    "DEFAULT_PERMISSION_CLASSES": ["smscampaigns.permissions.ApiPermission"],
+    "DEFAULT_PARSER_CLASSES": [
+        "smscampaigns.json_limits.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["smscampaigns.throttling.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="600/min")},
     "DEFAULT_PAGINATION_CLASS": "smscampaigns.pagination.PageNumberPagination",

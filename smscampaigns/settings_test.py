@@ -6,7 +6,9 @@ PostgreSQL.
 
 import os
 
-os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-outside-the-test-suite")
+os.environ.setdefault(
+    "SECRET_KEY", "test-secret-key-not-used-outside-the-test-suite-0123456789"
+)
 os.environ.setdefault("DEBUG", "false")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")

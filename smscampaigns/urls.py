@@ -1,18 +1,15 @@
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-
 from django.contrib import admin
 from django.urls import include, path
 
+from .api_docs import docs_view, schema_view
 from .health import health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("webhooks.urls")),
     path("api/v1/", include("smscampaigns.api_urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path(
-        "api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"
-    ),
+    path("api/schema/", schema_view, name="schema"),
+    path("api/docs/", docs_view, name="api-docs"),
     path("health/", health, name="health"),
 ]
 

@@ -3,6 +3,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from contacts.permissions import ContactDataAdminMixin
+
 from .models import InboundMessage, RejectedCallback
 
 _KEYWORD_BADGES = {
@@ -13,7 +15,7 @@ _KEYWORD_BADGES = {
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(admin.ModelAdmin):
+class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     """The inbox: what people texted back, newest first."""
 
     list_display = ["received_at", "sender", "message", "keyword_badge", "provider"]
@@ -65,7 +67,7 @@ class InboundMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(RejectedCallback)
-class RejectedCallbackAdmin(admin.ModelAdmin):
+class RejectedCallbackAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "provider", "kind", "reason"]
     list_filter = ["provider", "kind"]
     readonly_fields = [

@@ -1,6 +1,7 @@
 """Inbound messages: storing replies and honouring STOP / START / HELP."""
 
 import logging
+import re
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.utils import timezone
 from campaigns.models import Message
 from campaigns.sending.direct import message_create_direct
 from contacts.models import Contact, Source
-from contacts.phones import InvalidPhoneNumber, mask_phone, normalize_phone
+from contacts.phones import mask_phone, sender_key
 from contacts.services import contact_opt_in, contact_opt_out
 from providers.messages import InboundSms
 
@@ -67,7 +68,19 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
     return message
 
 
+# Digits (a number or a short code) can be answered; an alphanumeric sender ID
+# cannot receive texts, and a longer string is no number.
+_REPLYABLE = re.compile(r"\+?\d{3,15}")
+
+
 def _reply(inbound: InboundMessage, template: str) -> Message | None:
+    if not _REPLYABLE.fullmatch(inbound.from_number):
+        logger.info(
+            "%s: no automatic reply to sender %s",
+            inbound.provider,
+            mask_phone(inbound.from_number),
+        )
+        return None
     text = template.format(
         program=settings.SMS_PROGRAM_NAME, help_contact=settings.SMS_HELP_CONTACT
     )
@@ -91,7 +104,4 @@ def _reply(inbound: InboundMessage, template: str) -> Message | None:
 
 
 def _normalize(number: str) -> str:
-    try:
-        return normalize_phone(number)
-    except InvalidPhoneNumber:
-        return number.strip()
+    return sender_key(number)

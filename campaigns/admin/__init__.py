@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
+from contacts.permissions import can_view_contact_data
 from providers.messages import mask_phone
 
 from ..models import Campaign, CampaignSnapshot, DeliveryEvent, Message
@@ -25,7 +26,7 @@ from .dashboard import (
 
 def can_see_contacts(request: HttpRequest) -> bool:
     """Numbers and texts are contact data: only for staff who may view contacts."""
-    return request.user.has_perm("contacts.view_contact")
+    return can_view_contact_data(request.user)
 
 
 def deletable(campaign: Campaign) -> bool:

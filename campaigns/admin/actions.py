@@ -30,6 +30,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from contacts.permissions import can_view_contact_data
 from contacts.phones import mask_phone
 from providers.encoding import TextInfo, analyze
 from smscampaigns.celery import broker_configured
@@ -72,8 +73,6 @@ _TIMES = "\u00d7"
 CHANGED_MESSAGE = (
     "This campaign changed since you opened this page: check the figures again."
 )
-#: Who may see real contacts' data (names, numbers, attributes) in a sample text.
-CONTACT_DATA_PERMISSION = "contacts.view_contact"
 COPY_SUFFIX = " (copy)"
 
 #: Message.FINAL_FAILURES in the order the pages list them.
@@ -197,7 +196,7 @@ def number(value: int) -> str:
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
-    return request.user.has_perm(CONTACT_DATA_PERMISSION)
+    return can_view_contact_data(request.user)
 
 
 def campaign_sample(

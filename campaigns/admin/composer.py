@@ -21,6 +21,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from contacts.models import ContactList
+from contacts.permissions import can_view_contact_data
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
 
 from ..lifecycle import CampaignError, status_display, status_key
@@ -483,7 +484,7 @@ class ComposerMixin(admin.ModelAdmin):
 
     def _may_see_contacts(self, request: HttpRequest) -> bool:
         # Only whoever may see contacts in the admin sees their data here.
-        return request.user.has_perm("contacts.view_contact")
+        return can_view_contact_data(request.user)
 
     def render_change_form(
         self,

@@ -46,7 +46,13 @@ class InstantField(django_filters.fields.IsoDateTimeField):
                 code="invalid",
                 params={"value": value},
             )
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 is before year 1 in UTC.
+            raise forms.ValidationError(
+                "%(value)s is out of range.", code="invalid", params={"value": value}
+            ) from None
 
 
 class InstantFilter(django_filters.IsoDateTimeFilter):

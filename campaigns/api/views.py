@@ -16,7 +16,6 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -26,7 +25,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from contacts.models import ContactList
+from contacts.permissions import CONTACT_DATA_PERMISSION
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.json_limits import LimitedJSONParser
+from smscampaigns.models import Scope
+from smscampaigns.permissions import model_rules, rule
 
 from ..actions import (
     campaign_cancel,
@@ -173,7 +176,22 @@ _ID_ERRORS = errors(404)
 class CampaignViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filter_backends: list = []
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
+    _CONTROL = rule(Scope.SEND, "campaigns.change_campaign")
+    api_rules = {
+        **model_rules("campaigns.campaign", write_scope=Scope.SEND),
+        # Its samples are texts rendered with contacts' data.
+        "preview": rule(Scope.READ, "campaigns.view_campaign", CONTACT_DATA_PERMISSION),
+        "stats": rule(Scope.READ, "campaigns.view_campaign"),
+        # As in the admin: acting on a campaign needs its change permission.
+        "send_test": _CONTROL,
+        "send": _CONTROL,
+        "schedule": _CONTROL,
+        "pause": _CONTROL,
+        "resume": _CONTROL,
+        "cancel": _CONTROL,
+        "retry_failed": _CONTROL,
+    }
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.prefetch_related(
@@ -342,13 +360,22 @@ class MessageViewSet(
     queryset = Message.objects.order_by("-id")
     serializer_class = MessageSerializer
     filterset_class = MessageFilter
+    # Numbers and texts: contact data.
+    api_rules = {
+        action: rule(Scope.READ, "campaigns.view_message", CONTACT_DATA_PERMISSION)
+        for action in ("list", "retrieve")
+    }
 
 
 class BulkMessageApi(APIView):
     """POST /api/v1/messages/bulk/: one text to many numbers, as an ad-hoc campaign."""
 
     # Up to 10,000 numbers: as form fields they would pass Django's field limit.
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
+    # It creates a campaign and sends it at once.
+    api_rules = {
+        "post": rule(Scope.SEND, "campaigns.add_campaign", "campaigns.change_campaign")
+    }
 
     @extend_schema(
         summary="Text many numbers at once",

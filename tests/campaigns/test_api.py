@@ -10,13 +10,14 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.management import call_command
 from django.utils import timezone
 
 from campaigns.models import Campaign, Message
 from contacts.models import ConsentEvent, Contact, Source, Suppression
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -76,7 +77,7 @@ def _fresh_rate_limits():
 
 @pytest.fixture
 def api() -> APIClient:
-    _, raw = ApiKey.generate(name="shop integration")
+    _, raw = ApiKey.generate(name="shop integration", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client
@@ -168,6 +169,7 @@ def test_create_campaign_answers_with_exactly_the_contract_fields(api, audience)
 
 def test_create_by_a_logged_in_user_records_who(audience):
     user = get_user_model().objects.create_user("maria", password="x")
+    user.user_permissions.add(Permission.objects.get(codename="add_campaign"))
     client = APIClient()
     client.force_authenticate(user)
     response = client.post("/api/v1/campaigns/", {"name": "A", "body": "Hello"})

@@ -15,7 +15,7 @@ from django.utils import timezone
 from campaigns.actions import EmptyAudience, campaign_send_now
 from campaigns.models import Campaign, Message
 from contacts.models import Suppression
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -30,7 +30,7 @@ Status = Campaign.Status
 
 @pytest.fixture
 def api() -> APIClient:
-    _, raw = ApiKey.generate(name="shop integration")
+    _, raw = ApiKey.generate(name="shop integration", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client

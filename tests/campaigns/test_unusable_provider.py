@@ -23,7 +23,7 @@ from campaigns.actions import campaign_resume
 from campaigns.models import Campaign, Message
 from campaigns.provider_checks import ProviderUnusable, campaign_pause_for_provider
 from campaigns.sending.launch import campaign_launch
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import (
     CampaignFactory,
     ContactFactory,
@@ -46,7 +46,7 @@ def _fresh_rate_limits():
 
 @pytest.fixture
 def api() -> APIClient:
-    _, raw = ApiKey.generate(name="shop integration")
+    _, raw = ApiKey.generate(name="shop integration", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client

@@ -18,7 +18,7 @@ from contacts.models import (
     ListMembership,
     Source,
 )
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import ContactFactory, ContactListFactory, ListMembershipFactory
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ def _fresh_rate_limits():
 
 @pytest.fixture
 def client() -> APIClient:
-    _, raw = ApiKey.generate(name="tests")
+    _, raw = ApiKey.generate(name="tests", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client
@@ -810,7 +810,7 @@ def test_a_job_runs_once_even_if_the_task_is_delivered_twice(
 def test_the_job_records_the_key_that_started_it(
     background_imports, django_capture_on_commit_callbacks
 ):
-    key, raw = ApiKey.generate(name="nightly sync")
+    key, raw = ApiKey.generate(name="nightly sync", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=raw)
 

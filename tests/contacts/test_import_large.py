@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from contacts.models import Contact
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +25,9 @@ def test_a_100k_row_csv_imports_with_flat_memory(tmp_path):
         out.write("not-a-number,Broken,Row,Nowhere\n")
     size = path.stat().st_size
     client = APIClient()
-    client.credentials(HTTP_X_API_KEY=ApiKey.generate(name="bulk")[1])
+    client.credentials(
+        HTTP_X_API_KEY=ApiKey.generate(name="bulk", scopes=Scope.values)[1]
+    )
 
     tracemalloc.start()
     try:

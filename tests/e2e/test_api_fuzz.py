@@ -11,11 +11,13 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
+from django.contrib.auth import get_user_model
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
+from django.test import Client
 
-from smscampaigns.models import ApiKey
+from smscampaigns.models import ApiKey, Scope
 from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +37,7 @@ def api_key():
     for contact in ContactFactory.create_batch(3):
         contact.lists.add(contact_list)
     CampaignFactory(lists=[contact_list], provider="locmem")
-    return ApiKey.generate(name="fuzz")[1]
+    return ApiKey.generate(name="fuzz", scopes=Scope.values)[1]
 
 
 @pytest.fixture
@@ -56,6 +58,7 @@ def test_every_operation_answers_within_its_schema(
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_CLASSES": [],
     }
+    settings.API_DOCS_PUBLIC = True  # the fuzzer reads the schema unauthenticated
     schema = schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
     headers = {"Authorization": f"Token {api_key}"}
     failures = []
@@ -80,3 +83,47 @@ def test_every_operation_answers_within_its_schema(
         except Exception as exc:  # collect every operation's failure, then report
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
+
+
+def test_staff_without_permissions_gets_403_from_every_operation(
+    api_key, settings, keep_test_connection
+):
+    """Logged in to the admin with no permissions: every operation answers 403, never
+    a 5xx and never data (the CSRF token is valid, so the permission check decides)."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_CLASSES": [],
+    }
+    settings.API_DOCS_PUBLIC = True
+    user = get_user_model().objects.create_user("nobody", password="x", is_staff=True)
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    csrf = "a" * 32
+    cookies = {settings.SESSION_COOKIE_NAME: session, settings.CSRF_COOKIE_NAME: csrf}
+    headers = {"X-CSRFToken": csrf, "Referer": "https://testserver/"}
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
+    failures = []
+    for operation in [result.ok() for result in schema.get_all_operations()]:
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(
+            max_examples=10,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def fuzz(case):
+            case.cookies = {**(case.cookies or {}), **cookies}
+            response = case.call(headers=headers)
+            assert response.status_code == 403, (response.status_code, response.text)
+            assert response.json()["error"]["status"] == 403
+            assert "+1" not in response.text
+            assert "CSRF" not in response.text  # the permission check refused it
+
+        try:
+            fuzz()
+        except Exception as exc:  # collect every operation's failure, then report
+            failures.append(f"{operation.label}: {exc}")
+    assert not failures, "\n\n".join(failures[:5])

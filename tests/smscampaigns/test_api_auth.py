@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 from django.core.cache import cache
 from django.core.management import call_command
 
-from smscampaigns.models import ApiKey, hash_key
+from smscampaigns.models import ApiKey, Scope, hash_key
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.smscampaigns.urls_auth")]
 
@@ -18,7 +18,7 @@ def _clear_cache():
 
 @pytest.fixture
 def key():
-    return ApiKey.generate(name="shop integration")
+    return ApiKey.generate(name="shop integration", scopes=Scope.values)
 
 
 def test_token_header_authenticates(key):
@@ -82,7 +82,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(key, settings):
     ApiKeyRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     try:
         _, raw = key
-        _, other = ApiKey.generate(name="other")
+        _, other = ApiKey.generate(name="other", scopes=Scope.values)
         client = APIClient()
         codes = [client.get("/echo/", HTTP_X_API_KEY=raw).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
@@ -109,7 +109,9 @@ def test_validation_errors_share_one_format(key):
 
 def test_create_api_key_prints_the_key_once():
     out, err = StringIO(), StringIO()
-    call_command("create_api_key", "crm sync", stdout=out, stderr=err)
+    call_command(
+        "create_api_key", "crm sync", "--scope", "read", stdout=out, stderr=err
+    )
     raw = out.getvalue().strip()
     assert raw.startswith("sk_")
     assert ApiKey.objects.get().key_hash == hash_key(raw)

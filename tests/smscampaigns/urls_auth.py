@@ -7,11 +7,15 @@ from rest_framework.views import APIView
 from django.urls import path
 
 from smscampaigns.health import health
+from smscampaigns.models import Scope
+from smscampaigns.permissions import rule
 
 
 class Echo(APIView):
     class InputSerializer(serializers.Serializer):
         count = serializers.IntegerField(min_value=1)
+
+    api_rules = {"get": rule(Scope.READ), "post": rule(Scope.WRITE_CONTACTS)}
 
     def get(self, request):
         return Response({"user": str(request.user)})

@@ -227,7 +227,7 @@ def test_vonage_bad_signatures_are_refused_and_change_nothing(client, case):
         )
     elif case == "stale":
         response = vonage_post(
-            client, "/webhooks/vonage/status/", payload, iat=time.time() - 3600
+            client, "/webhooks/vonage/status/", payload, iat=time.time() - 90_000
         )
     elif case == "future":
         response = vonage_post(
@@ -441,7 +441,7 @@ def test_sinch_stale_signature_is_refused(client):
     }
     assert (
         sinch_post(
-            client, "/webhooks/sinch/status/", report, timestamp=time.time() - 1000
+            client, "/webhooks/sinch/status/", report, timestamp=time.time() - 90_000
         ).status_code
         == 401
     )
@@ -455,16 +455,16 @@ def test_out_of_order_and_duplicate_receipts_leave_the_best_status(client):
     message = MessageFactory(
         provider="vonage", provider_message_id=str(uuid.uuid4()), status="submitted"
     )
-    for status in ["delivered", "submitted", "delivered"]:
-        assert (
-            vonage_post(
-                client, "/webhooks/vonage/status/", vonage_status(message, status)
-            ).status_code
-            == 200
-        )
+    answers = [
+        vonage_post(client, "/webhooks/vonage/status/", vonage_status(message, status))
+        for status in ["delivered", "submitted", "delivered"]
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    # The third is the first one again (a vendor retry): answered, not applied.
+    assert [a.json()["applied"] for a in answers] == [1, 1, 0]
     message.refresh_from_db()
     assert message.status == "delivered"
-    assert DeliveryEvent.objects.count() == 3
+    assert DeliveryEvent.objects.count() == 2
 
 
 def test_unknown_status_is_accepted_and_logged(client, caplog):

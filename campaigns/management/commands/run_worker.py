@@ -13,9 +13,15 @@ from campaigns.sending import scheduling
 from campaigns.sending.dispatch import Dispatcher
 from contacts.tasks import import_jobs_run_pending
 from providers import deliver_due_reports, get_provider
+from webhooks.replay import seen_callbacks_prune
+
+# Seconds between two prunes of remembered callbacks (Celery beat does it every minute).
+PRUNE_INTERVAL = 60.0
 
 
 class Command(BaseCommand):
+    _pruned_at = 0.0
+
     help = (
         "Start scheduled campaigns on time and send every sending campaign, on this "
         "machine. Use it when no Celery broker is configured; stop with Ctrl-C or SIGTERM."
@@ -85,6 +91,9 @@ class Command(BaseCommand):
                 )
         if deliver_due_reports():
             busy = True
+        if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
+            seen_callbacks_prune()
+            self._pruned_at = time.monotonic()
         # Large contact imports wait for a worker; one per round, so campaigns keep
         # sending between files.
         if not stop.is_set() and import_jobs_run_pending(limit=1):

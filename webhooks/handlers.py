@@ -1,5 +1,6 @@
 """One path for every provider callback, whether it came over HTTP or from the simulator."""
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from campaigns.sending.receipts import delivery_events_record
 from providers import get_provider
 from providers.exceptions import CallbackAuthError, CallbackParseError
 from providers.messages import Callback
+from smscampaigns.storable import storable, storable_bytes, unstorable_text
 
 from .models import RejectedCallback
 from .replay import callback_first_seen, callback_keys
@@ -67,6 +69,12 @@ def handle_callback(*, alias: str, kind: str, callback: Callback) -> Outcome:
             messages = backend.parse_inbound_callback(callback)
     except CallbackParseError as exc:
         return _reject(alias, kind, callback, str(exc))
+    parsed = events if kind == "status" else messages
+    unstorable = unstorable_text([dataclasses.asdict(item) for item in parsed])
+    if unstorable:
+        # The database would refuse it (a 503 the vendor retries for ever): the
+        # sender's error, kept for an operator like any malformed callback.
+        return _reject(alias, kind, callback, f"callback contains {unstorable}")
 
     keys = callback_keys(
         alias=alias, callback=callback, signature=backend.callback_signature(callback)
@@ -106,9 +114,10 @@ def keep_rejected(*, alias: str, kind: str, callback: Callback, reason: str) -> 
         RejectedCallback.objects.create(
             provider=alias[:32],
             kind=kind[:16],
-            reason=reason[:255],
+            reason=storable(reason)[:255],
             content_type=callback.content_type[:100],
-            body=callback.body.decode("utf-8", errors="replace"),
+            # Bytes-safe: invalid UTF-8 and NUL kept as \xNN escapes, nothing lost.
+            body=storable_bytes(callback.body),
         )
     except DatabaseError:
         logger.exception("could not keep a rejected %s callback", alias)

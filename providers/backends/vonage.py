@@ -42,6 +42,8 @@ from vonage_utils.errors import VonageError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from smscampaigns import safejson
+
 from ..exceptions import CallbackAuthError, CallbackParseError
 from ..messages import (
     Callback,
@@ -463,7 +465,7 @@ def _body_matches(body: bytes, payload_hash: str) -> bool:
         return True
     try:
         compact = json.dumps(
-            json.loads(body), separators=(",", ":"), ensure_ascii=False
+            safejson.loads(body), separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return False

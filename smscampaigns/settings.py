@@ -283,6 +283,9 @@ SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
 # keep 50).
 SMS_DISPATCH_BATCH_SIZE = env.int("SMS_DISPATCH_BATCH_SIZE", default=1000)
 SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=128)
+# Keyword replies and test sends run_worker (without a broker) sends at once: each
+# waits for the vendor's answer on a thread of its own.
+SMS_DIRECT_CONCURRENCY = env.int("SMS_DIRECT_CONCURRENCY", default=16)
 # A message still "sending" this long after its claim belonged to a sender that died:
 # it becomes "unknown" (never re-sent automatically).
 SMS_SEND_LEASE_SECONDS = env.int("SMS_SEND_LEASE_SECONDS", default=300)

@@ -1,7 +1,9 @@
 """The send path shared by every entry point (admin, API, commands, tasks, webhooks)."""
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from functools import partial
@@ -86,6 +88,8 @@ def direct_message_ids_due(*, limit: int = 500, exclude=()) -> list[int]:
 
 DIRECT_POLL_SECONDS = 0.25
 """How often run_worker's DirectSender looks for direct messages to send."""
+DB_SLOTS = 8
+"""Database connections a DirectSender's threads hold at most at once."""
 
 
 class DirectSender:
@@ -105,6 +109,10 @@ class DirectSender:
         self._in_flight: set[int] = set()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="direct-sender")
+        # Threads wait seconds for a vendor but use the database for milliseconds:
+        # they hold a connection (and a slot) only for their claim and their record,
+        # so 200 threads need DB_SLOTS connections, not 200.
+        self._db_slots = threading.BoundedSemaphore(min(concurrency, DB_SLOTS))
         self.sent = 0
 
     def start(self) -> "DirectSender":
@@ -164,8 +172,9 @@ class DirectSender:
         connection.close()
 
     def _send(self, message_id: int) -> None:
+        self._db_slots.acquire()
         try:
-            message_deliver(message_id=message_id)
+            message_deliver(message_id=message_id, while_sending=self._off_database)
             self.sent += 1
         except Exception:
             # message_deliver has logged it and left the message for an operator.
@@ -175,6 +184,17 @@ class DirectSender:
                 self._in_flight.discard(message_id)
             # Idle threads must not hold database connections.
             connection.close()
+            self._db_slots.release()
+
+    @contextlib.contextmanager
+    def _off_database(self):
+        """While the vendor answers: no connection held, the slot free for others."""
+        connection.close()
+        self._db_slots.release()
+        try:
+            yield
+        finally:
+            self._db_slots.acquire()
 
 
 def dispatch_direct(message_id: int) -> None:
@@ -183,11 +203,19 @@ def dispatch_direct(message_id: int) -> None:
         message_deliver(message_id=message_id)
 
 
-def message_deliver(*, message_id: int) -> Message | None:
+def message_deliver(
+    *,
+    message_id: int,
+    while_sending: Callable[
+        [], contextlib.AbstractContextManager
+    ] = contextlib.nullcontext,
+) -> Message | None:
     """Claim one queued message, send it, and record the outcome.
 
     Returns None when the message is not queued (another worker claimed it, or it was
     already sent): claiming is a conditional UPDATE, so a message is sent at most once.
+    ``while_sending`` wraps the vendor request (the DirectSender gives up its database
+    connection for it).
     """
     now = timezone.now()
     claimed = Message.objects.filter(
@@ -228,7 +256,8 @@ def message_deliver(*, message_id: int) -> Message | None:
         message.refresh_from_db()
         return message
     try:
-        [result] = backend.send_messages([outbound])
+        with while_sending():
+            [result] = backend.send_messages([outbound])
     except Exception:
         # A bug or misconfiguration, not a vendor answer: leave the message visible
         # as "unknown" (it may or may not have left) for an operator to look at.

@@ -39,6 +39,8 @@ from typing import IO, Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from smscampaigns.storable import storable, unstorable_text
+
 from .models import Contact, ContactList, ListMembership, Source
 from .phones import InvalidPhoneNumber, parse_phone
 from .validators import attributes_problem
@@ -50,6 +52,8 @@ MAX_STORED_ERRORS = 1000
 """Errors kept in ``ImportResult.errors``; ``error_count`` counts all of them."""
 
 _MAX_RAW_PHONE = 64
+MAX_COLUMNS = 1000
+"""Columns a CSV header may have: a wider header is a corrupt or hostile file."""
 """Longest raw phone value echoed back in an error, so a garbage cell stays small."""
 
 _STANDARD_FIELDS = ("phone", "first_name", "last_name")
@@ -108,8 +112,15 @@ class ImportResult:
     ) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_STORED_ERRORS:
+            # Errors are stored (the job's report): no NUL or lone surrogate may
+            # reach the database in them, whatever the row held.
             self.errors.append(
-                ImportRowError(row, phone[:_MAX_RAW_PHONE], error, cells)
+                ImportRowError(
+                    row,
+                    storable(phone[:_MAX_RAW_PHONE]),
+                    error,
+                    None if cells is None else [storable(c) for c in cells],
+                )
             )
 
     def to_dict(self, *, with_cells: bool = False) -> dict[str, Any]:
@@ -283,7 +294,9 @@ def _import(
     chunk_size: int,
     on_chunk: ChunkCallback | None,
 ) -> ImportResult:
-    result = ImportResult(header=header)
+    result = ImportResult(
+        header=None if header is None else [storable(c) for c in header]
+    )
     chunk: list[_Row] = []
     for number, values, cells in rows:
         row = (
@@ -312,6 +325,10 @@ def _row(
         return None
     raw_phone = cleaned.pop("phone", None)
     raw_text = _text(raw_phone)
+    unstorable = unstorable_text(cleaned) or unstorable_text(raw_phone)
+    if unstorable:
+        # PostgreSQL refuses these in text and JSON: one row's error, not the chunk's.
+        return ImportRowError(number, raw_text, f"The row contains {unstorable}.")
     if raw_phone is None:
         return ImportRowError(number, "", "The phone number is missing.")
     if not isinstance(raw_phone, str | int) or isinstance(raw_phone, bool):
@@ -475,10 +492,24 @@ def _open_csv(file: Any, encoding: str) -> tuple["_DecodedLines", Any, list[str]
         header = next(reader, None)
     except UnicodeDecodeError as exc:
         raise ContactImportError(_not_text_message(encoding)) from exc
+    except csv.Error as exc:
+        # e.g. a header cell over csv.field_size_limit() (128 KiB): not a CSV header.
+        raise ContactImportError(
+            f"The header row cannot be read as CSV ({exc}); the first row must name "
+            "the columns."
+        ) from exc
     if header is None:
         raise ContactImportError("The file is empty: expected a header row.")
     if lines.undecodable:
         raise ContactImportError(_not_text_message(encoding))
+    if len(header) > MAX_COLUMNS:
+        raise ContactImportError(
+            f"The header row has {len(header):,} columns; at most {MAX_COLUMNS:,} "
+            "can be imported."
+        )
+    bad = unstorable_text(header)
+    if bad:
+        raise ContactImportError(f"The header row contains {bad}.")
     return lines, reader, header
 
 

@@ -4,7 +4,6 @@ Nothing here knows Django models or a vendor's wire format: backends turn these 
 requests and turn vendor callbacks into these.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -194,9 +193,11 @@ class Callback:
 
     def json(self):
         """The body parsed as JSON; raises CallbackParseError when it is not."""
+        from smscampaigns import safejson
+
         from .exceptions import CallbackParseError
 
         try:
-            return json.loads(self.body)
+            return safejson.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CallbackParseError(f"body is not valid JSON: {exc}") from exc

@@ -314,6 +314,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_BEAT_SCHEDULE = {
     # Starts scheduled campaigns on time and restarts stalled ones.
     "campaign-scheduler": {"task": "campaigns.tasks.scheduler_tick", "schedule": 10.0},
+    # Forgets callback signatures and events past their freshness window.
+    "webhooks-prune": {"task": "webhooks.tasks.prune_seen_callbacks", "schedule": 60.0},
 }
 # Dispatch tasks started per campaign (each claims its own batches), and seconds each
 # runs before handing over to a fresh task.
@@ -362,6 +364,9 @@ SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
 # keep 50).
 SMS_DISPATCH_BATCH_SIZE = env.int("SMS_DISPATCH_BATCH_SIZE", default=1000)
 SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=128)
+# Keyword replies and test sends run_worker (without a broker) sends at once: each
+# waits for the vendor's answer on a thread of its own.
+SMS_DIRECT_CONCURRENCY = env.int("SMS_DIRECT_CONCURRENCY", default=16)
 # A message still "sending" this long after its claim belonged to a sender that died:
 # it becomes "unknown" (never re-sent automatically).
 SMS_SEND_LEASE_SECONDS = env.int("SMS_SEND_LEASE_SECONDS", default=300)
@@ -373,12 +378,24 @@ SMS_DISPATCHER_TIMEOUT = env.int("SMS_DISPATCHER_TIMEOUT", default=15)
 SMS_CIRCUIT_FAILURES = env.int("SMS_CIRCUIT_FAILURES", default=5)
 SMS_CIRCUIT_RESET_SECONDS = env.float("SMS_CIRCUIT_RESET_SECONDS", default=30.0)
 
-# Callback authenticity: a signature older (or further ahead) than SMS_WEBHOOK_MAX_AGE
-# seconds, beyond SMS_WEBHOOK_CLOCK_SKEW of leeway, is refused as stale. Unsigned
-# callbacks are refused unless SMS_WEBHOOK_ALLOW_UNSIGNED is on (local development only).
+# Callback authenticity: a signature older (or further ahead) than its provider's
+# freshness window, beyond SMS_WEBHOOK_CLOCK_SKEW of leeway, is refused as stale, and
+# every accepted signature and event is remembered for that window, so a replay (or a
+# vendor's retry of what was already applied) is answered 200 and not applied again.
+# Each vendor's window covers how long it retries a callback with its first signature:
+# Vonage retries 429/5xx for 24 h, Sinch for ~22 h 45 min (and never a 4xx), Plivo signs
+# no time at all (its retries come within 24 h). SMS_WEBHOOK_MAX_AGE is the window of
+# the providers without one of their own (the development backends). Unsigned callbacks
+# are refused unless SMS_WEBHOOK_ALLOW_UNSIGNED is on (local development only).
 SMS_WEBHOOK_MAX_AGE = env.int("SMS_WEBHOOK_MAX_AGE", default=300)
+VONAGE_WEBHOOK_MAX_AGE = env.int("VONAGE_WEBHOOK_MAX_AGE", default=86_400)
+PLIVO_WEBHOOK_MAX_AGE = env.int("PLIVO_WEBHOOK_MAX_AGE", default=86_400)
+SINCH_WEBHOOK_MAX_AGE = env.int("SINCH_WEBHOOK_MAX_AGE", default=86_400)
 SMS_WEBHOOK_CLOCK_SKEW = env.int("SMS_WEBHOOK_CLOCK_SKEW", default=30)
 SMS_WEBHOOK_ALLOW_UNSIGNED = env.bool("SMS_WEBHOOK_ALLOW_UNSIGNED", default=False)
+# Plivo's V2 signature covers only the URL and a nonce (no body, no time): refused
+# unless this is on (accounts whose messaging callbacks carry no V3 headers).
+PLIVO_ALLOW_V2_SIGNATURES = env.bool("PLIVO_ALLOW_V2_SIGNATURES", default=False)
 # Keywords are matched on the whole reply, trimmed and case-folded (CTIA's lists).
 SMS_KEYWORDS_OPT_OUT = env.list(
     "SMS_KEYWORDS_OPT_OUT",
@@ -421,6 +438,7 @@ SMS_PROVIDERS = {
             "signature_secret": env.str("VONAGE_SIGNATURE_SECRET", default=""),
             "api_url": env.str("VONAGE_API_URL", default="https://api.nexmo.com"),
             "rate": VONAGE_RATE,
+            "webhook_max_age": VONAGE_WEBHOOK_MAX_AGE,
         },
     },
     "plivo": {
@@ -431,6 +449,8 @@ SMS_PROVIDERS = {
             "sender_id": env.str("PLIVO_SENDER_ID", default=""),
             "api_url": env.str("PLIVO_API_URL", default="https://api.plivo.com"),
             "rate": PLIVO_RATE,
+            "webhook_max_age": PLIVO_WEBHOOK_MAX_AGE,
+            "allow_v2_signatures": PLIVO_ALLOW_V2_SIGNATURES,
         },
     },
     "sinch": {
@@ -444,6 +464,7 @@ SMS_PROVIDERS = {
             "callback_username": env.str("SINCH_CALLBACK_USERNAME", default=""),
             "callback_password": env.str("SINCH_CALLBACK_PASSWORD", default=""),
             "rate": SINCH_RATE,
+            "webhook_max_age": SINCH_WEBHOOK_MAX_AGE,
         },
     },
     "simulator": {

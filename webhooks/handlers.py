@@ -1,18 +1,21 @@
 """One path for every provider callback, whether it came over HTTP or from the simulator."""
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 
 from campaigns.sending.receipts import delivery_events_record
 from providers import get_provider
 from providers.exceptions import CallbackAuthError, CallbackParseError
 from providers.messages import Callback
+from smscampaigns.storable import storable, storable_bytes, unstorable_text
 
 from .models import RejectedCallback
+from .replay import callback_first_seen, callback_keys
 from .services import inbound_message_record
 
 logger = logging.getLogger(__name__)
@@ -32,8 +35,9 @@ def handle_callback(*, alias: str, kind: str, callback: Callback) -> Outcome:
     """Verify, parse and apply one callback; say what the vendor should be answered.
 
     2xx for anything understood (unknown statuses included, so the vendor stops
-    retrying), 4xx for what is forged or malformed (nothing changes), 5xx only when the
-    event could not be stored, so the vendor tries again later.
+    retrying) and for a replay or retry of what was already applied (answered, not
+    applied again), 4xx for what is forged or malformed (nothing changes), 5xx only
+    when the event could not be stored, so the vendor tries again later.
     """
     if alias not in settings.SMS_PROVIDERS or alias in NO_CALLBACKS:
         return Outcome(404, f"no provider {alias!r} takes callbacks here")
@@ -61,14 +65,37 @@ def handle_callback(*, alias: str, kind: str, callback: Callback) -> Outcome:
     try:
         if kind == "status":
             events = backend.parse_status_callback(callback)
-            applied = len(delivery_events_record(provider=alias, events=events))
         else:
             messages = backend.parse_inbound_callback(callback)
-            for inbound in messages:
-                inbound_message_record(provider=alias, inbound=inbound)
-            applied = len(messages)
     except CallbackParseError as exc:
         return _reject(alias, kind, callback, str(exc))
+    parsed = events if kind == "status" else messages
+    unstorable = unstorable_text([dataclasses.asdict(item) for item in parsed])
+    if unstorable:
+        # The database would refuse it (a 503 the vendor retries for ever): the
+        # sender's error, kept for an operator like any malformed callback.
+        return _reject(alias, kind, callback, f"callback contains {unstorable}")
+
+    keys = callback_keys(
+        alias=alias, callback=callback, signature=backend.callback_signature(callback)
+    )
+    try:
+        # One transaction: the callback is remembered only if it is applied, so a
+        # retry after a failed apply goes through, and a replay never does.
+        with transaction.atomic():
+            if not callback_first_seen(keys=keys, keep_for=backend.webhook_max_age):
+                logger.info(
+                    "%s %s callback already received: answered, not applied again",
+                    alias,
+                    kind,
+                )
+                return Outcome(200, "already received", 0)
+            if kind == "status":
+                applied = len(delivery_events_record(provider=alias, events=events))
+            else:
+                for inbound in messages:
+                    inbound_message_record(provider=alias, inbound=inbound)
+                applied = len(messages)
     except DatabaseError:
         logger.exception("%s %s callback could not be stored", alias, kind)
         return Outcome(503, "could not store the event; try again later")
@@ -87,9 +114,10 @@ def keep_rejected(*, alias: str, kind: str, callback: Callback, reason: str) -> 
         RejectedCallback.objects.create(
             provider=alias[:32],
             kind=kind[:16],
-            reason=reason[:255],
+            reason=storable(reason)[:255],
             content_type=callback.content_type[:100],
-            body=callback.body.decode("utf-8", errors="replace"),
+            # Bytes-safe: invalid UTF-8 and NUL kept as \xNN escapes, nothing lost.
+            body=storable_bytes(callback.body),
         )
     except DatabaseError:
         logger.exception("could not keep a rejected %s callback", alias)

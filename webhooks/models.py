@@ -70,3 +70,18 @@ class RejectedCallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind}: {self.reason}"
+
+
+class SeenCallback(models.Model):
+    """A signature or event a callback carried, remembered for its provider's freshness
+    window so a replay (or a vendor's retry of what was applied) is not applied again.
+
+    Only a digest is kept (no personal data): 128 bits of SHA-256 over the provider
+    alias and the signature headers, or over the alias, URL and body.
+    """
+
+    digest = models.CharField(max_length=32, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.digest

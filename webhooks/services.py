@@ -100,6 +100,8 @@ def _reply(inbound: InboundMessage, template: str) -> Message | None:
         sender=inbound.to_number,
         kind=Message.Kind.REPLY,
         contact=inbound.contact,
+        # Sent by the worker (or Celery): the vendor's webhook is answered now.
+        background=True,
     )
 
 

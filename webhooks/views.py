@@ -16,11 +16,18 @@ def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonRespon
             {"error": "use POST (or GET where the vendor is set to GET)"}, status=405
         )
     try:
-        body = request.body
+        body = _body(request)
     except RequestDataTooBig:
         return JsonResponse(
             {"error": f"body over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"},
             status=400,
+        )
+    except LengthRequired:
+        return JsonResponse(
+            {
+                "error": "a chunked body needs a server that reads it; send Content-Length"
+            },
+            status=411,
         )
     callback = Callback(
         method=request.method,
@@ -36,6 +43,31 @@ def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonRespon
     if outcome.status_code >= 300:
         return JsonResponse({"error": outcome.detail}, status=outcome.status_code)
     return JsonResponse({"status": "ok", "applied": outcome.applied})
+
+
+class LengthRequired(Exception):
+    """A chunked body the server in front of Django does not end for us."""
+
+
+def _body(request: HttpRequest) -> bytes:
+    """The request body, chunked ones included.
+
+    Django reads CONTENT_LENGTH bytes, so a chunked body (no Content-Length) reads as
+    empty. A server that decodes chunked bodies and marks where they end
+    (``wsgi.input_terminated``: gunicorn, uWSGI) lets us read it to its end, within
+    the same size cap; under any other server it is refused with 411 rather than
+    mistaken for an empty body.
+    """
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if request.META.get("CONTENT_LENGTH") or not chunked:
+        return request.body
+    if not request.META.get("wsgi.input_terminated"):
+        raise LengthRequired
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = request.META["wsgi.input"].read(limit + 1 if limit is not None else -1)
+    if limit is not None and len(body) > limit:
+        raise RequestDataTooBig
+    return body
 
 
 def _public_url(request: HttpRequest) -> str:

@@ -48,16 +48,36 @@ def delivery_events_record(
                         event.raw_status,
                     )
                 record.save(force_insert=True)
-            if event.opt_out_signal and (event.recipient or record.message_id):
+            phone = _opted_out_recipient(provider, event, record)
+            if phone:
                 contact_opt_out(
-                    phone=event.recipient
-                    or Message.objects.get(pk=record.message_id).to,
+                    phone=phone,
                     source=Source.PROVIDER,
                     text=f"{event.raw_status} {event.error_code}".strip(),
                     provider=provider,
                 )
         stored.append(record)
     return stored
+
+
+def _opted_out_recipient(
+    provider: str, event: StatusEvent, record: DeliveryEvent
+) -> str:
+    """The number a receipt's opt-out signal stands for, or "" for none.
+
+    A provider speaks only for numbers we texted through it: the receipt's message,
+    or (while that message is not known yet) a recipient this provider was sent to.
+    A receipt at one provider's URL never opts out a number of another provider.
+    """
+    if not event.opt_out_signal:
+        return ""
+    if record.message_id:
+        return Message.objects.values_list("to", flat=True).get(pk=record.message_id)
+    if event.recipient and (
+        Message.objects.filter(provider=provider, to=event.recipient).exists()
+    ):
+        return event.recipient
+    return ""
 
 
 def _new_record(provider: str, event: StatusEvent) -> DeliveryEvent:
@@ -191,14 +211,14 @@ def _find_message(provider: str, event: StatusEvent) -> Message | None:
     reference = _as_uuid(event.reference)
     if reference is None:
         return None
-    anchor = Message.objects.filter(client_reference=reference).first()
+    # Only this provider's messages: a receipt posted to one provider's URL never
+    # changes a message sent through another.
+    anchor = messages.filter(client_reference=reference).first()
     if anchor is None or not event.recipient or anchor.to == event.recipient:
         return anchor
     # A batch-level reference (Plivo's callback URL, Sinch's client_reference) names the
     # batch's first message; the recipient picks the right one in the same campaign.
-    return Message.objects.filter(
-        campaign_id=anchor.campaign_id, to=event.recipient
-    ).first()
+    return messages.filter(campaign_id=anchor.campaign_id, to=event.recipient).first()
 
 
 def _apply_to_message(record: DeliveryEvent, message: Message) -> None:

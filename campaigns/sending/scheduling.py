@@ -4,7 +4,6 @@
 import logging
 from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from smscampaigns.celery import broker_configured
@@ -78,27 +77,15 @@ def tick() -> dict[str, int]:
 
 
 def retry_direct_messages(limit: int = 500) -> int:
-    """Send again keyword replies and test sends whose retry time has come (their
-    first attempt happened right after they were created)."""
-    from ..models import Message
-    from .direct import dispatch_direct
+    """Put on the queue keyword replies and test sends that are due (their first
+    attempt's task was lost, or their retry time has come). Without a broker,
+    run_worker's DirectSender sends them, many at once: sending them one by one here
+    would hold up the whole worker for the vendor's answer each time."""
+    from .direct import direct_message_ids_due, dispatch_direct
 
-    now = timezone.now()
-    # Also those whose first send never ran (the process died after the commit, or
-    # the broker refused the task): a STOP confirmation must not wait forever.
-    due = (
-        Message.objects.filter(
-            kind__in=[Message.Kind.REPLY, Message.Kind.TEST],
-            status=Message.Status.QUEUED,
-        )
-        .filter(
-            Q(next_attempt_at__lte=now)
-            | Q(next_attempt_at__isnull=True, queued_at__lt=now - timedelta(minutes=1))
-        )
-        .values_list("pk", flat=True)[:limit]
-    )
-    count = 0
+    if not broker_configured():
+        return 0
+    due = direct_message_ids_due(limit=limit)
     for message_id in due:
         dispatch_direct(message_id)
-        count += 1
-    return count
+    return len(due)

@@ -29,9 +29,18 @@ class BaseSmsBackend:
     """Whether each send may name the URL its delivery receipts go to."""
     default_rate: float = 1.0
     """Messages per second the vendor allows an account by default."""
+    replay_headers: tuple[str, ...] = ()
+    """The callback headers that make one signed delivery unique (signature, nonce,
+    timestamp, token): the webhook handler remembers their values for the freshness
+    window, so a replayed signature is answered without being applied again."""
 
     def __init__(
-        self, *, alias: str, rate: float | None = None, **options: object
+        self,
+        *,
+        alias: str,
+        rate: float | None = None,
+        webhook_max_age: int | None = None,
+        **options: object,
     ) -> None:
         if options:
             raise ImproperlyConfigured(
@@ -39,6 +48,12 @@ class BaseSmsBackend:
             )
         self.alias = alias
         self.rate = float(rate) if rate else self.default_rate
+        self.webhook_max_age = int(
+            webhook_max_age if webhook_max_age else settings.SMS_WEBHOOK_MAX_AGE
+        )
+        """Seconds a callback signature stays acceptable, and how long accepted
+        signatures and events are remembered (SMS_PROVIDERS[alias]["OPTIONS"]
+        ``webhook_max_age``, else SMS_WEBHOOK_MAX_AGE)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__name__} alias={self.alias!r}>"
@@ -92,6 +107,12 @@ class BaseSmsBackend:
     def verify_callback(self, callback: Callback) -> None:
         """Raise CallbackAuthError unless the callback is authentic and fresh."""
         raise NotImplementedError(f"{type(self).__name__} cannot verify callbacks")
+
+    def callback_signature(self, callback: Callback) -> str:
+        """What identifies this signed delivery of a (verified) callback: the values
+        of ``replay_headers``, or "" when it carries none (unsigned, Basic auth)."""
+        values = [callback.header(name) for name in self.replay_headers]
+        return "\n".join(values) if any(values) else ""
 
     def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
         """Delivery statuses in a (verified) callback; CallbackParseError if malformed."""

@@ -99,6 +99,7 @@ class SmsBackend(BaseSmsBackend):
     supports_per_recipient_text = True
     supports_client_reference = True
     default_rate = 1000.0
+    replay_headers = (TIMESTAMP_HEADER, SIGNATURE_HEADER)
 
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         results = []

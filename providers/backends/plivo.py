@@ -16,8 +16,9 @@ string (Plivo drops repeats silently, so a repeat is refused here with a result 
 its own). Plivo has no client-reference field, so the status callback URL carries ``?ref=<reference of the first message in the request>``; a
 delivery receipt then names a message by that ``ref`` plus its ``To`` number (and by
 ``MessageUUID``). Callbacks are form-encoded (POST) or query parameters (GET), signed
-with Plivo's V3 scheme (URL, parameters and nonce) or, failing that, V2 (URL and
-nonce only).
+with Plivo's V3 scheme (URL, parameters and nonce). V2 (URL and nonce only: no body,
+no time) is accepted only with ``allow_v2_signatures`` (PLIVO_ALLOW_V2_SIGNATURES):
+one captured V2 header pair would otherwise forge any callback to that URL for ever.
 """
 
 import base64
@@ -146,6 +147,7 @@ class SmsBackend(BaseSmsBackend):
     supports_callback_url = True
     default_rate = 5.0
     """Plivo's default outbound SMS throughput per account (above it, it queues)."""
+    replay_headers = SIGNATURE_HEADERS
 
     def __init__(
         self,
@@ -155,9 +157,11 @@ class SmsBackend(BaseSmsBackend):
         auth_token: str = "",
         sender_id: str = "",
         api_url: str = DEFAULT_API_URL,
+        allow_v2_signatures: bool = False,
         **options: object,
     ) -> None:
         super().__init__(alias=alias, **options)
+        self.allow_v2_signatures = bool(allow_v2_signatures)
         self.require(
             alias,
             PLIVO_AUTH_ID=auth_id,
@@ -307,11 +311,13 @@ class SmsBackend(BaseSmsBackend):
     # --- Callbacks -----------------------------------------------------------------
 
     def verify_callback(self, callback: Callback) -> None:
-        """Check the V3 signature, or the V2 one when no V3 header came at all.
+        """Check the V3 signature, or (only when allowed) the V2 one when no V3
+        header came at all.
 
         Plivo signatures carry no timestamp, so unlike the other vendors there is no
-        staleness check here; V2 does not even cover the body, which is why a
-        failing V3 is never rescued by a passing V2.
+        staleness check here: the webhook handler remembers each accepted signature
+        for ``webhook_max_age`` instead. V2 does not even cover the body, which is why
+        it is refused by default and a failing V3 is never rescued by a passing V2.
         """
         v3_headers = (HEADER_V3, HEADER_MA_V3, HEADER_V3_NONCE)
         if any(callback.header(name) for name in v3_headers):
@@ -339,6 +345,11 @@ class SmsBackend(BaseSmsBackend):
 
         v2_headers = (HEADER_V2, HEADER_MA_V2, HEADER_V2_NONCE)
         if any(callback.header(name) for name in v2_headers):
+            if not self.allow_v2_signatures:
+                raise CallbackAuthError(
+                    "Plivo V2 signature refused: it covers neither the body nor a time; "
+                    "set PLIVO_ALLOW_V2_SIGNATURES=true to accept it"
+                )
             nonce = callback.header(HEADER_V2_NONCE)
             if not nonce:
                 raise CallbackAuthError("Plivo V2 signature without its nonce")

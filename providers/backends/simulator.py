@@ -218,6 +218,7 @@ class SmsBackend(BaseSmsBackend):
     supports_client_reference = True
     supports_callback_url = True
     default_rate = 100.0
+    replay_headers = (TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER)
 
     def __init__(
         self,

@@ -153,6 +153,8 @@ class SmsBackend(BaseSmsBackend):
     """Per batch: ``client_reference`` names the batch's first message."""
     supports_callback_url = True
     default_rate = 10.0
+    # Basic auth sends the same credentials every time: nothing to remember there.
+    replay_headers = SIGNATURE_HEADERS
 
     def __init__(
         self,
@@ -358,7 +360,7 @@ class SmsBackend(BaseSmsBackend):
             raise CallbackAuthError("malformed Sinch webhook timestamp") from None
         age = _now() - signed_at
         skew = settings.SMS_WEBHOOK_CLOCK_SKEW
-        if age > settings.SMS_WEBHOOK_MAX_AGE + skew:
+        if age > self.webhook_max_age + skew:
             raise CallbackAuthError("stale Sinch webhook signature")
         if age < -skew:
             raise CallbackAuthError("Sinch webhook signature is from the future")

@@ -42,6 +42,8 @@ from vonage_utils.errors import VonageError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from smscampaigns import safejson
+
 from ..exceptions import CallbackAuthError, CallbackParseError
 from ..messages import (
     Callback,
@@ -136,6 +138,8 @@ class SmsBackend(BaseSmsBackend):
     supports_client_reference = True
     supports_callback_url = True
     default_rate = 30.0
+    # The whole JWT: its jti and iat make each signing unique.
+    replay_headers = ("Authorization",)
 
     timeout: tuple[float, float] = (5.0, 10.0)
     """(connect, read) seconds for one send request."""
@@ -263,7 +267,7 @@ class SmsBackend(BaseSmsBackend):
         claims = self._decode_token(token)
 
         # Freshness is checked here rather than by PyJWT so it follows one clock and
-        # the SMS_WEBHOOK_* policy (Vonage sends no exp; iat is all there is).
+        # this provider's webhook_max_age (Vonage sends no exp; iat is all there is).
         issued_at = claims["iat"]
         if isinstance(issued_at, bool) or not isinstance(issued_at, int | float):
             raise CallbackAuthError("token iat is not a number")
@@ -271,7 +275,7 @@ class SmsBackend(BaseSmsBackend):
         skew = settings.SMS_WEBHOOK_CLOCK_SKEW
         if issued_at > now + skew:
             raise CallbackAuthError("token is issued in the future")
-        if now - issued_at > settings.SMS_WEBHOOK_MAX_AGE + skew:
+        if now - issued_at > self.webhook_max_age + skew:
             raise CallbackAuthError("token is stale")
         expires = claims.get("exp")
         if isinstance(expires, int | float) and expires <= now - skew:
@@ -464,7 +468,7 @@ def _body_matches(body: bytes, payload_hash: str) -> bool:
         return True
     try:
         compact = json.dumps(
-            json.loads(body), separators=(",", ":"), ensure_ascii=False
+            safejson.loads(body), separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return False

@@ -1,3 +1,4 @@
+import threading
 from datetime import timedelta
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Message
+from campaigns.sending.direct import DirectSender
 from contacts.models import ConsentEvent, Contact, Suppression
 from providers.messages import InboundSms
 from tests.factories import ContactFactory
@@ -14,6 +16,11 @@ from webhooks.services import inbound_message_record
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OUR_NUMBER = "+14155550100"
+
+
+def worker_sends() -> int:
+    """What run_worker does with queued replies: the webhook itself sends nothing."""
+    return DirectSender(concurrency=1, stop=threading.Event()).drain()
 
 
 def inbound(
@@ -37,6 +44,8 @@ def test_stop_opts_the_contact_out_and_confirms_once_from_our_number(sms_outbox)
     assert record.contact == contact
     contact.refresh_from_db()
     assert contact.opted_out
+    assert sms_outbox == []  # the webhook answers the vendor without sending
+    assert worker_sends() == 1
     event = ConsentEvent.objects.get()
     assert (event.kind, event.source, event.text, event.provider) == (
         "opt_out",
@@ -56,6 +65,7 @@ def test_stop_opts_the_contact_out_and_confirms_once_from_our_number(sms_outbox)
     inbound_message_record(
         provider="locmem", inbound=inbound("STOP", message_id="mo-2")
     )
+    assert worker_sends() == 0
     assert len(sms_outbox) == 1
     assert ConsentEvent.objects.count() == 2
 
@@ -64,6 +74,7 @@ def test_confirmation_is_sent_again_after_the_window(sms_outbox):
     inbound_message_record(provider="locmem", inbound=inbound("STOP", message_id="a"))
     Message.objects.update(queued_at=timezone.now() - timedelta(minutes=6))
     inbound_message_record(provider="locmem", inbound=inbound("STOP", message_id="b"))
+    worker_sends()
     assert len(sms_outbox) == 2
 
 
@@ -72,6 +83,7 @@ def test_stop_from_an_unknown_number_suppresses_it(sms_outbox):
         provider="locmem", inbound=inbound("unsubscribe", sender="12125550188")
     )
     assert Suppression.objects.filter(phone="+12125550188").exists()
+    worker_sends()
     assert sms_outbox[0].to == "+12125550188"
 
 
@@ -82,6 +94,7 @@ def test_start_reverses_the_opt_out_with_its_own_confirmation(sms_outbox):
     contact.refresh_from_db()
     assert not contact.opted_out
     assert Contact.objects.reachable().filter(pk=contact.pk).exists()
+    worker_sends()
     assert "subscribed again" in sms_outbox[1].text
 
 
@@ -89,6 +102,7 @@ def test_help_gets_the_configured_reply(settings, sms_outbox):
     settings.SMS_PROGRAM_NAME = "Acme Deals"
     settings.SMS_HELP_CONTACT = "help@acme.test"
     inbound_message_record(provider="locmem", inbound=inbound("HELP"))
+    worker_sends()
     [reply] = sms_outbox
     assert reply.text.startswith("Acme Deals: Help at help@acme.test.")
     assert "Msg & data rates may apply" in reply.text

@@ -1,21 +1,36 @@
 """One process that does what Celery workers and beat do, for a machine without a broker."""
 
+import contextlib
+import logging
 import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand
+from django.db import DatabaseError, connection
 
 from campaigns.models import Campaign
 from campaigns.provider_checks import campaign_pause_if_unusable
 from campaigns.sending import scheduling
+from campaigns.sending.direct import DirectSender
 from campaigns.sending.dispatch import Dispatcher
 from contacts.tasks import import_jobs_run_pending
 from providers import deliver_due_reports, get_provider
+from webhooks.replay import seen_callbacks_prune
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two prunes of remembered callbacks (Celery beat does it every minute).
+PRUNE_INTERVAL = 60.0
+# Longest wait between two attempts after a failed round (lost database, a bug).
+MAX_BACKOFF = 30.0
 
 
 class Command(BaseCommand):
+    _pruned_at = 0.0
+
     help = (
         "Start scheduled campaigns on time and send every sending campaign, on this "
         "machine. Use it when no Celery broker is configured; stop with Ctrl-C or SIGTERM."
@@ -41,13 +56,51 @@ class Command(BaseCommand):
         self.stdout.write(
             "Worker running: scheduled campaigns start on time; Ctrl-C stops after the current batch."
         )
-        while not stop.is_set():
-            busy = self.round(slice, stop)
-            if once:
-                break
-            if not busy:
-                stop.wait(1.0)
+        # Keyword replies and test sends go out on threads of their own, so a slow
+        # vendor delays neither them nor the campaigns.
+        sender = DirectSender(concurrency=settings.SMS_DIRECT_CONCURRENCY, stop=stop)
+        if once:
+            self.round(slice, stop)
+            sender.drain()
+            sender.join()
+            self.stdout.write("Worker stopped.")
+            return
+        sender.start()
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    busy = self.round(slice, stop)
+                except DatabaseError as exc:
+                    failures += 1
+                    self._back_off(stop, failures, f"database unavailable: {exc}")
+                    continue
+                except Exception as exc:
+                    # A provider or a bug failing a round must not stop every other
+                    # campaign: log it, wait, go on. Only a signal ends the worker.
+                    logger.exception("run_worker: round failed")
+                    failures += 1
+                    self._back_off(stop, failures, f"round failed: {exc!r}")
+                    continue
+                if failures:
+                    self.stdout.write("Worker recovered.")
+                    logger.warning("run_worker: recovered after %d failures", failures)
+                    failures = 0
+                if not busy:
+                    stop.wait(1.0)
+        finally:
+            stop.set()
+            sender.join()
         self.stdout.write("Worker stopped.")
+
+    def _back_off(self, stop: threading.Event, failures: int, reason: str) -> None:
+        delay = min(2.0 ** (failures - 1), MAX_BACKOFF)
+        logger.warning("run_worker: %s; retrying in %.0f s", reason, delay)
+        self.stderr.write(f"{reason}; retrying in {delay:.0f} s")
+        # The next query opens a new connection (a dead one is not reused).
+        with contextlib.suppress(DatabaseError):
+            connection.close()
+        stop.wait(delay)
 
     def round(self, slice_seconds: float, stop: threading.Event) -> bool:
         ticked = scheduling.tick()
@@ -85,6 +138,9 @@ class Command(BaseCommand):
                 )
         if deliver_due_reports():
             busy = True
+        if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
+            seen_callbacks_prune()
+            self._pruned_at = time.monotonic()
         # Large contact imports wait for a worker; one per round, so campaigns keep
         # sending between files.
         if not stop.is_set() and import_jobs_run_pending(limit=1):

@@ -1,0 +1,273 @@
+"""Benchmark: STOP webhooks while the provider takes seconds to answer (issue #12, finding 6).
+
+gunicorn (sync workers, DEBUG off, PostgreSQL) takes N signed Vonage inbound "STOP"
+callbacks from C concurrent connections (an asyncio client in one process: connect,
+send, read until gunicorn closes). The Vonage send API is bench/standin.py answering
+every request after --latency seconds (5 s). ``run_worker`` (no broker) sends the
+confirmations. Then it checks, from the database and the stand-in's log:
+
+- every STOP stored (InboundMessage) and honoured (contact opted out, suppressed);
+- every confirmation sent exactly once (the stand-in saw each number once);
+- webhook latency: p50 / p99 / max, against the 50 ms target.
+
+    python bench/stop_replies.py [--stops 2000] [--concurrency 50] [--latency 5]
+        [--workers 4] [--direct-concurrency 200] [--rate 0] [--database-url URL]
+
+``--rate R`` paces the arrivals at R STOPs/s in all (0: each connection sends its next
+STOP as soon as the last is answered, i.e. a closed loop at full concurrency).
+"""
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+# This tree's code, not whichever checkout the virtualenv was installed from.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import standin
+from common import create_contacts, machine_load, setup_django, verdict
+from loadgen import http_request
+from receipts import (
+    Credentials,
+    _free_port,
+    _throwaway_rsa_key,
+    server_environment,
+)
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/smscampaigns_bench_stops"
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TARGET_P99_MS = 50.0
+OUR_NUMBER = "14155550100"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stops", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--direct-concurrency", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    args = parser.parse_args()
+
+    setup_django(args.database_url)
+    from django.db import connection
+
+    from campaigns.models import Message
+    from contacts.models import Contact, Suppression
+    from webhooks.models import InboundMessage
+
+    create_contacts(args.stops)
+    phones = list(Contact.objects.order_by("pk").values_list("phone", flat=True))
+    connection.close()
+
+    credentials = Credentials.random()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-stops-"))
+    key_path = scratch / "vonage.key"
+    key_path.write_bytes(_throwaway_rsa_key())
+    # Vonage is https only: the stand-in serves TLS with a CA of its own.
+    vendor = standin.spawn(
+        "vonage",
+        latency=args.latency,
+        log=scratch / "vonage.jsonl",
+        tls=True,
+        cert_dir=scratch,
+    )
+    port = _free_port()
+    env = server_environment(
+        port=port,
+        database_url=args.database_url,
+        credentials=credentials,
+        key_path=key_path,
+    )
+    env.update(
+        {
+            "VONAGE_API_URL": vendor.url,
+            "REQUESTS_CA_BUNDLE": vendor.ca,
+            "CELERY_BROKER_URL": "",
+            "SMS_DIRECT_CONCURRENCY": str(args.direct_concurrency),
+        }
+    )
+    requests = [
+        _signed_stop(port, phone, credentials.vonage_secret) for phone in phones
+    ]
+    print(
+        f"{args.stops:,} STOPs, {args.concurrency} concurrent, provider answers after "
+        f"{args.latency:g} s, gunicorn {args.workers} sync workers, "
+        f"run_worker sending {args.direct_concurrency} at a time ({machine_load()})"
+    )
+    server = _start(
+        [str(BIN / "gunicorn"), "smscampaigns.wsgi", "--workers", str(args.workers),
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        env, scratch / "gunicorn.log",
+    )  # fmt: skip
+    worker = _start(
+        [sys.executable, "manage.py", "run_worker"], env, scratch / "worker.log"
+    )
+    try:
+        _wait_listening(port, server, scratch / "gunicorn.log")
+        # Warm-up, not timed: every worker has imported Django, loaded the URLconf
+        # and created the provider (and the database has seen the queries).
+        warmup = [
+            _signed_stop(port, f"+1999555{n:04d}", credentials.vonage_secret)
+            for n in range(20 * args.workers)
+        ]
+        asyncio.run(_load(port, warmup, args.workers, 0))
+        started = time.monotonic()
+        latencies, statuses = asyncio.run(
+            _load(port, requests, args.concurrency, args.rate)
+        )
+        load_seconds = time.monotonic() - started
+        # The confirmations: every one sent once, however long the vendor takes.
+        deadline = (
+            time.monotonic()
+            + 120
+            + args.stops * args.latency / max(args.direct_concurrency, 1)
+        )
+        while time.monotonic() < deadline:
+            pending = Message.objects.filter(kind="reply", status__in=["queued", "sending"]).count()  # fmt: skip
+            if not pending:
+                break
+            time.sleep(1)
+        sent_seconds = time.monotonic() - started
+    finally:
+        for process in (worker, server):
+            process.send_signal(signal.SIGTERM)
+        for process in (worker, server):
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        vendor.stop()
+
+    summary = standin.summarize(scratch / "vonage.jsonl")
+    ok = sum(1 for s in statuses if 200 <= s < 300)
+    stored = InboundMessage.objects.filter(
+        keyword="opt_out", from_number__in=phones
+    ).count()
+    opted_out = Contact.objects.filter(opted_out_at__isnull=False).count()
+    suppressed = Suppression.objects.filter(phone__in=phones).count()
+    replies = Message.objects.filter(kind="reply", to__in=phones)
+    submitted = replies.filter(status="submitted").count()
+    ms = sorted(value * 1000 for value in latencies)
+
+    def pct(p: float) -> float:
+        return ms[min(len(ms) - 1, int(len(ms) * p))]
+
+    print(f"webhooks: {ok:,} of {len(statuses):,} answered 2xx in {load_seconds:.1f} s ({len(statuses) / load_seconds:.0f}/s)")  # fmt: skip
+    print(f"  latency p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {ms[-1]:.1f} ms (target p99 < {TARGET_P99_MS:g} ms: {verdict(pct(0.99), TARGET_P99_MS, higher_is_better=False)})")  # fmt: skip
+    print(f"STOPs stored {stored:,}, contacts opted out {opted_out:,}, suppressed {suppressed:,} (of {args.stops:,})")  # fmt: skip
+    to_vendor = sum(summary.by_to[phone] for phone in phones)
+    twice = sum(1 for phone in phones if summary.by_to[phone] > 1)
+    print(f"confirmations: {replies.count():,} queued, {submitted:,} submitted; the vendor took {to_vendor:,} for these numbers ({twice} numbers more than once; {summary.duplicates} duplicates in all), all sent {sent_seconds:.0f} s after the first timed STOP")  # fmt: skip
+    print(f"logs in {scratch}")
+
+
+def _signed_stop(port: int, phone: str, secret: str) -> bytes:
+    import hashlib
+    import json
+
+    import jwt
+
+    body = json.dumps(
+        {
+            "channel": "sms",
+            "message_uuid": str(uuid.uuid4()),
+            "to": OUR_NUMBER,
+            "from": phone.lstrip("+"),
+            "timestamp": "2025-01-01T12:00:00.000Z",
+            "message_type": "text",
+            "text": "STOP",
+            "sms": {"num_messages": "1", "keyword": "STOP"},
+        },
+        separators=(",", ":"),
+    ).encode()
+    claims = {
+        "iat": int(time.time()),
+        "jti": str(uuid.uuid4()),
+        "iss": "Vonage",
+        "payload_hash": hashlib.sha256(body).hexdigest(),
+        "api_key": secrets.token_hex(4),
+    }
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    return http_request(
+        port=port,
+        method="POST",
+        path="/webhooks/vonage/inbound/",
+        body=body,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {token}",
+        },
+    )
+
+
+async def _load(
+    port: int, requests: list[bytes], concurrency: int, rate: float
+) -> tuple[list[float], list[int]]:
+    latencies: list[float] = []
+    statuses: list[int] = []
+    queue = list(reversed(requests))
+    start = time.monotonic()
+    sent = 0
+
+    async def one(data: bytes) -> None:
+        began = time.monotonic()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        await writer.drain()
+        response = await reader.read()
+        writer.close()
+        latencies.append(time.monotonic() - began)
+        statuses.append(int(response.split(b" ", 2)[1]) if response else 0)
+
+    async def connection_loop() -> None:
+        nonlocal sent
+        while queue:
+            data = queue.pop()
+            if rate:
+                due = start + sent / rate
+                sent += 1
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await one(data)
+
+    await asyncio.gather(*(connection_loop() for _ in range(concurrency)))
+    return latencies, statuses
+
+
+def _start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _wait_listening(port: int, server: subprocess.Popen, log: Path) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        if server.poll() is not None:
+            sys.exit(f"gunicorn exited at start-up:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                sys.exit(f"gunicorn is not listening:\n{log.read_text()}")
+            time.sleep(0.1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -173,6 +173,7 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired"
+        UNCONFIRMED = "unconfirmed", "Sent, delivery never confirmed"
         UNKNOWN = "unknown", "Unknown (in flight at a crash)"
 
     class SkipReason(models.TextChoices):
@@ -195,6 +196,7 @@ class Message(models.Model):
             Status.DELIVERED,
             Status.UNDELIVERED,
             Status.EXPIRED,
+            Status.UNCONFIRMED,
         }
     )
     #: Outcomes of messages that did not get through (skipped ones included: they
@@ -206,7 +208,7 @@ class Message(models.Model):
     #: never queued again by "Retry failed" (it requeues status "failed" only).
     FINAL_FAILURES = FAILURES - {Status.FAILED}
     #: Final outcomes: a message in one of these never changes again.
-    FINAL = FAILURES | {Status.DELIVERED}
+    FINAL = FAILURES | {Status.DELIVERED, Status.UNCONFIRMED}
     #: Whose status may still change: not yet sent, or sent and waiting for a
     #: delivery receipt (or left unknown by a crash, which a receipt may settle).
     UNSETTLED = IN_FLIGHT | {Status.SUBMITTED, Status.SENT, Status.UNKNOWN}
@@ -225,6 +227,8 @@ class Message(models.Model):
         Status.FAILED: 9,
         Status.REJECTED: 9,
         Status.EXPIRED: 9,
+        # The vendor's last word: the carrier took it and never said more.
+        Status.UNCONFIRMED: 9,
     }
 
     class Encoding(models.TextChoices):
@@ -366,6 +370,13 @@ class DeliveryEvent(models.Model):
     occurred_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     applied_at = models.DateTimeField(null=True, blank=True)
+    resend = models.BooleanField(
+        default=False,
+        # Raw INSERTs (the receipts' one-statement path) leave it out.
+        db_default=False,
+        help_text="The provider said the message never left it, for a reason that "
+        "may pass: it is sent again (within the attempt limit).",
+    )
     payload = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -34,6 +34,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    UNCONFIRMED = "unconfirmed"
+    """Final: the carrier took the message but never confirmed its delivery (Sinch
+    "Unknown": no delivery receipt, or one that could not be read)."""
     UNKNOWN = "unknown"
     """The vendor's status says nothing new (or is one we do not know): keep the current status."""
 
@@ -136,7 +139,13 @@ class StatusEvent:
     segments: int | None = None
     occurred_at: datetime | None = None
     opt_out_signal: bool = False
-    """The vendor says the recipient has opted out or blocked us (e.g. Sinch "Deleted")."""
+    """The vendor says the recipient has opted out or blocked us (Plivo error 200)."""
+    resend: bool = False
+    """The vendor says the message never left it (status "failed": Sinch "Aborted",
+    Vonage "undeliverable" or "rejected" as throttled), for a reason that may pass:
+    nothing reached a carrier, so sending it again is safe and may succeed. The
+    campaign side retries it under the same attempt limit and backoff as a send
+    error."""
     payload: Mapping = field(default_factory=dict)
 
 

@@ -328,7 +328,7 @@ class StatsSerializer(serializers.Serializer):
     delivery_rate = serializers.FloatField(
         allow_null=True,
         help_text="delivered / (delivered + undelivered + failed + rejected + "
-        "expired), leaving out messages skipped for an opt-out or a cancel; null "
+        "expired + unconfirmed), leaving out messages skipped for an opt-out or a cancel; null "
         "before any outcome.",
     )
     opt_outs = serializers.IntegerField(

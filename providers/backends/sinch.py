@@ -88,18 +88,39 @@ BATCH_REPORT = "delivery_report_sms"
 INBOUND_TEXT = "mo_text"
 
 # Sinch's statuses, compared lower-cased: the wire capitalises them, the SDKs upper-case.
+# What each means is Sinch's "Delivery report statuses" table
+# (https://developers.sinch.com/docs/sms/api-reference/sms/tag/Delivery-reports/).
 STATUS_MAP = {
-    "queued": DeliveryStatus.SUBMITTED,
-    "dispatched": DeliveryStatus.SENT,
+    "queued": DeliveryStatus.SUBMITTED,  # intermediate: queued within Sinch
+    "dispatched": DeliveryStatus.SENT,  # intermediate: accepted by the SMSC
     "delivered": DeliveryStatus.DELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-    "aborted": DeliveryStatus.UNDELIVERED,
-    "cancelled": DeliveryStatus.UNDELIVERED,
-    "rejected": DeliveryStatus.REJECTED,
-    "expired": DeliveryStatus.EXPIRED,
+    "failed": DeliveryStatus.UNDELIVERED,  # final: failed to be delivered
+    # Final, and before reaching the SMSC: nothing went out ("failed", which
+    # "Retry failed" sends again; see RESENDABLE_ABORTS for the automatic retry).
+    "aborted": DeliveryStatus.FAILED,
+    "cancelled": DeliveryStatus.FAILED,
+    "rejected": DeliveryStatus.REJECTED,  # final: rejected by the SMSC
+    "expired": DeliveryStatus.EXPIRED,  # final: expired before delivery to the SMSC
+    # Final: "deleted by a remote SMSC ... an invalid MSISDN or opted out
+    # subscriber". The report does not say which, so it is not taken for an opt-out:
+    # a consent withdrawal is recorded only when the person or a vendor says so.
     "deleted": DeliveryStatus.UNDELIVERED,
-    "unknown": DeliveryStatus.UNKNOWN,
+    # Final: "delivered to the SMSC but no Delivery Receipt has been received or a
+    # Delivery Receipt that couldn't be interpreted was received".
+    "unknown": DeliveryStatus.UNCONFIRMED,
 }
+
+PROGRESS_CODES = frozenset({0, 400, 401})
+"""Codes that report progress, not an error: 0 comes with "Delivered", 400 is
+"Queued", 401 "Dispatched" (Sinch's delivery report error codes table)."""
+
+NOT_RESENDABLE_ABORTS = frozenset({405, 410, 411, 412, 413})
+"""Aborts the same batch would meet again (unmatched parameter, unmatched default
+originator, too many parts, unprovisioned region, account blocked or out of
+credit): the message is left "failed" for an operator instead of being retried.
+Every other abort (402 unroutable, 403 internal error, 404 "temporary delivery
+failure", 406 internal expiry, 408 internal reject, or no code) never reached the
+SMSC and is sent again automatically."""
 
 # Sinch's own delivery report codes; other codes are the operators' SMPP codes, which
 # Sinch does not name.
@@ -511,23 +532,31 @@ def _status_event(
     payload: Mapping[str, Any],
 ) -> StatusEvent:
     number = _report_code(code)
-    # 0 comes with "Delivered": there is no error to report.
-    error_code = str(number) if number else ""
+    is_error = number is not None and number not in PROGRESS_CODES
+    status = STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN)
     return StatusEvent(
-        status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+        status=status,
         raw_status=raw_status,
         provider_message_id=batch_id,
         reference=reference,
         recipient=from_sinch_number(recipient),
-        error_code=error_code,
-        error_reason=REPORT_CODES.get(number, "") if number else "",
+        error_code=str(number) if is_error else "",
+        error_reason=_error_reason(raw_status, number)
+        if is_error or raw_status.lower() == "deleted"
+        else "",
         segments=segments,
         occurred_at=occurred_at,
-        # Sinch reports "Deleted" for invalid numbers and for opted-out subscribers
-        # alike; the campaign side treats it as a (suppressing) opt-out signal.
-        opt_out_signal=raw_status.lower() == "deleted",
+        resend=raw_status.lower() == "aborted" and number not in NOT_RESENDABLE_ABORTS,
         payload=payload,
     )
+
+
+def _error_reason(raw_status: str, number: int | None) -> str:
+    if number in REPORT_CODES:
+        return REPORT_CODES[number]
+    if raw_status.lower() == "deleted":
+        return "Deleted by the remote SMSC (invalid number or opted-out subscriber)"
+    return ""
 
 
 def _recipient_report_event(data: dict[str, Any]) -> StatusEvent:

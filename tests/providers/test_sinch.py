@@ -629,12 +629,12 @@ def test_documented_recipient_report_becomes_one_event(backend):
         ("Dispatched", DeliveryStatus.SENT),
         ("Delivered", DeliveryStatus.DELIVERED),
         ("Failed", DeliveryStatus.UNDELIVERED),
-        ("Aborted", DeliveryStatus.UNDELIVERED),
-        ("Cancelled", DeliveryStatus.UNDELIVERED),
+        ("Aborted", DeliveryStatus.FAILED),
+        ("Cancelled", DeliveryStatus.FAILED),
         ("Rejected", DeliveryStatus.REJECTED),
         ("Expired", DeliveryStatus.EXPIRED),
         ("Deleted", DeliveryStatus.UNDELIVERED),
-        ("Unknown", DeliveryStatus.UNKNOWN),
+        ("Unknown", DeliveryStatus.UNCONFIRMED),
         ("DELIVERED", DeliveryStatus.DELIVERED),
         ("Teleported", DeliveryStatus.UNKNOWN),
     ],
@@ -646,7 +646,9 @@ def test_recipient_report_statuses_map_to_ours(backend, raw, status):
 
     assert event.status == status
     assert event.raw_status == raw
-    assert event.opt_out_signal == (raw == "Deleted")
+    # "Deleted" is an invalid number or an opted-out subscriber: not a consent signal.
+    assert not event.opt_out_signal
+    assert event.resend == (raw == "Aborted")
 
 
 def test_report_code_becomes_the_error_with_its_documented_meaning(backend):
@@ -703,8 +705,8 @@ def test_full_batch_report_gives_one_event_per_recipient(backend):
 
     assert [(e.recipient, e.status, e.error_code) for e in events] == [
         ("+44231235674", DeliveryStatus.DELIVERED, ""),
-        ("+14155550001", DeliveryStatus.UNDELIVERED, "402"),
-        ("+14155550002", DeliveryStatus.UNDELIVERED, "402"),
+        ("+14155550001", DeliveryStatus.FAILED, "402"),
+        ("+14155550002", DeliveryStatus.FAILED, "402"),
     ]
     assert {e.provider_message_id for e in events} == {"01FC66621XXXXX119Z8PMV1QPQ"}
     assert {e.reference for e in events} == {"ref-1"}

@@ -251,6 +251,7 @@ def test_send_posts_the_documented_json_body(backend, mocked):
         "text": "Hello",
         "client_ref": "ref-0",
         "webhook_url": "https://sms.example.com/webhooks/vonage/status/",
+        "webhook_version": "v1",
         "channel": "sms",
         "message_type": "text",
     }
@@ -894,7 +895,7 @@ def test_status_callback_is_parsed(backend):
         ("submitted", DeliveryStatus.SUBMITTED),
         ("delivered", DeliveryStatus.DELIVERED),
         ("rejected", DeliveryStatus.REJECTED),
-        ("undeliverable", DeliveryStatus.UNDELIVERED),
+        ("undeliverable", DeliveryStatus.FAILED),
         ("accepted", DeliveryStatus.SUBMITTED),
         ("buffered", DeliveryStatus.SENT),
         ("Delivered", DeliveryStatus.DELIVERED),
@@ -984,7 +985,8 @@ def test_inbound_callback_is_parsed(backend):
     assert inbound.text == "STOP"
     assert inbound.provider_message_id == MESSAGE_UUID
     assert inbound.received_at == datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    assert inbound.keyword_hint == "stop"
+    # sms.keyword is only the first word: never passed on as an intent.
+    assert inbound.keyword_hint == ""
     assert inbound.payload["usage"]["price"] == "0.0057"
 
 

@@ -146,6 +146,12 @@ class SmsBackend(BaseSmsBackend):
     supports_callback_url = True
     default_rate = 5.0
     """Plivo's default outbound SMS throughput per account (above it, it queues)."""
+    max_text_length = 1600
+    max_unicode_length = 737
+    text_limit_source = (
+        "https://www.plivo.com/docs/messaging/api/message/send-a-message (text: "
+        "1,600 GSM or 737 Unicode characters)"
+    )
 
     def __init__(
         self,

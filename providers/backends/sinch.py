@@ -74,8 +74,13 @@ DEFAULT_API_URL = "https://us.sms.api.sinch.com"
 # 1000 recipients come back quickly; past this the batch is "maybe sent".
 TIMEOUT = (5.0, 30.0)
 
-# One placeholder carries each recipient's whole text when the texts of a batch differ.
-TEXT_PARAMETER = "text"
+# The placeholder that carries the part of a batch's texts that differs per recipient.
+TEXT_PARAMETER = "part"
+
+MAX_PARAMETER_LENGTH = 160
+"""Characters one parameter value may have (Sinch SMS guide, "Parameterization":
+values up to 160 characters). Texts whose differing part is longer go out as one
+batch per text instead."""
 
 SIGNATURE_HEADER = "x-sinch-webhook-signature"
 NONCE_HEADER = "x-sinch-webhook-signature-nonce"
@@ -174,6 +179,12 @@ class SmsBackend(BaseSmsBackend):
     """Per batch: ``client_reference`` names the batch's first message."""
     supports_callback_url = True
     default_rate = 10.0
+    # "body ... max 2000 characters" (SMS API reference, Batches: send, issue 13
+    # row 14; an older, 2022 spec said 1600).
+    max_text_length = 2000
+    text_limit_source = (
+        "https://developers.sinch.com/docs/sms/api-reference/sms/batches (body)"
+    )
 
     def __init__(
         self,
@@ -219,7 +230,12 @@ class SmsBackend(BaseSmsBackend):
 
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         results: dict[int, SendResult] = {}
-        for group in self._request_groups(messages):
+        groups = [
+            part
+            for group in self._request_groups(messages)
+            for part in _template_groups(group)
+        ]
+        for group in groups:
             outcomes = self._send_request([message for _, message in group])
             results.update(
                 (index, outcome)
@@ -262,19 +278,22 @@ class SmsBackend(BaseSmsBackend):
             "from": to_sinch_number(first.sender or self.number),
             "to": recipients,
         }
-        texts = {message.text for message in messages}
-        if len(texts) == 1:
+        texts = [message.text for message in messages]
+        if len(set(texts)) == 1:
             payload["body"] = first.text
         else:
-            # The keys are the MSISDNs exactly as in "to". No "default" on purpose:
-            # a recipient Sinch could not match then fails (code 405) instead of
-            # being sent an empty text.
-            payload["body"] = f"${{{TEXT_PARAMETER}}}"
+            # Sinch's own personalisation: the text the recipients share, with
+            # ${part} for what differs, and each recipient's part as a parameter
+            # keyed by its MSISDN exactly as in "to". No "default" on purpose: a
+            # recipient Sinch could not match then fails (code 405) instead of being
+            # sent a text missing its part.
+            template = _common_template(texts)
+            if template is None:
+                raise ValueError("texts of one batch must share a template")
+            prefix, suffix, parts = template
+            payload["body"] = f"{prefix}${{{TEXT_PARAMETER}}}{suffix}"
             payload["parameters"] = {
-                TEXT_PARAMETER: {
-                    recipient: message.text
-                    for recipient, message in zip(recipients, messages, strict=True)
-                }
+                TEXT_PARAMETER: dict(zip(recipients, parts, strict=True))
             }
         payload["type"] = "mt_text"
         payload["delivery_report"] = "per_recipient"
@@ -446,6 +465,48 @@ class SmsBackend(BaseSmsBackend):
 
 
 # --- Helpers ---------------------------------------------------------------------------
+
+
+def _common_template(texts: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    """(prefix, suffix, parts) such that each text is prefix + part + suffix, with
+    every part within Sinch's parameter limit; None when no such split exists, or
+    when the shared text holds "${", which Sinch would read as a placeholder."""
+    first = texts[0]
+    prefix_length = len(first)
+    for text in texts[1:]:
+        limit = min(prefix_length, len(text))
+        common = 0
+        while common < limit and text[common] == first[common]:
+            common += 1
+        prefix_length = common
+    shortest = min(len(text) for text in texts)
+    suffix_length = 0
+    while suffix_length < shortest - prefix_length and all(
+        text[-1 - suffix_length] == first[-1 - suffix_length] for text in texts
+    ):
+        suffix_length += 1
+    prefix = first[:prefix_length]
+    suffix = first[len(first) - suffix_length :] if suffix_length else ""
+    parts = [text[prefix_length : len(text) - suffix_length] for text in texts]
+    if any(len(part) > MAX_PARAMETER_LENGTH for part in parts):
+        return None
+    if "${" in prefix + suffix or prefix.endswith("$"):
+        return None
+    return prefix, suffix, parts
+
+
+def _template_groups(
+    group: list[tuple[int, OutboundSms]],
+) -> list[list[tuple[int, OutboundSms]]]:
+    """One request for the group when its texts share a template Sinch can fill in;
+    otherwise one request per distinct text (identical texts need no parameters)."""
+    texts = [message.text for _, message in group]
+    if len(set(texts)) == 1 or _common_template(texts) is not None:
+        return [group]
+    by_text: dict[str, list[tuple[int, OutboundSms]]] = {}
+    for item in group:
+        by_text.setdefault(item[1].text, []).append(item)
+    return list(by_text.values())
 
 
 def _error_detail(response: requests.Response) -> tuple[str, str]:

@@ -60,9 +60,6 @@ from .http import HttpClient, SendFailed, classify_status, json_object
 
 logger = logging.getLogger(__name__)
 
-MAX_TEXT_LENGTH = 1000
-"""Vonage documents a 1000-character limit; the SDK model allows 3200, so check here."""
-
 TOKEN_LIFETIME = 15 * 60
 """Seconds an application JWT is valid (its ``exp``), as the SDK sets it."""
 
@@ -161,6 +158,10 @@ class SmsBackend(BaseSmsBackend):
     supports_client_reference = True
     supports_callback_url = True
     default_rate = 30.0
+    # "text ... limited to 1000 characters"; the SDK's model allows 3200, so the
+    # limit is checked here.
+    max_text_length = 1000
+    text_limit_source = "https://developer.vonage.com/en/api/messages (text)"
 
     timeout: tuple[float, float] = (5.0, 10.0)
     """(connect, read) seconds for one send request."""
@@ -201,14 +202,9 @@ class SmsBackend(BaseSmsBackend):
         return [self._send_one(message) for message in messages]
 
     def _send_one(self, message: OutboundSms) -> SendResult:
-        if len(message.text) > MAX_TEXT_LENGTH:
+        if problem := self.text_problem(message.text):
             return self._failed(
-                message,
-                SendError(
-                    SendErrorKind.PERMANENT,
-                    "text_too_long",
-                    f"Text is {len(message.text)} characters; Vonage accepts at most {MAX_TEXT_LENGTH}",
-                ),
+                message, SendError(SendErrorKind.PERMANENT, "text_too_long", problem)
             )
         try:
             # client_ref is always our unique reference: should a request whose

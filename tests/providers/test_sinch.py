@@ -169,8 +169,8 @@ def test_different_texts_go_out_as_parameters_keyed_by_recipient(backend):
     assert sent_json() == {
         "from": "14155550000",
         "to": ["14155550001", "14155550002"],
-        "body": "${text}",
-        "parameters": {"text": {"14155550001": "Hi Ann", "14155550002": "Hi Bob ${x}"}},
+        "body": "Hi ${part}",
+        "parameters": {"part": {"14155550001": "Ann", "14155550002": "Bob ${x}"}},
         "type": "mt_text",
         "delivery_report": "per_recipient",
         "callback_url": STATUS_URL,
@@ -247,7 +247,8 @@ def test_send_messages_sends_at_most_1000_recipients_per_request(backend):
         1000,
         500,
     ]
-    assert sent_json(2)["parameters"]["text"]["14155552499"] == "Hi 0"
+    assert sent_json(2)["body"] == "Hi ${part}"
+    assert sent_json(2)["parameters"]["part"]["14155552499"] == "0"
     assert [r.reference for r in results] == [m.reference for m in messages]
     assert {r.provider_message_id for r in results[:1000]} == {"B1"}
     assert {r.provider_message_id for r in results[2000:]} == {"B3"}
@@ -798,3 +799,61 @@ def test_inbound_text_to_a_short_code_keeps_the_short_code(backend):
 def test_bad_inbound_callbacks_are_refused(backend, data):
     with pytest.raises(CallbackParseError):
         backend.parse_inbound_callback(json_callback(data))
+
+
+# --- Issue 13 rows 1 and 14: Sinch's parameter and body limits ------------------------
+
+
+@responses.activate
+def test_personalised_texts_share_one_body_with_short_parameters(backend):
+    responses.post(BATCHES_URL, **created("B"))
+    footer = "\nReply STOP to opt out. " + "Offer terms apply. " * 15
+    texts = [f"Hi {name}, your order is ready.{footer}" for name in ("Ann", "Bo")]
+    assert all(len(text) > 160 for text in texts)
+
+    backend.send_batch([sms(1, texts[0]), sms(2, texts[1])])
+
+    body = sent_json()
+    assert len(responses.calls) == 1
+    assert body["body"] == f"Hi ${{part}}, your order is ready.{footer}"
+    values = body["parameters"]["part"]
+    assert values == {"14155550001": "Ann", "14155550002": "Bo"}
+    assert all(len(value) <= sinch.MAX_PARAMETER_LENGTH for value in values.values())
+
+
+@responses.activate
+def test_texts_differing_by_more_than_160_characters_go_as_one_batch_per_text(backend):
+    ids = iter(["B1", "B2"])
+    responses.add_callback(
+        responses.POST,
+        BATCHES_URL,
+        callback=lambda request: (201, {}, json.dumps({"id": next(ids)})),
+    )
+    long_a, long_b = "A" * 401, "B" * 401
+
+    results = backend.send_messages([sms(1, long_a), sms(2, long_b), sms(3, long_a)])
+
+    bodies = [sent_json(i) for i in range(len(responses.calls))]
+    assert [(b["body"], b["to"]) for b in bodies] == [
+        (long_a, ["14155550001", "14155550003"]),
+        (long_b, ["14155550002"]),
+    ]
+    assert all("parameters" not in b for b in bodies)
+    assert [r.provider_message_id for r in results] == ["B1", "B2", "B1"]
+
+
+@responses.activate
+def test_a_body_over_2000_characters_is_refused_before_any_request(backend):
+    results = backend.send_messages([sms(1, "x" * 2001), sms(2, "fine")])
+
+    assert results[0].error.kind == SendErrorKind.PERMANENT
+    assert results[0].error.code == "text_too_long"
+    assert "at most 2000" in results[0].error.reason
+    assert results[1].error is not None  # no stub: the request itself failed
+    assert len(responses.calls) == 1
+    assert sent_json()["to"] == ["14155550002"]
+
+
+def test_shared_text_holding_a_placeholder_is_never_a_template():
+    assert sinch._common_template(["Pay ${x} now, Ann", "Pay ${x} now, Bo"]) is None
+    assert sinch._common_template(["Hi Ann!", "Hi Bo!"]) == ("Hi ", "!", ["Ann", "Bo"])

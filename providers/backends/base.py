@@ -161,6 +161,11 @@ class BaseSmsBackend:
             f"{type(self).__name__} does not receive inbound messages"
         )
 
+    def callback_answer(self, kind: str) -> tuple[str, bytes] | None:
+        """(content type, body) to answer an accepted callback of ``kind`` with, when
+        the vendor documents one; None for the webhook view's own JSON."""
+        return None
+
     def status_callback_url(self, reference: str = "") -> str:
         """Our public URL for this provider's delivery receipts, or "" without PUBLIC_BASE_URL."""
         return self._webhook_url("status", reference)

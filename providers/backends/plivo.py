@@ -309,6 +309,17 @@ class SmsBackend(BaseSmsBackend):
 
     # --- Callbacks -----------------------------------------------------------------
 
+    def callback_answer(self, kind: str) -> tuple[str, bytes] | None:
+        # Plivo answers an inbound message with Message XML ("handling incoming
+        # messages", https://plivo.com/docs/messaging/api/message/handling-incoming):
+        # an empty <Response> sends no reply (keyword replies go out through the API).
+        if kind == "inbound":
+            return (
+                "application/xml",
+                b'<?xml version="1.0" encoding="utf-8"?><Response></Response>',
+            )
+        return None
+
     def verify_callback(self, callback: Callback) -> None:
         """Check the V3 signature, or the V2 one when no V3 header came at all.
 

@@ -297,7 +297,11 @@ class SmsBackend(BaseSmsBackend):
             }
         payload["type"] = "mt_text"
         payload["delivery_report"] = "per_recipient"
-        if callback_url := self.status_callback_url():
+        # With HMAC signing, Sinch sends callbacks to the service plan's callback URL
+        # and a per-batch callback_url cannot override it (sinch SDK README, "Sinch
+        # events"): set that URL in the dashboard instead. Both of our URLs accept
+        # every callback type, whichever Sinch uses.
+        if not self.webhook_secret and (callback_url := self.status_callback_url()):
             payload["callback_url"] = callback_url
         # Sinch keeps one client_reference per batch; the first message's lets the
         # webhooks find the batch even before the batch id is stored.

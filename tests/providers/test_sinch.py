@@ -857,3 +857,15 @@ def test_a_body_over_2000_characters_is_refused_before_any_request(backend):
 def test_shared_text_holding_a_placeholder_is_never_a_template():
     assert sinch._common_template(["Pay ${x} now, Ann", "Pay ${x} now, Bo"]) is None
     assert sinch._common_template(["Hi Ann!", "Hi Bo!"]) == ("Hi ", "!", ["Ann", "Bo"])
+
+
+@responses.activate
+def test_with_a_callback_secret_batches_leave_callback_url_to_the_service_plan():
+    # Issue 13 row 12: signed callbacks go to the service plan's callback URL, which
+    # a per-batch callback_url cannot override (sinch SDK README).
+    backend = make_backend(webhook_secret="s3cret")
+    responses.post(BATCHES_URL, **created())
+
+    backend.send_batch([sms(1)])
+
+    assert "callback_url" not in sent_json()

@@ -375,6 +375,9 @@ def test_plivo_inbound_with_intent_opts_out_an_unknown_number(
     assert response.status_code == 200, response.content
     assert Suppression.objects.filter(phone="+14155550177").exists()
     assert ConsentEvent.objects.get().provider == "plivo"
+    # Plivo answers inbound messages with Message XML; an empty Response replies nothing.
+    assert response["Content-Type"] == "application/xml"
+    assert response.content.endswith(b"<Response></Response>")
 
 
 # --- Sinch ---------------------------------------------------------------------------

@@ -298,9 +298,10 @@ class Message(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     time_zone = models.CharField(
-        max_length=64,
+        max_length=400,
         blank=True,
-        help_text="The recipient's time zone, for send windows.",
+        help_text="The recipient's time zone(s), for send windows: one, or several "
+        "space-separated when the number may be in any of them.",
     )
 
     class Meta:

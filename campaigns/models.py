@@ -77,6 +77,13 @@ class Campaign(models.Model):
         help_text="Why a sending campaign is not moving right now (provider down, outside the send window).",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    send_by = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Send by: messages not sent by then are not sent at all (they end "
+        '"expired"), and the providers are told to give up delivering at that time '
+        "too. Empty: no deadline.",
+    )
     schedule_time_zone = models.CharField(
         max_length=64,
         blank=True,
@@ -183,6 +190,7 @@ class Message(models.Model):
 
         OPTED_OUT = "opted_out", "Not sent: the recipient had opted out"
         CANCELLED = "cancelled", "Not sent: the campaign was cancelled"
+        EXPIRED = "expired", "Not sent: expired, the campaign's send-by time passed"
 
     #: Not handed to the provider yet: waiting in the queue, or being handed now. A
     #: campaign with none left has nothing more to send.

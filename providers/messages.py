@@ -52,6 +52,10 @@ class OutboundSms:
     """Our client reference for this message (a UUID string), echoed back where the vendor allows."""
     sender: str = ""
     """Sender number or ID; empty means the backend's configured default."""
+    expires_at: datetime | None = None
+    """When the vendor should give up delivering it (the campaign's send-by time):
+    Vonage ``ttl``, Sinch ``expire_at``, Plivo ``message_expiry``. None: the vendor's
+    default."""
 
 
 class SendErrorKind(StrEnum):

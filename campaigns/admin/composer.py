@@ -350,7 +350,7 @@ class ComposerMixin(admin.ModelAdmin):
             (MESSAGE_FIELDSET, {"fields": ["body", "opt_out_footer"]}),
             (
                 "Delivery",
-                {"fields": [("provider", "fallback_provider"), "sender"]},
+                {"fields": [("provider", "fallback_provider"), "sender", "send_by"]},
             ),
         ]
         if obj is not None:

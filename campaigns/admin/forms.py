@@ -78,6 +78,7 @@ class CampaignComposerForm(forms.ModelForm):
             "provider",
             "sender",
             "fallback_provider",
+            "send_by",
         ]
         labels = {"opt_out_footer": "Opt-out footer", "lists": "Contact lists"}
         help_texts = {

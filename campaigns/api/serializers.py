@@ -171,6 +171,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "scheduled_at",
             "schedule_time_zone",
             "send_window",
+            "send_by",
             "created_at",
             "waiting_reason",
             "fallback_provider",

@@ -252,6 +252,8 @@ class SmsBackend(BaseSmsBackend):
         if url:
             params["url"] = url
         params.update(method="POST", log="true", trackable=False)
+        if (expiry := _message_expiry(first.expires_at)) is not None:
+            params["message_expiry"] = expiry
         try:
             response = self.http.post_json(self.messages_url, params)
         except SendFailed as failure:
@@ -472,6 +474,21 @@ class SmsBackend(BaseSmsBackend):
 
 
 # --- Helpers -------------------------------------------------------------------------
+
+
+MAX_QUEUE_SECONDS = 3 * 60 * 60
+"""Plivo expires what is still queued after 3 hours by itself (error 420)."""
+
+
+def _message_expiry(expires_at: datetime | None) -> int | None:
+    """Seconds until ``expires_at`` as ``message_expiry``; None (Plivo's own 3-hour
+    queue limit, which is stricter) for a later deadline or none."""
+    if expires_at is None:
+        return None
+    seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+    if seconds >= MAX_QUEUE_SECONDS:
+        return None
+    return max(seconds, 1)
 
 
 def _plivo_number(number: str) -> str | None:

@@ -36,7 +36,7 @@ import hmac
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -76,6 +76,9 @@ TIMEOUT = (5.0, 30.0)
 
 # The placeholder that carries the part of a batch's texts that differs per recipient.
 TEXT_PARAMETER = "part"
+
+MAX_EXPIRY = timedelta(days=3)
+"""``expire_at``: "Default and max is 3 days after send_at" (SMS API, Batches)."""
 
 MAX_PARAMETER_LENGTH = 160
 """Characters one parameter value may have (Sinch SMS guide, "Parameterization":
@@ -252,9 +255,10 @@ class SmsBackend(BaseSmsBackend):
         per-recipient text and could not be told apart in delivery reports (batch id +
         recipient), so a repeated recipient goes into the next request.
         """
-        groups: list[tuple[str, set[str], list[tuple[int, OutboundSms]]]] = []
+        groups: list[tuple[tuple, set[str], list[tuple[int, OutboundSms]]]] = []
         for index, message in enumerate(messages):
-            sender = message.sender or self.number
+            # expire_at is per batch too.
+            sender = (message.sender or self.number, message.expires_at)
             fitting = next(
                 (
                     candidate
@@ -296,6 +300,14 @@ class SmsBackend(BaseSmsBackend):
                 TEXT_PARAMETER: dict(zip(recipients, parts, strict=True))
             }
         payload["type"] = "mt_text"
+        if (
+            first.expires_at is not None
+            and first.expires_at - datetime.now(UTC) < MAX_EXPIRY
+        ):
+            # Sinch stops trying at expire_at (default and most: 3 days).
+            payload["expire_at"] = (
+                first.expires_at.astimezone(UTC).isoformat(timespec="milliseconds")
+            ).replace("+00:00", "Z")
         payload["delivery_report"] = "per_recipient"
         # With HMAC signing, Sinch sends callbacks to the service plan's callback URL
         # and a per-batch callback_url cannot override it (sinch SDK README, "Sinch

@@ -218,6 +218,7 @@ class SmsBackend(BaseSmsBackend):
                 # The status webhook shape this backend reads first, whatever the
                 # application's own setting (the SDK's WebhookVersion enum).
                 webhook_version=WebhookVersion.V1,
+                ttl=_ttl(message.expires_at),
             )
         except ValidationError as exc:
             return self._failed(message, _validation_error(exc))
@@ -522,6 +523,18 @@ def _json_object(callback: Callback) -> dict:
             f"Vonage callback body must be a JSON object, got {type(data).__name__}"
         )
     return data
+
+
+def _ttl(expires_at: datetime | None) -> int | None:
+    """Seconds until ``expires_at`` as Vonage's ``ttl``, within what it accepts
+    (MIN_TTL..MAX_TTL); None (Vonage's default, 72 h) without a deadline or beyond
+    the maximum."""
+    if expires_at is None:
+        return None
+    seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+    if seconds > MAX_TTL:
+        return None
+    return max(seconds, MIN_TTL)
 
 
 def _mapping(value: object) -> Mapping:

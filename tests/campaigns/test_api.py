@@ -44,6 +44,7 @@ CAMPAIGN_FIELDS = {
     "allowed_actions",
     "scheduled_at",
     "send_window",
+    "send_by",
     "created_at",
     "waiting_reason",
     "fallback_provider",

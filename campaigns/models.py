@@ -77,6 +77,13 @@ class Campaign(models.Model):
         help_text="Why a sending campaign is not moving right now (provider down, outside the send window).",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True)
+    send_by = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Send by: messages not sent by then are not sent at all (they end "
+        '"expired"), and the providers are told to give up delivering at that time '
+        "too. Empty: no deadline.",
+    )
     schedule_time_zone = models.CharField(
         max_length=64,
         blank=True,
@@ -173,6 +180,7 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired"
+        UNCONFIRMED = "unconfirmed", "Sent, delivery never confirmed"
         UNKNOWN = "unknown", "Unknown (in flight at a crash)"
 
     class SkipReason(models.TextChoices):
@@ -182,6 +190,7 @@ class Message(models.Model):
 
         OPTED_OUT = "opted_out", "Not sent: the recipient had opted out"
         CANCELLED = "cancelled", "Not sent: the campaign was cancelled"
+        EXPIRED = "expired", "Not sent: expired, the campaign's send-by time passed"
 
     #: Not handed to the provider yet: waiting in the queue, or being handed now. A
     #: campaign with none left has nothing more to send.
@@ -195,6 +204,7 @@ class Message(models.Model):
             Status.DELIVERED,
             Status.UNDELIVERED,
             Status.EXPIRED,
+            Status.UNCONFIRMED,
         }
     )
     #: Outcomes of messages that did not get through (skipped ones included: they
@@ -206,7 +216,7 @@ class Message(models.Model):
     #: never queued again by "Retry failed" (it requeues status "failed" only).
     FINAL_FAILURES = FAILURES - {Status.FAILED}
     #: Final outcomes: a message in one of these never changes again.
-    FINAL = FAILURES | {Status.DELIVERED}
+    FINAL = FAILURES | {Status.DELIVERED, Status.UNCONFIRMED}
     #: Whose status may still change: not yet sent, or sent and waiting for a
     #: delivery receipt (or left unknown by a crash, which a receipt may settle).
     UNSETTLED = IN_FLIGHT | {Status.SUBMITTED, Status.SENT, Status.UNKNOWN}
@@ -225,6 +235,8 @@ class Message(models.Model):
         Status.FAILED: 9,
         Status.REJECTED: 9,
         Status.EXPIRED: 9,
+        # The vendor's last word: the carrier took it and never said more.
+        Status.UNCONFIRMED: 9,
     }
 
     class Encoding(models.TextChoices):
@@ -294,9 +306,10 @@ class Message(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     time_zone = models.CharField(
-        max_length=64,
+        max_length=400,
         blank=True,
-        help_text="The recipient's time zone, for send windows.",
+        help_text="The recipient's time zone(s), for send windows: one, or several "
+        "space-separated when the number may be in any of them.",
     )
 
     class Meta:
@@ -366,6 +379,13 @@ class DeliveryEvent(models.Model):
     occurred_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     applied_at = models.DateTimeField(null=True, blank=True)
+    resend = models.BooleanField(
+        default=False,
+        # Raw INSERTs (the receipts' one-statement path) leave it out.
+        db_default=False,
+        help_text="The provider said the message never left it, for a reason that "
+        "may pass: it is sent again (within the attempt limit).",
+    )
     payload = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -257,6 +257,10 @@ class AudienceFacts:
     recipients: int
     keys: frozenset[str]
     """The attribute keys its reachable contacts have (placeholders beyond the fields)."""
+    uncertain_zones: int = 0
+    """Recipients whose time zone is not known for sure: none, or several (a mobile
+    in a country that spans zones); a send window opens for them only when it is
+    open in every zone they may be in."""
 
 
 def audience_facts(
@@ -335,6 +339,13 @@ def _count_audience(list_ids: list[int]) -> AudienceFacts:
         contacts=Count("pk"),
         opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
         suppressed=Count("pk", filter=Q(opted_out_at__isnull=True) & suppressed),
+        # Several zones are stored space-separated (contacts.phones.join_zones).
+        uncertain_zones=Count(
+            "pk",
+            filter=Q(opted_out_at__isnull=True)
+            & ~suppressed
+            & (Q(time_zone="") | Q(time_zone__contains=" ")),
+        ),
     )
     keys = audience_attribute_keys(Contact.objects.in_lists(list_ids).reachable())
     return AudienceFacts(
@@ -344,6 +355,7 @@ def _count_audience(list_ids: list[int]) -> AudienceFacts:
         suppressed=counts["suppressed"],
         recipients=counts["contacts"] - counts["opted_out"] - counts["suppressed"],
         keys=frozenset(keys),
+        uncertain_zones=counts["uncertain_zones"],
     )
 
 

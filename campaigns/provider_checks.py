@@ -9,7 +9,7 @@ import logging
 
 from django.core.exceptions import ImproperlyConfigured
 
-from providers import provider_problem
+from providers import get_provider, provider_problem
 
 from . import lifecycle
 from .lifecycle import CampaignError
@@ -100,3 +100,38 @@ def campaign_pause_if_unusable(
             campaign_id=campaign.pk, alias=campaign.provider, problem=str(error)
         )
     return False
+
+
+def text_length_problems(*, body: str, footer: str, provider: str) -> list[str]:
+    """Why the campaign's text is too long for ``provider`` (empty when it is not).
+
+    The text's fixed part (everything but the personal details, footer included) is
+    judged by the backend's own limits (``text_problem``): if that alone is too long,
+    every recipient's text is. A text that only grows too long with someone's
+    details is refused for that message when it is sent.
+    """
+    from .models import Campaign
+    from .templating import TemplateError, parse
+
+    try:
+        backend = get_provider(provider)
+    except (ImproperlyConfigured, KeyError, ImportError):
+        # A provider that cannot be used is refused on its own field.
+        return []
+    source = Campaign(body=body, opt_out_footer=footer).template_source
+    try:
+        template = parse(source)
+    except TemplateError:
+        return []  # the body's own problem, reported by body_problems
+    fixed = template.render(first_name="", last_name="", phone="", attributes={})
+    problem = backend.text_problem(fixed)
+    if not problem:
+        return []
+    personal = " (without the personal details)" if template.placeholders else ""
+    return [f"Too long for provider {provider!r}{personal}: {problem}"]
+
+
+def campaign_text_problems(campaign: Campaign) -> list[str]:
+    return text_length_problems(
+        body=campaign.body, footer=campaign.opt_out_footer, provider=campaign.provider
+    )

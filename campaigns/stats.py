@@ -60,7 +60,16 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     rows = messages.values("status", "currency").annotate(
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
-        cancelled=Count("pk", filter=Q(error_code=Message.SkipReason.CANCELLED)),
+        # Expired unsent (send-by passed) never reached a carrier either.
+        cancelled=Count(
+            "pk",
+            filter=Q(
+                error_code__in=[
+                    Message.SkipReason.CANCELLED,
+                    Message.SkipReason.EXPIRED,
+                ]
+            ),
+        ),
         priced=Count("price"),
         total=Sum("price"),
     )

@@ -19,9 +19,9 @@ from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
 
 from . import lifecycle
 from .lifecycle import CampaignError
-from .models import Campaign, Message
+from .models import Campaign, Message, default_opt_out_footer
 from .preview import campaign_audience
-from .provider_checks import require_usable
+from .provider_checks import require_usable, text_length_problems
 from .sending.direct import message_create_direct
 from .sending.queue import enqueue_dispatch
 from .templating import TemplateError, audience_attribute_keys, parse, validate
@@ -113,6 +113,9 @@ def campaign_create_adhoc(
         raise NoRecipients("None of the recipients is a valid phone number.")
     numbers = list(parsed)
     problems = body_problems(message, Contact.objects.filter(phone__in=numbers))
+    problems += text_length_problems(
+        body=message, footer=default_opt_out_footer(), provider=provider
+    )
     if problems:
         raise BodyError(problems)
 
@@ -204,8 +207,9 @@ def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
 # --- Stored campaigns ------------------------------------------------------------
 
 
-def _check_body(body: str, lists: Iterable) -> None:
+def _check_body(body: str, lists: Iterable, *, footer: str, provider: str) -> None:
     problems = body_problems(body, Contact.objects.in_lists(list(lists)))
+    problems += text_length_problems(body=body, footer=footer, provider=provider)
     if problems:
         raise BodyError(problems)
 
@@ -222,7 +226,12 @@ def campaign_create(
         alias=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
     )
     require_usable(field="fallback_provider", alias=fields.get("fallback_provider", ""))
-    _check_body(fields.get("body", ""), lists)
+    _check_body(
+        fields.get("body", ""),
+        lists,
+        footer=fields.get("opt_out_footer", default_opt_out_footer()),
+        provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+    )
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
     return campaign
@@ -255,9 +264,14 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     for name in ("provider", "fallback_provider"):
         if name in fields and fields[name] != getattr(locked, name):
             require_usable(field=name, alias=fields[name])
-    if "body" in changed or "lists" in changed:
+    if {"body", "lists", "opt_out_footer", "provider"} & set(changed):
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
-        _check_body(fields.get("body", locked.body), lists)
+        _check_body(
+            fields.get("body", locked.body),
+            lists,
+            footer=fields.get("opt_out_footer", locked.opt_out_footer),
+            provider=fields.get("provider", locked.provider),
+        )
     lists = fields.pop("lists", None)
     # Only the fields given: the status belongs to campaigns.lifecycle.
     if "status" in fields:

@@ -196,7 +196,7 @@ class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
         "phone",
         ("first_name", "last_name"),
         "attributes",
-        ("country", "time_zone"),
+        ("country", "time_zone_set", "time_zone"),
         ("opted_out_at", "opt_out_source"),
         ("created_at", "updated_at"),
     ]

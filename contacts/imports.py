@@ -36,12 +36,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from smscampaigns.storable import storable, unstorable_text
 
-from .models import Contact, ContactList, ListMembership, Source
+from .models import Contact, ContactList, ListMembership, Source, validate_time_zone
 from .phones import InvalidPhoneNumber, parse_phone
 from .validators import attributes_problem
 
@@ -52,11 +53,11 @@ MAX_STORED_ERRORS = 1000
 """Errors kept in ``ImportResult.errors``; ``error_count`` counts all of them."""
 
 _MAX_RAW_PHONE = 64
+"""Longest raw phone value echoed back in an error, so a garbage cell stays small."""
 MAX_COLUMNS = 1000
 """Columns a CSV header may have: a wider header is a corrupt or hostile file."""
-"""Longest raw phone value echoed back in an error, so a garbage cell stays small."""
 
-_STANDARD_FIELDS = ("phone", "first_name", "last_name")
+_STANDARD_FIELDS = ("phone", "first_name", "last_name", "time_zone")
 _NAME_MAX_LENGTH = {
     "first_name": Contact._meta.get_field("first_name").max_length,
     "last_name": Contact._meta.get_field("last_name").max_length,
@@ -145,6 +146,9 @@ class _Row:
     phone: str
     country: str
     time_zone: str
+    """The zones of the number."""
+    time_zone_set: str | None
+    """The ``time_zone`` column: the recipient's own zone (None: no value)."""
     first_name: str | None
     last_name: str | None
     attributes: dict[str, Any]
@@ -345,6 +349,13 @@ def _row(
         if value is not None and len(names[name]) > max_length:
             error = f"{name} is longer than {max_length} characters."
             return ImportRowError(number, raw_text, error)
+    zone = cleaned.pop("time_zone", None)
+    zone = None if zone is None else str(zone)
+    if zone is not None:
+        try:
+            validate_time_zone(zone)
+        except ValidationError as exc:
+            return ImportRowError(number, raw_text, exc.messages[0])
     attributes = {key: value for key, value in cleaned.items() if value is not None}
     problem = attributes_problem(attributes)
     if problem is not None:
@@ -353,6 +364,7 @@ def _row(
         phone=parsed.e164,
         country=parsed.country,
         time_zone=parsed.time_zone,
+        time_zone_set=zone,
         first_name=names["first_name"],
         last_name=names["last_name"],
         attributes=attributes,
@@ -396,6 +408,7 @@ def _write_chunk(
             "attributes",
             "country",
             "time_zone",
+            "time_zone_set",
         )
     }
     new: dict[str, Contact] = {}
@@ -408,7 +421,8 @@ def _write_chunk(
             new[row.phone] = Contact(
                 phone=row.phone,
                 country=row.country,
-                time_zone=row.time_zone,
+                time_zone=row.time_zone_set or row.time_zone,
+                time_zone_set=row.time_zone_set or "",
                 first_name=row.first_name or "",
                 last_name=row.last_name or "",
                 attributes=dict(row.attributes),
@@ -446,9 +460,14 @@ def _merge(contact: Contact, row: _Row) -> set[str]:
         if value is not None and value != getattr(contact, name):
             setattr(contact, name, value)
             fields.add(name)
-    # Bulk writes bypass Contact.save(), which keeps these in step with the number.
-    if (contact.country, contact.time_zone) != (row.country, row.time_zone):
-        contact.country, contact.time_zone = row.country, row.time_zone
+    if row.time_zone_set is not None and row.time_zone_set != contact.time_zone_set:
+        contact.time_zone_set = row.time_zone_set
+        fields.add("time_zone_set")
+    # Bulk writes bypass Contact.save(), which keeps these in step with the number
+    # (and the zone set by hand).
+    zone = contact.time_zone_set or row.time_zone
+    if (contact.country, contact.time_zone) != (row.country, zone):
+        contact.country, contact.time_zone = row.country, zone
         fields |= {"country", "time_zone"}
     stored = contact.attributes if isinstance(contact.attributes, dict) else {}
     merged = {**stored, **row.attributes}

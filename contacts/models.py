@@ -1,6 +1,8 @@
 import uuid
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -20,6 +22,21 @@ class Source(models.TextChoices):
     PROVIDER = "provider", "Provider signal"
 
 
+def validate_time_zone(value: str) -> None:
+    """An IANA zone name the server knows (e.g. "Europe/Moscow"), or empty."""
+    if not value:
+        return
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValidationError(
+            "%(value)s is not a known time zone (use an IANA name such as "
+            "Europe/Moscow).",
+            code="invalid_time_zone",
+            params={"value": value},
+        ) from None
+
+
 class Contact(models.Model):
     phone = PhoneNumberField(
         help_text="E.164, e.g. +14155550123. Other formats are converted."
@@ -34,7 +51,22 @@ class Contact(models.Model):
         validators=[validate_attributes],
     )
     country = models.CharField(max_length=2, blank=True, editable=False)
-    time_zone = models.CharField(max_length=64, blank=True, editable=False)
+    time_zone = models.CharField(
+        max_length=400,
+        blank=True,
+        editable=False,
+        help_text="The zone(s) send windows use: the one set by hand, else every zone "
+        "the number may be in (space-separated).",
+    )
+    time_zone_set = models.CharField(
+        "time zone",
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="The recipient's IANA time zone, e.g. Europe/Moscow, when known; "
+        "empty: the zones of the number (several for a mobile in a country that "
+        "spans zones).",
+    )
     opted_out_at = models.DateTimeField(null=True, blank=True)
     opt_out_source = models.CharField(max_length=16, choices=Source, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -57,15 +89,18 @@ class Contact(models.Model):
         return f"{name} ({self.phone})" if name else self.phone
 
     def save(self, *args, **kwargs) -> None:
-        # Country and time zone always follow the number (the send window uses them).
+        # Country and time zone always follow the number (the send window uses
+        # them), unless the zone was set by hand.
         parsed = parse_phone(self.phone)
         self.phone, self.country, self.time_zone = (
             parsed.e164,
             parsed.country,
-            parsed.time_zone,
+            self.time_zone_set or parsed.time_zone,
         )
         update_fields = kwargs.get("update_fields")
-        if update_fields is not None and "phone" in update_fields:
+        if update_fields is not None and {"phone", "time_zone_set"} & set(
+            update_fields
+        ):
             kwargs["update_fields"] = {*update_fields, "country", "time_zone"}
         stored = getattr(self, "_stored_phone", None)
         if self._state.adding or stored is None or stored == self.phone:

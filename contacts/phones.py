@@ -45,7 +45,10 @@ class ParsedPhone:
     country: str
     """ISO 3166-1 alpha-2 region of the number, e.g. "US"; empty when unknown."""
     time_zone: str
-    """IANA time zone of the number's area, e.g. "America/Los_Angeles"; empty when unknown."""
+    """The IANA time zones the number may be in, sorted and space-separated:
+    "America/Los_Angeles" for most landlines, several for a mobile of a country that
+    spans zones ("Australia/Adelaide Australia/Brisbane ..."); empty when unknown.
+    See :func:`zones_of` and :func:`is_uncertain_zone`."""
 
 
 def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
@@ -82,12 +85,15 @@ def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
         for z in phone_timezone.time_zones_for_number(number)
         if z != _UNKNOWN_TIME_ZONE
     ]
-    # A number can span several zones (a whole country for mobiles); the first is the
-    # most specific phonenumbers knows, and sending windows use it.
+    # A number can span several zones (a whole country for mobiles: a Moscow mobile
+    # is listed in every Russian zone, and Kazakhstan's). All of them are kept, so a
+    # sending window opens for it only where it is open in each (campaigns.sending.
+    # windows); picking one (the first is alphabetical, Asia/Almaty for +7) would be
+    # hours off for most. A contact's own zone, when set, replaces them.
     return ParsedPhone(
         e164=e164,
         country=country if country != "001" else "",
-        time_zone=zones[0] if zones else "",
+        time_zone=join_zones(zones),
     )
 
 
@@ -102,6 +108,25 @@ def sender_key(raw: str) -> str:
         return parse_phone(raw).e164
     except InvalidPhoneNumber:
         return (raw or "").strip()[:SENDER_MAX_LENGTH]
+
+
+ZONE_SEPARATOR = " "
+
+
+def join_zones(zones) -> str:
+    """Zones as stored: unique, sorted, space-separated (one value per set, so equal
+    sets compare equal in SQL)."""
+    return ZONE_SEPARATOR.join(sorted(set(zones)))
+
+
+def zones_of(value: str) -> list[str]:
+    """The zones of a stored ``time_zone`` value ([] when unknown)."""
+    return value.split()
+
+
+def is_uncertain_zone(value: str) -> bool:
+    """Whether the recipient's zone is not known for sure: none, or several."""
+    return len(zones_of(value)) != 1
 
 
 def normalize_phone(raw: str, region: str | None = None) -> str:

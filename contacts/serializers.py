@@ -12,8 +12,8 @@ from drf_spectacular.utils import extend_schema_field
 from phonenumbers import SUPPORTED_REGIONS
 from rest_framework import serializers
 
-from .models import Contact, ContactList, ImportJob
-from .phones import InvalidPhoneNumber, parse_phone
+from .models import Contact, ContactList, ImportJob, validate_time_zone
+from .phones import InvalidPhoneNumber, parse_phone, zones_of
 from .validators import attributes_problem
 
 MAX_ID = 2**63 - 1
@@ -147,6 +147,19 @@ class ContactSerializer(serializers.ModelSerializer):
         max_length=MAX_LISTS_PER_CONTACT,
         help_text="Ids of the lists the contact is in. Setting it replaces them.",
     )
+    time_zone = StrictCharField(
+        source="time_zone_set",
+        max_length=64,
+        allow_blank=True,
+        required=False,
+        validators=[validate_time_zone],
+        help_text="The recipient's IANA time zone (e.g. Europe/Moscow) when known; "
+        '"" to go back to the zones of the number.',
+    )
+    time_zones = serializers.SerializerMethodField(
+        help_text="The zones send windows use for this contact: the one set, else "
+        "every zone the number may be in (a window opens only when open in all).",
+    )
     opted_out = serializers.BooleanField(read_only=True)
     opted_out_at = serializers.DateTimeField(read_only=True, allow_null=True)
     created_at = serializers.DateTimeField(read_only=True)
@@ -160,6 +173,8 @@ class ContactSerializer(serializers.ModelSerializer):
             "first_name",
             "last_name",
             "attributes",
+            "time_zone",
+            "time_zones",
             "lists",
             "opted_out",
             "opted_out_at",
@@ -167,6 +182,9 @@ class ContactSerializer(serializers.ModelSerializer):
         ]
         # Uniqueness is checked in validate(), with a message naming the contact.
         validators = []
+
+    def get_time_zones(self, contact: Contact) -> list[str]:
+        return zones_of(contact.time_zone)
 
     def validate_lists(self, value: list[int]) -> list[int]:
         ids = sorted(set(value))

@@ -33,6 +33,9 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
+    UNCONFIRMED = "unconfirmed"
+    """Final: the carrier took the message but never confirmed its delivery (Sinch
+    "Unknown": no delivery receipt, or one that could not be read)."""
     UNKNOWN = "unknown"
     """The vendor's status says nothing new (or is one we do not know): keep the current status."""
 
@@ -48,6 +51,10 @@ class OutboundSms:
     """Our client reference for this message (a UUID string), echoed back where the vendor allows."""
     sender: str = ""
     """Sender number or ID; empty means the backend's configured default."""
+    expires_at: datetime | None = None
+    """When the vendor should give up delivering it (the campaign's send-by time):
+    Vonage ``ttl``, Sinch ``expire_at``, Plivo ``message_expiry``. None: the vendor's
+    default."""
 
 
 class SendErrorKind(StrEnum):
@@ -135,7 +142,13 @@ class StatusEvent:
     segments: int | None = None
     occurred_at: datetime | None = None
     opt_out_signal: bool = False
-    """The vendor says the recipient has opted out or blocked us (e.g. Sinch "Deleted")."""
+    """The vendor says the recipient has opted out or blocked us (Plivo error 200)."""
+    resend: bool = False
+    """The vendor says the message never left it (status "failed": Sinch "Aborted",
+    Vonage "undeliverable" or "rejected" as throttled), for a reason that may pass:
+    nothing reached a carrier, so sending it again is safe and may succeed. The
+    campaign side retries it under the same attempt limit and backoff as a send
+    error."""
     payload: Mapping = field(default_factory=dict)
 
 

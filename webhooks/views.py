@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from providers import get_provider
 from providers.messages import Callback
 
 from .handlers import handle_callback
@@ -42,6 +43,9 @@ def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonRespon
     outcome = handle_callback(alias=alias, kind=kind, callback=callback)
     if outcome.status_code >= 300:
         return JsonResponse({"error": outcome.detail}, status=outcome.status_code)
+    if answer := _vendor_answer(alias, kind):
+        content_type, content = answer
+        return HttpResponse(content, content_type=content_type)
     return JsonResponse({"status": "ok", "applied": outcome.applied})
 
 
@@ -68,6 +72,15 @@ def _body(request: HttpRequest) -> bytes:
     if limit is not None and len(body) > limit:
         raise RequestDataTooBig
     return body
+
+
+def _vendor_answer(alias: str, kind: str) -> tuple[str, bytes] | None:
+    """The answer the vendor documents for an accepted callback, if any (the
+    callback was handled, so the provider exists)."""
+    try:
+        return get_provider(alias).callback_answer(kind)
+    except Exception:  # the form of the answer must never fail a callback
+        return None
 
 
 def _public_url(request: HttpRequest) -> str:

@@ -225,6 +225,8 @@ def composition(
         "suppressed": estimate.suppressed,
         "excluded": estimate.excluded,
         "recipients": estimate.recipients,
+        # Facts cached before the count existed have none: shown as 0 until recounted.
+        "uncertain_zones": getattr(facts, "uncertain_zones", 0),
     }
     about = "" if estimate.exact else "about "
     result["cost"] = {
@@ -256,6 +258,8 @@ AUDIENCE_ROWS = [
     ("composer-opted-out", "Opted out", "opted_out", True),
     ("composer-suppressed", "Suppressed", "suppressed", True),
     ("composer-recipients", "Recipients", "recipients", False),
+    # Not a subtraction: recipients whose send window follows several zones.
+    ("composer-uncertain-zones", "Time zone uncertain", "uncertain_zones", False),
 ]
 
 
@@ -276,6 +280,7 @@ def audience_rows(panel: dict) -> list[dict[str, Any]]:
                 "label": label,
                 "text": text,
                 "total": key == "recipients",
+                "note": key == "uncertain_zones",
             }
         )
     cost = panel.get("cost")
@@ -346,7 +351,7 @@ class ComposerMixin(admin.ModelAdmin):
             (MESSAGE_FIELDSET, {"fields": ["body", "opt_out_footer"]}),
             (
                 "Delivery",
-                {"fields": [("provider", "fallback_provider"), "sender"]},
+                {"fields": [("provider", "fallback_provider"), "sender", "send_by"]},
             ),
         ]
         if obj is not None:

@@ -13,6 +13,7 @@ from providers import provider_problem, usable_providers
 
 from ..api.serializers import MAX_BODY_LENGTH, MAX_LISTS
 from ..models import Campaign, default_provider
+from ..provider_checks import text_length_problems
 from ..writes import body_problems
 
 
@@ -77,6 +78,7 @@ class CampaignComposerForm(forms.ModelForm):
             "provider",
             "sender",
             "fallback_provider",
+            "send_by",
         ]
         labels = {"opt_out_footer": "Opt-out footer", "lists": "Contact lists"}
         help_texts = {
@@ -136,6 +138,13 @@ class CampaignComposerForm(forms.ModelForm):
         if "body" in cleaned and not lists_invalid:
             for problem in body_problems(
                 cleaned["body"], Contact.objects.in_lists(self._chosen_lists(cleaned))
+            ):
+                self.add_error("body", problem)
+        if "body" in cleaned and provider:
+            for problem in text_length_problems(
+                body=cleaned["body"],
+                footer=cleaned.get("opt_out_footer", self.instance.opt_out_footer),
+                provider=provider,
             ):
                 self.add_error("body", problem)
         for field, message in self.refusals:

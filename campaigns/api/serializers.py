@@ -171,6 +171,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "scheduled_at",
             "schedule_time_zone",
             "send_window",
+            "send_by",
             "created_at",
             "waiting_reason",
             "fallback_provider",
@@ -328,7 +329,7 @@ class StatsSerializer(serializers.Serializer):
     delivery_rate = serializers.FloatField(
         allow_null=True,
         help_text="delivered / (delivered + undelivered + failed + rejected + "
-        "expired), leaving out messages skipped for an opt-out or a cancel; null "
+        "expired + unconfirmed), leaving out messages skipped for an opt-out or a cancel; null "
         "before any outcome.",
     )
     opt_outs = serializers.IntegerField(

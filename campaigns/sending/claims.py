@@ -19,6 +19,7 @@ from django.db.models import F
 from contacts.models import Contact, Suppression
 
 from ..models import Message
+from .deadline import campaign_send_by, expire_unsent
 
 OPTED_OUT_REASON = "Recipient opted out before this message was sent"
 
@@ -40,6 +41,9 @@ class Claim:
     messages: list[Claimed]
     opted_out: int
     last_id: int | None
+    send_by: datetime | None = None
+    """The campaign's send-by time: what the messages' ``OutboundSms.expires_at``
+    should carry, so the vendor gives up at the same moment."""
 
 
 def claim_batch(
@@ -52,6 +56,9 @@ def claim_batch(
     zones: list[str] | None = None,
     session_id: int | None = None,
 ) -> Claim:
+    # Past the campaign's send-by time nothing more is handed over.
+    send_by = campaign_send_by(campaign_id)
+    expire_unsent(campaign_id=campaign_id, now=now, send_by=send_by)
     qn = connection.ops.quote_name
     postgres = connection.vendor == "postgresql"
     message = qn(Message._meta.db_table)
@@ -136,7 +143,9 @@ def claim_batch(
                 attributes=attributes or {},
             )
         )
-    return Claim(messages, len(rows) - len(sending), max(r[0] for r in rows))
+    return Claim(
+        messages, len(rows) - len(sending), max(r[0] for r in rows), send_by=send_by
+    )
 
 
 def _contacts(ids: list[int]) -> dict[int, tuple[str, str, dict]]:

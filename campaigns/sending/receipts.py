@@ -6,15 +6,20 @@ import uuid
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import DeliveryEvent, Message
+from campaigns import lifecycle
+from campaigns.models import Campaign, DeliveryEvent, Message
 from contacts.models import Source
 from contacts.services import contact_opt_out
 from providers.messages import DeliveryStatus, StatusEvent
+
+from .queue import enqueue_dispatch
+from .recording import retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +38,12 @@ def delivery_events_record(
         record = _new_record(provider, event)
         with transaction.atomic():
             message = None
+            # A receipt that sends the message again takes the general path: it is
+            # rare, and it writes more than the one statement does.
             if not (
-                connection.vendor == "postgresql" and _record_in_one_statement(record)
+                connection.vendor == "postgresql"
+                and not record.resend
+                and _record_in_one_statement(record)
             ):
                 message = _find_message(provider, event)
                 if message is not None:
@@ -95,6 +104,7 @@ def _new_record(provider: str, event: StatusEvent) -> DeliveryEvent:
         segments=event.segments,
         occurred_at=event.occurred_at,
         received_at=timezone.now(),
+        resend=event.resend and event.status == DeliveryStatus.FAILED,
         payload=dict(event.payload),
     )
 
@@ -114,8 +124,8 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
         "recipient": record.recipient,
         "below": Message.statuses_below(record.status) if record.status else [],
         "status": record.status,
+        "queued": Message.Status.QUEUED,
         "changed_at": record.occurred_at or now,
-        "has_error": bool(record.error_code or record.error_reason),
         "error_code": record.error_code,
         "error_reason": record.error_reason,
         "segments": record.segments,
@@ -132,6 +142,7 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
         WITH m AS (
             SELECT id FROM campaigns_message
             WHERE provider = %(provider)s AND provider_message_id = %(pid)s {recipient_filter}
+              AND status <> %(queued)s
             ORDER BY id LIMIT 1
             FOR UPDATE
         ), moved AS (
@@ -140,13 +151,11 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
                               THEN %(status)s ELSE t.status END,
                 status_changed_at = CASE WHEN t.status = ANY(%(below)s::text[])
                               THEN %(changed_at)s ELSE t.status_changed_at END,
-                error_code = CASE WHEN t.status = ANY(%(below)s::text[]) AND %(has_error)s
+                error_code = CASE WHEN t.status = ANY(%(below)s::text[])
                               THEN %(error_code)s ELSE t.error_code END,
-                error_reason = CASE WHEN t.status = ANY(%(below)s::text[]) AND %(has_error)s
+                error_reason = CASE WHEN t.status = ANY(%(below)s::text[])
                               THEN %(error_reason)s ELSE t.error_reason END,
-                segments = CASE WHEN t.status = ANY(%(below)s::text[])
-                                 AND %(segments)s::int IS NOT NULL
-                              THEN %(segments)s::int ELSE t.segments END,
+                segments = COALESCE(%(segments)s::int, t.segments),
                 price = COALESCE(t.price, %(price)s::numeric),
                 currency = CASE WHEN t.price IS NULL AND %(price)s::numeric IS NOT NULL
                               THEN %(currency)s ELSE t.currency END
@@ -197,8 +206,21 @@ def delivery_events_apply_pending(*, messages: Iterable[Message]) -> int:
 
 
 def _find_message(provider: str, event: StatusEvent) -> Message | None:
-    messages = Message.objects.filter(provider=provider).only(
-        "id", "to", "provider", "provider_message_id", "price", "campaign_id"
+    # A queued message has not been handed over in its current attempt: a receipt
+    # naming it is about an earlier attempt (one a receipt sent again), not this one.
+    messages = (
+        Message.objects.filter(provider=provider)
+        .exclude(status=Message.Status.QUEUED)
+        .only(
+            "id",
+            "to",
+            "provider",
+            "provider_message_id",
+            "price",
+            "campaign_id",
+            "attempts",
+            "kind",
+        )
     )
     if event.provider_message_id:
         by_id = messages.filter(provider_message_id=event.provider_message_id)
@@ -213,30 +235,50 @@ def _find_message(provider: str, event: StatusEvent) -> Message | None:
         return None
     # Only this provider's messages: a receipt posted to one provider's URL never
     # changes a message sent through another.
-    anchor = messages.filter(client_reference=reference).first()
-    if anchor is None or not event.recipient or anchor.to == event.recipient:
-        return anchor
+    anchor = Message.objects.filter(
+        provider=provider, client_reference=reference
+    ).first()
+    if anchor is None:
+        return None
+    if not event.recipient or anchor.to == event.recipient:
+        return messages.filter(pk=anchor.pk).first()
     # A batch-level reference (Plivo's callback URL, Sinch's client_reference) names the
-    # batch's first message; the recipient picks the right one in the same campaign.
-    return messages.filter(campaign_id=anchor.campaign_id, to=event.recipient).first()
+    # batch's first message; the recipient picks the right one in the same campaign,
+    # unless that one already carries another vendor id (a later attempt of it).
+    candidate = messages.filter(
+        campaign_id=anchor.campaign_id, to=event.recipient
+    ).first()
+    if (
+        candidate is not None
+        and event.provider_message_id
+        and candidate.provider_message_id
+        and candidate.provider_message_id != event.provider_message_id
+    ):
+        return None
+    return candidate
 
 
 def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
     """Move the message forward to the receipt's status, never backwards, never
-    twice; store price, error and segments; fill in the vendor's id if missing."""
+    twice; store price, error and segments; fill in the vendor's id if missing.
+
+    A receipt saying the message never left the vendor (``resend``) queues it again
+    instead, under the send errors' attempt limit and backoff (:func:`_send_again`).
+    """
     now = timezone.now()
     needs_price = record.price is not None and message.price is None
+    if record.resend and _send_again(record, message, now):
+        return
     moved = 0
     if record.status:
         updates = {
             "status": record.status,
             "status_changed_at": record.occurred_at or now,
+            # The latest status explains itself: an error of an earlier step (a
+            # retried send, a progress code) does not stay on a delivered message.
+            "error_code": record.error_code,
+            "error_reason": record.error_reason,
         }
-        if record.error_code or record.error_reason:
-            updates["error_code"] = record.error_code
-            updates["error_reason"] = record.error_reason
-        if record.segments:
-            updates["segments"] = record.segments
         if needs_price:
             updates["price"] = record.price
             updates["currency"] = record.currency
@@ -246,6 +288,12 @@ def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
     if needs_price and not moved:
         Message.objects.filter(pk=message.pk, price__isnull=True).update(
             price=record.price, currency=record.currency
+        )
+    if record.segments:
+        # The vendor's part count is authoritative, whichever receipt carries it
+        # (Vonage puts sms.count_total on "submitted", which may arrive late).
+        Message.objects.filter(pk=message.pk).exclude(segments=record.segments).update(
+            segments=record.segments
         )
     if (
         record.provider_message_id
@@ -265,6 +313,61 @@ def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
         Message.objects.filter(pk=message.pk, provider_message_id="").update(
             provider_message_id=record.provider_message_id
         )
+
+
+def _send_again(record: DeliveryEvent, message: Message, now) -> bool:
+    """Queue a message the vendor says never left it, as a retryable send error
+    would be (campaigns.sending.recording): same attempt limit, same backoff.
+
+    The new attempt gets a new client reference and no vendor id, so receipts of
+    the abandoned attempt can never settle it. Returns False, queuing nothing, when
+    the attempts are spent or its campaign cannot send any more (cancelled): the
+    caller then records the receipt's "failed", which "Retry failed" counts.
+    """
+    if message.attempts >= settings.SMS_SEND_MAX_ATTEMPTS:
+        return False
+    campaign = None
+    if message.kind == Message.Kind.CAMPAIGN:
+        campaign = (
+            Campaign.objects.select_for_update().filter(pk=message.campaign_id).first()
+        )
+        if campaign is None or not lifecycle.can(campaign, "retry_failed"):
+            return False
+    requeued = Message.objects.filter(
+        pk=message.pk, status__in=Message.statuses_below(Message.Status.FAILED)
+    ).update(
+        status=Message.Status.QUEUED,
+        client_reference=uuid.uuid4(),
+        provider_message_id="",
+        claimed_by=None,
+        next_attempt_at=now + retry_delay(message.attempts),
+        error_code=record.error_code or record.raw_status[:32],
+        error_reason=(
+            f"{record.raw_status}: {record.error_reason}"
+            if record.error_reason
+            else record.raw_status
+        )[:255],
+        status_changed_at=now,
+    )
+    if not requeued:
+        # Already final (a late duplicate of the receipt): nothing to send again.
+        return True
+    # A finished campaign sends again; a paused one when it is resumed.
+    if (
+        campaign is not None
+        and campaign.status != Campaign.Status.SENDING
+        and lifecycle.transition(campaign, "retry_failed", completed_at=None)
+        and campaign.status == Campaign.Status.SENDING
+    ):
+        campaign_id = campaign.pk
+        transaction.on_commit(lambda: enqueue_dispatch(campaign_id))
+    logger.info(
+        "%s says message %s never left it (%s): queued again",
+        record.provider,
+        message.pk,
+        record.raw_status,
+    )
+    return True
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:

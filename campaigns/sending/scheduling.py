@@ -10,6 +10,7 @@ from smscampaigns.celery import broker_configured
 
 from ..models import Campaign
 from ..stats import campaign_snapshots_refresh_active
+from .deadline import expire_overdue_campaigns
 from .launch import CampaignError, campaign_launch
 from .liveness import campaign_stalled, recover_stale, sessions_prune
 from .queue import enqueue_dispatch, enqueue_start
@@ -55,6 +56,8 @@ def tick() -> dict[str, int]:
             start_campaign(campaign.pk)
         started += 1
     retried = retry_direct_messages()
+    # Campaigns past their send-by time stop waiting for a window: the rest expires.
+    expire_overdue_campaigns(now=timezone.now())
     delivery_events_sweep()
     recovered = recover_stale()
     sessions_prune()

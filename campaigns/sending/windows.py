@@ -299,23 +299,74 @@ def next_opening(window: SendWindow, zone: str, at: datetime) -> datetime:
     raise RuntimeError(f"No opening of {window} within {_SEARCH_DAYS} days.")
 
 
-def open_zones(window: SendWindow, zones: Iterable[str], at: datetime) -> set[str]:
-    """The zones of ``zones`` that are open at ``at``, as given.
+def _members(value: str) -> list[str]:
+    # A stored time_zone holds one zone, or several space-separated for a number
+    # that may be in any of them (contacts.phones); "" follows the fallback zone.
+    return value.split() or [""]
 
+
+def is_open_everywhere(window: SendWindow, value: str, at: datetime) -> bool:
+    """Whether the window is open at ``at`` in every zone of a stored ``time_zone``
+    (one zone, several space-separated, or "").
+
+    Zones whose windows never overlap (a short window across all of Russia's) would
+    keep their recipients waiting for ever: those follow the fallback zone, like a
+    number whose zone is unknown (the composer counts both as uncertain).
+    """
+    members = _members(value)
+    if all(is_open(window, zone, at) for zone in members):
+        return True
+    if len(members) > 1 and _common_opening(window, members, at) is None:
+        return is_open(window, "", at)
+    return False
+
+
+def next_opening_everywhere(window: SendWindow, value: str, at: datetime) -> datetime:
+    """The first instant at or after ``at`` when the window is open in every zone
+    of ``value`` (for zones that never overlap: in the fallback zone)."""
+    members = _members(value)
+    opening = _common_opening(window, members, at)
+    return opening if opening is not None else next_opening(window, "", at)
+
+
+def _common_opening(
+    window: SendWindow, members: list[str], at: datetime
+) -> datetime | None:
+    """The first instant at or after ``at`` when the window is open in all of
+    ``members``; None when their windows never overlap (within the search)."""
+    at = _as_utc(at)
+    limit = at + timedelta(days=_SEARCH_DAYS)
+    candidate = at
+    while candidate <= limit:
+        # Each zone's next opening from the candidate; when they all say "now" the
+        # candidate is open everywhere, else the latest of them is the next try.
+        openings = [next_opening(window, zone, candidate) for zone in members]
+        latest = max(openings)
+        if latest == candidate:
+            return candidate
+        candidate = latest
+    return None
+
+
+def open_zones(window: SendWindow, zones: Iterable[str], at: datetime) -> set[str]:
+    """The stored zone values of ``zones`` that are open at ``at``, as given.
+
+    A value of several zones is open only when the window is open in each of them.
     Empty and unknown zones are returned as given too (they follow the fallback
     zone), so the result can filter ``Message.time_zone IN (...)`` directly.
     """
-    return {zone for zone in set(zones) if is_open(window, zone, at)}
+    return {zone for zone in set(zones) if is_open_everywhere(window, zone, at)}
 
 
 def earliest_opening(
     window: SendWindow, zones: Iterable[str], at: datetime
 ) -> datetime | None:
-    """The first instant (UTC) at or after ``at`` when any of ``zones`` is open.
+    """The first instant (UTC) at or after ``at`` when any of ``zones`` is open
+    (in every zone of a several-zone value).
 
     ``at`` itself when one already is; None when there are no zones.
     """
     return min(
-        (next_opening(window, zone, at) for zone in set(zones)),
+        (next_opening_everywhere(window, zone, at) for zone in set(zones)),
         default=None,
     )

@@ -7,7 +7,16 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from ..messages import Callback, InboundSms, OutboundSms, SendResult, StatusEvent
+from ..encoding import analyze
+from ..messages import (
+    Callback,
+    InboundSms,
+    OutboundSms,
+    SendError,
+    SendErrorKind,
+    SendResult,
+    StatusEvent,
+)
 
 
 class BaseSmsBackend:
@@ -33,6 +42,15 @@ class BaseSmsBackend:
     """The callback headers that make one signed delivery unique (signature, nonce,
     timestamp, token): the webhook handler remembers their values for the freshness
     window, so a replayed signature is answered without being applied again."""
+
+    max_text_length: int | None = None
+    """Most characters one text may have: the vendor refuses a longer one (None: no
+    limit the vendor documents)."""
+    max_unicode_length: int | None = None
+    """Most characters (UTF-16 units) of a text that needs UCS-2, when the vendor
+    documents a tighter limit for those."""
+    text_limit_source: str = ""
+    """Where the vendor states its limits (shown with a refusal)."""
 
     def __init__(
         self,
@@ -60,16 +78,61 @@ class BaseSmsBackend:
 
     # --- Sending -------------------------------------------------------------------
 
+    def text_problem(self, text: str) -> str:
+        """Why the vendor would refuse ``text`` for its length ("" when it would not),
+        naming the limit: the one rule the composer, the API, ``send_campaign`` and
+        the send path all apply."""
+        name = type(self).vendor_name()
+        if self.max_text_length is not None and len(text) > self.max_text_length:
+            return (
+                f"The text is {len(text)} characters; {name} accepts at most "
+                f"{self.max_text_length}."
+            )
+        if self.max_unicode_length is not None:
+            info = analyze(text)
+            if not info.is_gsm and info.length > self.max_unicode_length:
+                return (
+                    f"The text is {info.length} characters of Unicode (it has "
+                    f"characters outside GSM-7, e.g. {info.non_gsm_characters[0]!r}); "
+                    f"{name} accepts at most {self.max_unicode_length} of those."
+                )
+        return ""
+
+    @classmethod
+    def vendor_name(cls) -> str:
+        return cls.__module__.rsplit(".", 1)[-1].capitalize()
+
     def send_messages(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         """Send any number of messages, in as few requests as the vendor allows.
 
         Returns one result per message. Errors are results, not exceptions: one bad
-        number or one failed request never loses the others' outcomes.
+        number or one failed request never loses the others' outcomes. A text too
+        long for the vendor is refused here, before any request: in a bulk request
+        it would make the vendor refuse every recipient's message with it.
         """
-        results: list[SendResult] = []
-        for chunk in self.split_requests(messages):
-            results.extend(self.send_batch(chunk))
-        return results
+        results: dict[int, SendResult] = {}
+        sendable: list[tuple[int, OutboundSms]] = []
+        for index, message in enumerate(messages):
+            if problem := self.text_problem(message.text):
+                results[index] = SendResult(
+                    reference=message.reference,
+                    to=message.to,
+                    error=SendError(SendErrorKind.PERMANENT, "text_too_long", problem),
+                )
+            else:
+                sendable.append((index, message))
+        if len(sendable) == len(messages):
+            out: list[SendResult] = []
+            for chunk in self.split_requests(messages):
+                out.extend(self.send_batch(chunk))
+            return out
+        sent: list[SendResult] = []
+        for chunk in self.split_requests([message for _, message in sendable]):
+            sent.extend(self.send_batch(chunk))
+        by_reference = {result.reference: result for result in sent}
+        for index, message in sendable:
+            results[index] = by_reference[message.reference]
+        return [results[index] for index in range(len(messages))]
 
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         """Send at most ``max_recipients_per_request`` messages in one request."""
@@ -125,6 +188,11 @@ class BaseSmsBackend:
         raise NotImplementedError(
             f"{type(self).__name__} does not receive inbound messages"
         )
+
+    def callback_answer(self, kind: str) -> tuple[str, bytes] | None:
+        """(content type, body) to answer an accepted callback of ``kind`` with, when
+        the vendor documents one; None for the webhook view's own JSON."""
+        return None
 
     def status_callback_url(self, reference: str = "") -> str:
         """Our public URL for this provider's delivery receipts, or "" without PUBLIC_BASE_URL."""

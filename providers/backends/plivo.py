@@ -149,6 +149,13 @@ class SmsBackend(BaseSmsBackend):
     """Plivo's default outbound SMS throughput per account (above it, it queues)."""
     replay_headers = SIGNATURE_HEADERS
 
+    max_text_length = 1600
+    max_unicode_length = 737
+    text_limit_source = (
+        "https://www.plivo.com/docs/messaging/api/message/send-a-message (text: "
+        "1,600 GSM or 737 Unicode characters)"
+    )
+
     def __init__(
         self,
         *,
@@ -253,6 +260,8 @@ class SmsBackend(BaseSmsBackend):
         if url:
             params["url"] = url
         params.update(method="POST", log="true", trackable=False)
+        if (expiry := _message_expiry(first.expires_at)) is not None:
+            params["message_expiry"] = expiry
         try:
             response = self.http.post_json(self.messages_url, params)
         except SendFailed as failure:
@@ -309,6 +318,17 @@ class SmsBackend(BaseSmsBackend):
         return results
 
     # --- Callbacks -----------------------------------------------------------------
+
+    def callback_answer(self, kind: str) -> tuple[str, bytes] | None:
+        # Plivo answers an inbound message with Message XML ("handling incoming
+        # messages", https://plivo.com/docs/messaging/api/message/handling-incoming):
+        # an empty <Response> sends no reply (keyword replies go out through the API).
+        if kind == "inbound":
+            return (
+                "application/xml",
+                b'<?xml version="1.0" encoding="utf-8"?><Response></Response>',
+            )
+        return None
 
     def verify_callback(self, callback: Callback) -> None:
         """Check the V3 signature, or (only when allowed) the V2 one when no V3
@@ -469,6 +489,21 @@ class SmsBackend(BaseSmsBackend):
 
 
 # --- Helpers -------------------------------------------------------------------------
+
+
+MAX_QUEUE_SECONDS = 3 * 60 * 60
+"""Plivo expires what is still queued after 3 hours by itself (error 420)."""
+
+
+def _message_expiry(expires_at: datetime | None) -> int | None:
+    """Seconds until ``expires_at`` as ``message_expiry``; None (Plivo's own 3-hour
+    queue limit, which is stricter) for a later deadline or none."""
+    if expires_at is None:
+        return None
+    seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+    if seconds >= MAX_QUEUE_SECONDS:
+        return None
+    return max(seconds, 1)
 
 
 def _plivo_number(number: str) -> str | None:

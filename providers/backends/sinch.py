@@ -36,7 +36,7 @@ import hmac
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -74,8 +74,16 @@ DEFAULT_API_URL = "https://us.sms.api.sinch.com"
 # 1000 recipients come back quickly; past this the batch is "maybe sent".
 TIMEOUT = (5.0, 30.0)
 
-# One placeholder carries each recipient's whole text when the texts of a batch differ.
-TEXT_PARAMETER = "text"
+# The placeholder that carries the part of a batch's texts that differs per recipient.
+TEXT_PARAMETER = "part"
+
+MAX_EXPIRY = timedelta(days=3)
+"""``expire_at``: "Default and max is 3 days after send_at" (SMS API, Batches)."""
+
+MAX_PARAMETER_LENGTH = 160
+"""Characters one parameter value may have (Sinch SMS guide, "Parameterization":
+values up to 160 characters). Texts whose differing part is longer go out as one
+batch per text instead."""
 
 SIGNATURE_HEADER = "x-sinch-webhook-signature"
 NONCE_HEADER = "x-sinch-webhook-signature-nonce"
@@ -88,18 +96,39 @@ BATCH_REPORT = "delivery_report_sms"
 INBOUND_TEXT = "mo_text"
 
 # Sinch's statuses, compared lower-cased: the wire capitalises them, the SDKs upper-case.
+# What each means is Sinch's "Delivery report statuses" table
+# (https://developers.sinch.com/docs/sms/api-reference/sms/tag/Delivery-reports/).
 STATUS_MAP = {
-    "queued": DeliveryStatus.SUBMITTED,
-    "dispatched": DeliveryStatus.SENT,
+    "queued": DeliveryStatus.SUBMITTED,  # intermediate: queued within Sinch
+    "dispatched": DeliveryStatus.SENT,  # intermediate: accepted by the SMSC
     "delivered": DeliveryStatus.DELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-    "aborted": DeliveryStatus.UNDELIVERED,
-    "cancelled": DeliveryStatus.UNDELIVERED,
-    "rejected": DeliveryStatus.REJECTED,
-    "expired": DeliveryStatus.EXPIRED,
+    "failed": DeliveryStatus.UNDELIVERED,  # final: failed to be delivered
+    # Final, and before reaching the SMSC: nothing went out ("failed", which
+    # "Retry failed" sends again; see RESENDABLE_ABORTS for the automatic retry).
+    "aborted": DeliveryStatus.FAILED,
+    "cancelled": DeliveryStatus.FAILED,
+    "rejected": DeliveryStatus.REJECTED,  # final: rejected by the SMSC
+    "expired": DeliveryStatus.EXPIRED,  # final: expired before delivery to the SMSC
+    # Final: "deleted by a remote SMSC ... an invalid MSISDN or opted out
+    # subscriber". The report does not say which, so it is not taken for an opt-out:
+    # a consent withdrawal is recorded only when the person or a vendor says so.
     "deleted": DeliveryStatus.UNDELIVERED,
-    "unknown": DeliveryStatus.UNKNOWN,
+    # Final: "delivered to the SMSC but no Delivery Receipt has been received or a
+    # Delivery Receipt that couldn't be interpreted was received".
+    "unknown": DeliveryStatus.UNCONFIRMED,
 }
+
+PROGRESS_CODES = frozenset({0, 400, 401})
+"""Codes that report progress, not an error: 0 comes with "Delivered", 400 is
+"Queued", 401 "Dispatched" (Sinch's delivery report error codes table)."""
+
+NOT_RESENDABLE_ABORTS = frozenset({405, 410, 411, 412, 413})
+"""Aborts the same batch would meet again (unmatched parameter, unmatched default
+originator, too many parts, unprovisioned region, account blocked or out of
+credit): the message is left "failed" for an operator instead of being retried.
+Every other abort (402 unroutable, 403 internal error, 404 "temporary delivery
+failure", 406 internal expiry, 408 internal reject, or no code) never reached the
+SMSC and is sent again automatically."""
 
 # Sinch's own delivery report codes; other codes are the operators' SMPP codes, which
 # Sinch does not name.
@@ -156,6 +185,13 @@ class SmsBackend(BaseSmsBackend):
     # Basic auth sends the same credentials every time: nothing to remember there.
     replay_headers = SIGNATURE_HEADERS
 
+    # "body ... max 2000 characters" (SMS API reference, Batches: send, issue 13
+    # row 14; an older, 2022 spec said 1600).
+    max_text_length = 2000
+    text_limit_source = (
+        "https://developers.sinch.com/docs/sms/api-reference/sms/batches (body)"
+    )
+
     def __init__(
         self,
         *,
@@ -203,7 +239,12 @@ class SmsBackend(BaseSmsBackend):
 
     def send_batch(self, messages: Sequence[OutboundSms]) -> list[SendResult]:
         results: dict[int, SendResult] = {}
-        for group in self._request_groups(messages):
+        groups = [
+            part
+            for group in self._request_groups(messages)
+            for part in _template_groups(group)
+        ]
+        for group in groups:
             outcomes = self._send_request([message for _, message in group])
             results.update(
                 (index, outcome)
@@ -220,9 +261,10 @@ class SmsBackend(BaseSmsBackend):
         per-recipient text and could not be told apart in delivery reports (batch id +
         recipient), so a repeated recipient goes into the next request.
         """
-        groups: list[tuple[str, set[str], list[tuple[int, OutboundSms]]]] = []
+        groups: list[tuple[tuple, set[str], list[tuple[int, OutboundSms]]]] = []
         for index, message in enumerate(messages):
-            sender = message.sender or self.number
+            # expire_at is per batch too.
+            sender = (message.sender or self.number, message.expires_at)
             fitting = next(
                 (
                     candidate
@@ -246,23 +288,38 @@ class SmsBackend(BaseSmsBackend):
             "from": to_sinch_number(first.sender or self.number),
             "to": recipients,
         }
-        texts = {message.text for message in messages}
-        if len(texts) == 1:
+        texts = [message.text for message in messages]
+        if len(set(texts)) == 1:
             payload["body"] = first.text
         else:
-            # The keys are the MSISDNs exactly as in "to". No "default" on purpose:
-            # a recipient Sinch could not match then fails (code 405) instead of
-            # being sent an empty text.
-            payload["body"] = f"${{{TEXT_PARAMETER}}}"
+            # Sinch's own personalisation: the text the recipients share, with
+            # ${part} for what differs, and each recipient's part as a parameter
+            # keyed by its MSISDN exactly as in "to". No "default" on purpose: a
+            # recipient Sinch could not match then fails (code 405) instead of being
+            # sent a text missing its part.
+            template = _common_template(texts)
+            if template is None:
+                raise ValueError("texts of one batch must share a template")
+            prefix, suffix, parts = template
+            payload["body"] = f"{prefix}${{{TEXT_PARAMETER}}}{suffix}"
             payload["parameters"] = {
-                TEXT_PARAMETER: {
-                    recipient: message.text
-                    for recipient, message in zip(recipients, messages, strict=True)
-                }
+                TEXT_PARAMETER: dict(zip(recipients, parts, strict=True))
             }
         payload["type"] = "mt_text"
+        if (
+            first.expires_at is not None
+            and first.expires_at - datetime.now(UTC) < MAX_EXPIRY
+        ):
+            # Sinch stops trying at expire_at (default and most: 3 days).
+            payload["expire_at"] = (
+                first.expires_at.astimezone(UTC).isoformat(timespec="milliseconds")
+            ).replace("+00:00", "Z")
         payload["delivery_report"] = "per_recipient"
-        if callback_url := self.status_callback_url():
+        # With HMAC signing, Sinch sends callbacks to the service plan's callback URL
+        # and a per-batch callback_url cannot override it (sinch SDK README, "Sinch
+        # events"): set that URL in the dashboard instead. Both of our URLs accept
+        # every callback type, whichever Sinch uses.
+        if not self.webhook_secret and (callback_url := self.status_callback_url()):
             payload["callback_url"] = callback_url
         # Sinch keeps one client_reference per batch; the first message's lets the
         # webhooks find the batch even before the batch id is stored.
@@ -432,6 +489,48 @@ class SmsBackend(BaseSmsBackend):
 # --- Helpers ---------------------------------------------------------------------------
 
 
+def _common_template(texts: Sequence[str]) -> tuple[str, str, list[str]] | None:
+    """(prefix, suffix, parts) such that each text is prefix + part + suffix, with
+    every part within Sinch's parameter limit; None when no such split exists, or
+    when the shared text holds "${", which Sinch would read as a placeholder."""
+    first = texts[0]
+    prefix_length = len(first)
+    for text in texts[1:]:
+        limit = min(prefix_length, len(text))
+        common = 0
+        while common < limit and text[common] == first[common]:
+            common += 1
+        prefix_length = common
+    shortest = min(len(text) for text in texts)
+    suffix_length = 0
+    while suffix_length < shortest - prefix_length and all(
+        text[-1 - suffix_length] == first[-1 - suffix_length] for text in texts
+    ):
+        suffix_length += 1
+    prefix = first[:prefix_length]
+    suffix = first[len(first) - suffix_length :] if suffix_length else ""
+    parts = [text[prefix_length : len(text) - suffix_length] for text in texts]
+    if any(len(part) > MAX_PARAMETER_LENGTH for part in parts):
+        return None
+    if "${" in prefix + suffix or prefix.endswith("$"):
+        return None
+    return prefix, suffix, parts
+
+
+def _template_groups(
+    group: list[tuple[int, OutboundSms]],
+) -> list[list[tuple[int, OutboundSms]]]:
+    """One request for the group when its texts share a template Sinch can fill in;
+    otherwise one request per distinct text (identical texts need no parameters)."""
+    texts = [message.text for _, message in group]
+    if len(set(texts)) == 1 or _common_template(texts) is not None:
+        return [group]
+    by_text: dict[str, list[tuple[int, OutboundSms]]] = {}
+    for item in group:
+        by_text.setdefault(item[1].text, []).append(item)
+    return list(by_text.values())
+
+
 def _error_detail(response: requests.Response) -> tuple[str, str]:
     """The vendor's (code, text) from an error response, whatever its shape."""
     body = json_body(response)
@@ -516,23 +615,31 @@ def _status_event(
     payload: Mapping[str, Any],
 ) -> StatusEvent:
     number = _report_code(code)
-    # 0 comes with "Delivered": there is no error to report.
-    error_code = str(number) if number else ""
+    is_error = number is not None and number not in PROGRESS_CODES
+    status = STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN)
     return StatusEvent(
-        status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+        status=status,
         raw_status=raw_status,
         provider_message_id=batch_id,
         reference=reference,
         recipient=from_sinch_number(recipient),
-        error_code=error_code,
-        error_reason=REPORT_CODES.get(number, "") if number else "",
+        error_code=str(number) if is_error else "",
+        error_reason=_error_reason(raw_status, number)
+        if is_error or raw_status.lower() == "deleted"
+        else "",
         segments=segments,
         occurred_at=occurred_at,
-        # Sinch reports "Deleted" for invalid numbers and for opted-out subscribers
-        # alike; the campaign side treats it as a (suppressing) opt-out signal.
-        opt_out_signal=raw_status.lower() == "deleted",
+        resend=raw_status.lower() == "aborted" and number not in NOT_RESENDABLE_ABORTS,
         payload=payload,
     )
+
+
+def _error_reason(raw_status: str, number: int | None) -> str:
+    if number in REPORT_CODES:
+        return REPORT_CODES[number]
+    if raw_status.lower() == "deleted":
+        return "Deleted by the remote SMSC (invalid number or opted-out subscriber)"
+    return ""
 
 
 def _recipient_report_event(data: dict[str, Any]) -> StatusEvent:

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 from vonage_jwt import JwtClient
 from vonage_messages import Sms
+from vonage_messages.models.enums import WebhookVersion
 from vonage_utils.errors import VonageError
 
 from django.conf import settings
@@ -61,27 +62,48 @@ from .http import HttpClient, SendFailed, classify_status, json_object
 
 logger = logging.getLogger(__name__)
 
-MAX_TEXT_LENGTH = 1000
-"""Vonage documents a 1000-character limit; the SDK model allows 3200, so check here."""
-
 TOKEN_LIFETIME = 15 * 60
 """Seconds an application JWT is valid (its ``exp``), as the SDK sets it."""
 
 TOKEN_RENEW_BEFORE = 60
 """Seconds before ``exp`` a new token is signed, so none expires while in flight."""
 
+# The statuses of the Messages API status webhook, v1 and v0.1 alike
+# (https://developer.vonage.com/en/messages/concepts/messages-status-callbacks; the
+# v0.1 enum is in Nexmo/station _open_api/definitions/messages-olympus.yml).
 STATUS_MAP: dict[str, DeliveryStatus] = {
+    # Passed to the provider (the chargeable event for SMS).
     "submitted": DeliveryStatus.SUBMITTED,
     "accepted": DeliveryStatus.SUBMITTED,
     "buffered": DeliveryStatus.SENT,
     "delivered": DeliveryStatus.DELIVERED,
     # "read" exists only on OTT channels; it still implies delivery.
     "read": DeliveryStatus.DELIVERED,
+    # Rejected by Vonage or the carrier; see REJECTED_BY_CODE for the errors that
+    # mean something else.
     "rejected": DeliveryStatus.REJECTED,
-    "undeliverable": DeliveryStatus.UNDELIVERED,
+    # "Vonage was unable to connect to the provider": it never left Vonage.
+    "undeliverable": DeliveryStatus.FAILED,
     "failed": DeliveryStatus.FAILED,
     "expired": DeliveryStatus.EXPIRED,
 }
+
+REJECTED_BY_CODE: dict[str, tuple[DeliveryStatus, bool]] = {
+    # 1000 "Throttled - You have exceeded the submission capacity allowed on this
+    # account. Please wait and retry" (https://developer.vonage.com/en/api-errors/messages):
+    # nothing went out; it is sent again (resend).
+    "1000": (DeliveryStatus.FAILED, True),
+    # 1360: the message's TTL ran out before delivery (Messages API errors page; the
+    # status callbacks concept page: "rejected" also when "the TTL expired").
+    "1360": (DeliveryStatus.EXPIRED, False),
+}
+"""``rejected`` callbacks whose error code says what really happened: (our status,
+whether the message may be sent again)."""
+
+MAX_TTL = 604800
+"""Seconds: the longest ``ttl`` the Messages API takes (the SDK's ``Sms`` model
+bounds it to 20..604800)."""
+MIN_TTL = 20
 
 
 def _now() -> float:
@@ -141,6 +163,11 @@ class SmsBackend(BaseSmsBackend):
     # The whole JWT: its jti and iat make each signing unique.
     replay_headers = ("Authorization",)
 
+    # "text ... limited to 1000 characters"; the SDK's model allows 3200, so the
+    # limit is checked here.
+    max_text_length = 1000
+    text_limit_source = "https://developer.vonage.com/en/api/messages (text)"
+
     timeout: tuple[float, float] = (5.0, 10.0)
     """(connect, read) seconds for one send request."""
 
@@ -183,14 +210,9 @@ class SmsBackend(BaseSmsBackend):
         return [self._send_one(message) for message in messages]
 
     def _send_one(self, message: OutboundSms) -> SendResult:
-        if len(message.text) > MAX_TEXT_LENGTH:
+        if problem := self.text_problem(message.text):
             return self._failed(
-                message,
-                SendError(
-                    SendErrorKind.PERMANENT,
-                    "text_too_long",
-                    f"Text is {len(message.text)} characters; Vonage accepts at most {MAX_TEXT_LENGTH}",
-                ),
+                message, SendError(SendErrorKind.PERMANENT, "text_too_long", problem)
             )
         try:
             # client_ref is always our unique reference: should a request whose
@@ -201,6 +223,10 @@ class SmsBackend(BaseSmsBackend):
                 text=message.text,
                 client_ref=message.reference,
                 webhook_url=self.status_callback_url() or None,
+                # The status webhook shape this backend reads first, whatever the
+                # application's own setting (the SDK's WebhookVersion enum).
+                webhook_version=WebhookVersion.V1,
+                ttl=_ttl(message.expires_at),
             )
         except ValidationError as exc:
             return self._failed(message, _validation_error(exc))
@@ -312,6 +338,14 @@ class SmsBackend(BaseSmsBackend):
             raise CallbackAuthError("malformed token") from None
 
     def parse_status_callback(self, callback: Callback) -> list[StatusEvent]:
+        """One status from a status webhook, in the v1 shape or the v0.1 one.
+
+        v1 (``webhook_version: "v1"``, sent with every message) names numbers as
+        strings and errors as RFC 7807 ``{type, title, detail}``; v0.1, still what an
+        application set to v0.1 sends for messages without our per-message choice,
+        names them as ``{"type": "sms", "number": ...}`` and ``{code, reason}``
+        (Nexmo/station _open_api/definitions/messages-olympus.yml, MessageStatus).
+        """
         data = _json_object(callback)
         message_uuid = _text(data.get("message_uuid"))
         client_ref = _text(data.get("client_ref"))
@@ -323,47 +357,62 @@ class SmsBackend(BaseSmsBackend):
         if not raw_status:
             raise CallbackParseError("Vonage status callback has no status")
 
-        error = data.get("error")
-        error = error if isinstance(error, Mapping) else {}
-        usage = data.get("usage")
-        usage = usage if isinstance(usage, Mapping) else {}
-        sms = data.get("sms")
-        sms = sms if isinstance(sms, Mapping) else {}
+        error = _mapping(data.get("error"))
+        usage = _mapping(data.get("usage"))
+        sms = _mapping(data.get("sms"))
+        if "code" in error or "reason" in error:
+            # v0.1: {"code": 1300, "reason": "Not part of the provider network"}
+            error_code = _text(error.get("code"))
+            error_reason = _text(error.get("reason"))
+        else:
+            error_code = _problem_code(error.get("type"))
+            error_reason = _problem_reason(error.get("title"), error.get("detail"))
+        status = STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN)
+        resend = raw_status.lower() == "undeliverable"
+        if raw_status.lower() == "rejected" and error_code in REJECTED_BY_CODE:
+            status, resend = REJECTED_BY_CODE[error_code]
         return [
             StatusEvent(
-                status=STATUS_MAP.get(raw_status.lower(), DeliveryStatus.UNKNOWN),
+                status=status,
                 raw_status=raw_status,
                 provider_message_id=message_uuid,
                 reference=client_ref,
-                recipient=_e164(data.get("to")),
-                error_code=_problem_code(error.get("type")),
-                error_reason=_problem_reason(error.get("title"), error.get("detail")),
+                recipient=_e164(_party_number(data.get("to"))),
+                error_code=error_code,
+                error_reason=error_reason,
                 price=_decimal(usage.get("price")),
                 currency=_text(usage.get("currency")),
                 segments=_int(sms.get("count_total")),
                 occurred_at=_datetime(data.get("timestamp")),
+                resend=resend,
                 payload=data,
             )
         ]
 
     def parse_inbound_callback(self, callback: Callback) -> list[InboundSms]:
+        """The text of an inbound webhook, v1 (``from``, ``text``) or v0.1
+        (``from.number``, ``message.content.text``): an application still on v0.1
+        must not lose a STOP."""
         data = _json_object(callback)
-        sender = _text(data.get("from"))
+        sender = _party_number(data.get("from"))
         if not sender:
             raise CallbackParseError("Vonage inbound callback has no from")
         text = data.get("text")
+        if text is None and "message" in data:
+            content = _mapping(_mapping(data.get("message")).get("content"))
+            text = content.get("text")
         if not isinstance(text, str):
             raise CallbackParseError("Vonage inbound callback has no text")
-        sms = data.get("sms")
-        sms = sms if isinstance(sms, Mapping) else {}
         return [
             InboundSms(
                 from_number=_e164(sender),
-                to_number=_e164(data.get("to")),
+                to_number=_e164(_party_number(data.get("to"))),
                 text=text,
                 provider_message_id=_text(data.get("message_uuid")),
                 received_at=_datetime(data.get("timestamp")),
-                keyword_hint=_text(sms.get("keyword")).lower(),
+                # No keyword_hint: Vonage's sms.keyword is only the message's first
+                # word upper-cased ("HELP" for "Help me find the store hours"), not a
+                # reading of what it means (Plivo's MessageIntent is one).
                 payload=data,
             )
         ]
@@ -482,6 +531,30 @@ def _json_object(callback: Callback) -> dict:
             f"Vonage callback body must be a JSON object, got {type(data).__name__}"
         )
     return data
+
+
+def _ttl(expires_at: datetime | None) -> int | None:
+    """Seconds until ``expires_at`` as Vonage's ``ttl``, within what it accepts
+    (MIN_TTL..MAX_TTL); None (Vonage's default, 72 h) without a deadline or beyond
+    the maximum."""
+    if expires_at is None:
+        return None
+    seconds = int((expires_at - datetime.now(UTC)).total_seconds())
+    if seconds > MAX_TTL:
+        return None
+    return max(seconds, MIN_TTL)
+
+
+def _mapping(value: object) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _party_number(value: object) -> str:
+    """A number as v1 sends it ("447700900000") or as v0.1 does
+    ({"type": "sms", "number": "447700900000"})."""
+    if isinstance(value, Mapping):
+        return _text(value.get("number"))
+    return _text(value)
 
 
 def _text(value: object) -> str:

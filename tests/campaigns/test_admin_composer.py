@@ -572,6 +572,7 @@ def test_the_audience_after_exclusions_and_its_cost(admin_client, spring):
         "suppressed": 1,
         "excluded": 2,
         "recipients": 2,
+        "uncertain_zones": 0,
     }
     # 2 segments each, for 2 recipients, at 0.05.
     assert data["cost"]["amount"] == "0.20"
@@ -698,3 +699,22 @@ def staff_with(*permissions: str) -> User:
             )
         )
     return user
+
+
+def test_the_composer_counts_recipients_whose_time_zone_is_uncertain(admin_client):
+    contact_list = ContactListFactory()
+    for phone, zone in [
+        ("+61412345678", ""),  # an Australian mobile: every Australian zone
+        ("+61412345679", "Australia/Perth"),  # the same, its zone set by hand
+        ("+61292123456", ""),  # a Sydney landline: one zone
+        ("+79161234567", ""),  # a Moscow mobile: every zone of +7
+    ]:
+        ContactFactory(phone=phone, time_zone_set=zone).lists.add(contact_list)
+
+    data = compose(admin_client, body="Hi", lists=[contact_list.pk]).json()
+    html = admin_client.get(
+        change_url(CampaignFactory(lists=[contact_list]))
+    ).content.decode()
+
+    assert data["audience"]["uncertain_zones"] == 2
+    assert "Time zone uncertain" in html

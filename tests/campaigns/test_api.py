@@ -45,6 +45,7 @@ CAMPAIGN_FIELDS = {
     "allowed_actions",
     "scheduled_at",
     "send_window",
+    "send_by",
     "created_at",
     "waiting_reason",
     "fallback_provider",
@@ -648,6 +649,7 @@ def test_stats_count_every_status_rate_cost_and_skips(api, campaign, settings):
         "failed": 1,
         "rejected": 0,
         "expired": 0,
+        "unconfirmed": 0,
         "unknown": 0,
     }
     # The opted-out skip never reached a carrier: 3 of 4 outcomes, not 3 of 5.

@@ -33,6 +33,8 @@ CONTACT_FIELDS = {
     "first_name",
     "last_name",
     "attributes",
+    "time_zone",
+    "time_zones",
     "lists",
     "opted_out",
     "opted_out_at",

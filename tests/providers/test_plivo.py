@@ -23,6 +23,7 @@ from providers import create_provider
 from providers.backends.plivo import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
 from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
+from tests.providers.contract import BackendContract
 
 AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 AUTH_TOKEN = "MY_AUTH_TOKEN"
@@ -888,3 +889,95 @@ def test_inbound_without_from_is_refused(backend):
     params = {k: v for k, v in INBOUND.items() if k != "From"}
     with pytest.raises(CallbackParseError, match="From"):
         backend.parse_inbound_callback(form_callback(params))
+
+
+# --- The backend contract (tests/providers/contract.py) ----------------------------
+
+# Plivo's example status callback, as its "Message status callbacks" page lists the
+# parameters (https://docs.plivo.com/docs/messaging/api/message/message-status-callbacks;
+# providers.md §2.2).
+EXAMPLE_STATUS = {
+    "MessageUUID": "db3ce55a-7f1d-11e1-8ea7-1231380bc196",
+    "To": "14155551111",
+    "From": "14155550000",
+    "Type": "sms",
+    "Status": "delivered",
+    "Units": "1",
+    "TotalRate": "0.0050",
+    "TotalAmount": "0.0050",
+    "MCC": "310",
+    "MNC": "410",
+    "ErrorCode": "",
+    "Sequence": "3",
+    "MessageTime": "2025-01-01 12:00:00.000000",
+    "PowerpackUUID": "",
+}
+
+
+class TestPlivoContract(BackendContract):
+    alias = "plivo"
+    send_url = SEND_URL
+    # The same page's Status values; "read" is WhatsApp only (no news for SMS).
+    documented_statuses = {
+        "queued": DeliveryStatus.SUBMITTED,
+        "sent": DeliveryStatus.SENT,
+        "delivered": DeliveryStatus.DELIVERED,
+        "undelivered": DeliveryStatus.UNDELIVERED,
+        "failed": DeliveryStatus.FAILED,
+        "rejected": DeliveryStatus.REJECTED,
+        "read": DeliveryStatus.UNKNOWN,
+    }
+    no_news_statuses = frozenset({"read"})
+    # V2 and V3 sign URL, parameters and a nonce: no time to judge staleness by.
+    signs_time = False
+
+    def make_backend(self, **options):
+        return SmsBackend(
+            alias="plivo",
+            auth_id=AUTH_ID,
+            auth_token=AUTH_TOKEN,
+            sender_id="+14155550000",
+            **options,
+        )
+
+    def accept_send(self, mock, count):
+        mock.add(
+            responses.POST,
+            SEND_URL,
+            json={
+                "api_id": "a",
+                "message": "message(s) queued",
+                "message_uuid": [f"uuid-{n}" for n in range(count)],
+            },
+            status=202,
+        )
+
+    def sign(self, callback, *, at):
+        # Plivo's own SDK code: plivo.utils.signature_v3.
+        nonce = "05429567804466091622"
+        params = {k: v for k, v in callback.form.items()}
+        signature = get_signature_v3(
+            AUTH_TOKEN, construct_post_url(callback.url, params), nonce
+        ).decode()
+        return Callback(
+            method="POST",
+            url=callback.url,
+            headers={
+                "X-Plivo-Signature-V3": signature,
+                "X-Plivo-Signature-V3-Nonce": nonce,
+            },
+            body=callback.body,
+            content_type=FORM,
+        )
+
+    def example_status_callback(self):
+        return self.status_callback_with("delivered")
+
+    def status_callback_with(self, raw_status):
+        return Callback(
+            method="POST",
+            url=STATUS_URL,
+            headers={},
+            body=urlencode({**EXAMPLE_STATUS, "Status": raw_status}).encode(),
+            content_type=FORM,
+        )

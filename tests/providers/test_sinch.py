@@ -1,4 +1,6 @@
 import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 
@@ -13,6 +15,7 @@ from providers.backends import http, sinch
 from providers.backends.sinch import SmsBackend
 from providers.exceptions import CallbackAuthError, CallbackParseError
 from providers.messages import Callback, DeliveryStatus, OutboundSms, SendErrorKind
+from tests.providers.contract import BackendContract
 
 BATCHES_URL = "https://us.sms.api.sinch.com/xms/v1/plan123/batches"
 STATUS_URL = "https://sms.example.com/webhooks/sinch/status/"
@@ -169,8 +172,8 @@ def test_different_texts_go_out_as_parameters_keyed_by_recipient(backend):
     assert sent_json() == {
         "from": "14155550000",
         "to": ["14155550001", "14155550002"],
-        "body": "${text}",
-        "parameters": {"text": {"14155550001": "Hi Ann", "14155550002": "Hi Bob ${x}"}},
+        "body": "Hi ${part}",
+        "parameters": {"part": {"14155550001": "Ann", "14155550002": "Bob ${x}"}},
         "type": "mt_text",
         "delivery_report": "per_recipient",
         "callback_url": STATUS_URL,
@@ -247,7 +250,8 @@ def test_send_messages_sends_at_most_1000_recipients_per_request(backend):
         1000,
         500,
     ]
-    assert sent_json(2)["parameters"]["text"]["14155552499"] == "Hi 0"
+    assert sent_json(2)["body"] == "Hi ${part}"
+    assert sent_json(2)["parameters"]["part"]["14155552499"] == "0"
     assert [r.reference for r in results] == [m.reference for m in messages]
     assert {r.provider_message_id for r in results[:1000]} == {"B1"}
     assert {r.provider_message_id for r in results[2000:]} == {"B3"}
@@ -629,12 +633,12 @@ def test_documented_recipient_report_becomes_one_event(backend):
         ("Dispatched", DeliveryStatus.SENT),
         ("Delivered", DeliveryStatus.DELIVERED),
         ("Failed", DeliveryStatus.UNDELIVERED),
-        ("Aborted", DeliveryStatus.UNDELIVERED),
-        ("Cancelled", DeliveryStatus.UNDELIVERED),
+        ("Aborted", DeliveryStatus.FAILED),
+        ("Cancelled", DeliveryStatus.FAILED),
         ("Rejected", DeliveryStatus.REJECTED),
         ("Expired", DeliveryStatus.EXPIRED),
         ("Deleted", DeliveryStatus.UNDELIVERED),
-        ("Unknown", DeliveryStatus.UNKNOWN),
+        ("Unknown", DeliveryStatus.UNCONFIRMED),
         ("DELIVERED", DeliveryStatus.DELIVERED),
         ("Teleported", DeliveryStatus.UNKNOWN),
     ],
@@ -646,7 +650,9 @@ def test_recipient_report_statuses_map_to_ours(backend, raw, status):
 
     assert event.status == status
     assert event.raw_status == raw
-    assert event.opt_out_signal == (raw == "Deleted")
+    # "Deleted" is an invalid number or an opted-out subscriber: not a consent signal.
+    assert not event.opt_out_signal
+    assert event.resend == (raw == "Aborted")
 
 
 def test_report_code_becomes_the_error_with_its_documented_meaning(backend):
@@ -703,8 +709,8 @@ def test_full_batch_report_gives_one_event_per_recipient(backend):
 
     assert [(e.recipient, e.status, e.error_code) for e in events] == [
         ("+44231235674", DeliveryStatus.DELIVERED, ""),
-        ("+14155550001", DeliveryStatus.UNDELIVERED, "402"),
-        ("+14155550002", DeliveryStatus.UNDELIVERED, "402"),
+        ("+14155550001", DeliveryStatus.FAILED, "402"),
+        ("+14155550002", DeliveryStatus.FAILED, "402"),
     ]
     assert {e.provider_message_id for e in events} == {"01FC66621XXXXX119Z8PMV1QPQ"}
     assert {e.reference for e in events} == {"ref-1"}
@@ -796,3 +802,126 @@ def test_inbound_text_to_a_short_code_keeps_the_short_code(backend):
 def test_bad_inbound_callbacks_are_refused(backend, data):
     with pytest.raises(CallbackParseError):
         backend.parse_inbound_callback(json_callback(data))
+
+
+# --- Issue 13 rows 1 and 14: Sinch's parameter and body limits ------------------------
+
+
+@responses.activate
+def test_personalised_texts_share_one_body_with_short_parameters(backend):
+    responses.post(BATCHES_URL, **created("B"))
+    footer = "\nReply STOP to opt out. " + "Offer terms apply. " * 15
+    texts = [f"Hi {name}, your order is ready.{footer}" for name in ("Ann", "Bo")]
+    assert all(len(text) > 160 for text in texts)
+
+    backend.send_batch([sms(1, texts[0]), sms(2, texts[1])])
+
+    body = sent_json()
+    assert len(responses.calls) == 1
+    assert body["body"] == f"Hi ${{part}}, your order is ready.{footer}"
+    values = body["parameters"]["part"]
+    assert values == {"14155550001": "Ann", "14155550002": "Bo"}
+    assert all(len(value) <= sinch.MAX_PARAMETER_LENGTH for value in values.values())
+
+
+@responses.activate
+def test_texts_differing_by_more_than_160_characters_go_as_one_batch_per_text(backend):
+    ids = iter(["B1", "B2"])
+    responses.add_callback(
+        responses.POST,
+        BATCHES_URL,
+        callback=lambda request: (201, {}, json.dumps({"id": next(ids)})),
+    )
+    long_a, long_b = "A" * 401, "B" * 401
+
+    results = backend.send_messages([sms(1, long_a), sms(2, long_b), sms(3, long_a)])
+
+    bodies = [sent_json(i) for i in range(len(responses.calls))]
+    assert [(b["body"], b["to"]) for b in bodies] == [
+        (long_a, ["14155550001", "14155550003"]),
+        (long_b, ["14155550002"]),
+    ]
+    assert all("parameters" not in b for b in bodies)
+    assert [r.provider_message_id for r in results] == ["B1", "B2", "B1"]
+
+
+@responses.activate
+def test_a_body_over_2000_characters_is_refused_before_any_request(backend):
+    results = backend.send_messages([sms(1, "x" * 2001), sms(2, "fine")])
+
+    assert results[0].error.kind == SendErrorKind.PERMANENT
+    assert results[0].error.code == "text_too_long"
+    assert "at most 2000" in results[0].error.reason
+    assert results[1].error is not None  # no stub: the request itself failed
+    assert len(responses.calls) == 1
+    assert sent_json()["to"] == ["14155550002"]
+
+
+def test_shared_text_holding_a_placeholder_is_never_a_template():
+    assert sinch._common_template(["Pay ${x} now, Ann", "Pay ${x} now, Bo"]) is None
+    assert sinch._common_template(["Hi Ann!", "Hi Bo!"]) == ("Hi ", "!", ["Ann", "Bo"])
+
+
+@responses.activate
+def test_with_a_callback_secret_batches_leave_callback_url_to_the_service_plan():
+    # Issue 13 row 12: signed callbacks go to the service plan's callback URL, which
+    # a per-batch callback_url cannot override (sinch SDK README).
+    backend = make_backend(webhook_secret="s3cret")
+    responses.post(BATCHES_URL, **created())
+
+    backend.send_batch([sms(1)])
+
+    assert "callback_url" not in sent_json()
+
+
+# --- The backend contract (tests/providers/contract.py) ----------------------------
+
+
+class TestSinchContract(BackendContract):
+    alias = "sinch"
+    send_url = BATCHES_URL
+    # Sinch's "Delivery report statuses" table
+    # (https://developers.sinch.com/docs/sms/api-reference/sms/tag/Delivery-reports/).
+    documented_statuses = {
+        "Queued": DeliveryStatus.SUBMITTED,
+        "Dispatched": DeliveryStatus.SENT,
+        "Aborted": DeliveryStatus.FAILED,
+        "Cancelled": DeliveryStatus.FAILED,
+        "Rejected": DeliveryStatus.REJECTED,
+        "Deleted": DeliveryStatus.UNDELIVERED,
+        "Delivered": DeliveryStatus.DELIVERED,
+        "Failed": DeliveryStatus.UNDELIVERED,
+        "Expired": DeliveryStatus.EXPIRED,
+        "Unknown": DeliveryStatus.UNCONFIRMED,
+    }
+
+    def make_backend(self, **options):
+        return make_backend(webhook_secret=VECTOR_SECRET, **options)
+
+    def accept_send(self, mock, count):
+        mock.add(responses.POST, BATCHES_URL, **created())
+
+    def sign(self, callback, *, at):
+        # The scheme of sinch 2.3.0 (authentication_validation.py,
+        # validate_sinch_event_signature_with_nonce): HMAC-SHA256 over
+        # "{body}.{nonce}.{timestamp}", base64. The sinch package is not installed
+        # here, so the same three lines are written out.
+        nonce, timestamp = "01JHFFHWYY7HSS4FWTMDTQEK8V", str(int(at))
+        signed = b".".join([callback.body, nonce.encode(), timestamp.encode()])
+        digest = hmac.new(VECTOR_SECRET.encode(), signed, hashlib.sha256).digest()
+        return json_callback(
+            callback.body,
+            headers={
+                "x-sinch-webhook-signature": base64.b64encode(digest).decode(),
+                "x-sinch-webhook-signature-nonce": nonce,
+                "x-sinch-webhook-signature-timestamp": timestamp,
+                "x-sinch-webhook-signature-algorithm": "HmacSHA256",
+            },
+        )
+
+    def example_status_callback(self):
+        # sinch/sinch-sdk-python tests/e2e/sms/features/steps/webhooks.steps.py
+        return json_callback(RECIPIENT_REPORT)
+
+    def status_callback_with(self, raw_status):
+        return json_callback({**RECIPIENT_REPORT, "status": raw_status})

@@ -207,6 +207,7 @@ def test_send_reaches_a_local_https_api_trusted_through_requests_ca_bundle(
         "text": "Hello",
         "client_ref": "camp42-msg7",
         "webhook_url": "https://sms.example.com/webhooks/vonage/status/",
+        "webhook_version": "v1",
         "channel": "sms",
         "message_type": "text",
     }

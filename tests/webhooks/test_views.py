@@ -380,6 +380,9 @@ def test_plivo_inbound_with_intent_opts_out_an_unknown_number(
     assert response.status_code == 200, response.content
     assert Suppression.objects.filter(phone="+14155550177").exists()
     assert ConsentEvent.objects.get().provider == "plivo"
+    # Plivo answers inbound messages with Message XML; an empty Response replies nothing.
+    assert response["Content-Type"] == "application/xml"
+    assert response.content.endswith(b"<Response></Response>")
 
 
 # --- Sinch ---------------------------------------------------------------------------
@@ -416,7 +419,8 @@ def test_sinch_one_url_routes_every_callback_type(client, sms_outbox):
     assert InboundMessage.objects.get().keyword == "help"
 
 
-def test_sinch_deleted_is_recorded_as_a_provider_opt_out(client):
+def test_sinch_deleted_is_undelivered_and_no_opt_out(client):
+    # Sinch: "Deleted" may be an invalid number as well as an opted-out subscriber.
     contact = ContactFactory()
     message = MessageFactory(
         contact=contact, provider="sinch", provider_message_id="B1", status="sent"
@@ -431,8 +435,11 @@ def test_sinch_deleted_is_recorded_as_a_provider_opt_out(client):
     }
     assert sinch_post(client, "/webhooks/sinch/status/", report).status_code == 200
     contact.refresh_from_db()
-    assert contact.opted_out
-    assert ConsentEvent.objects.get().source == "provider"
+    message.refresh_from_db()
+    assert message.status == "undelivered"
+    assert "invalid number or opted-out" in message.error_reason
+    assert not contact.opted_out
+    assert not ConsentEvent.objects.exists()
 
 
 def test_sinch_stale_signature_is_refused(client):

@@ -18,6 +18,7 @@ from campaigns.provider_checks import (
     campaign_pause_for_provider,
     campaign_pause_if_unusable,
     campaign_require_usable_providers,
+    campaign_text_problems,
 )
 from campaigns.sending.dispatch import Dispatcher
 from campaigns.sending.launch import campaign_launch
@@ -183,6 +184,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"Campaign {campaign.pk} cannot be sent through {error.alias}: {error}"
             ) from error
+        if problems := campaign_text_problems(campaign):
+            raise CommandError(f"Campaign {campaign.pk} cannot be sent: {problems[0]}")
 
     def _interrupt(self, stop: threading.Event) -> None:
         if stop.is_set():

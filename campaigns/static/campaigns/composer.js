@@ -344,6 +344,7 @@
             ["composer-opted-out", "opted_out", true],
             ["composer-suppressed", "suppressed", true],
             ["composer-recipients", "recipients", false],
+            ["composer-uncertain-zones", "uncertain_zones", false],
         ];
 
         function renderAudience(data) {

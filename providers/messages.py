@@ -206,11 +206,11 @@ class Callback:
 
     def json(self):
         """The body parsed as JSON; raises CallbackParseError when it is not."""
-        from smscampaigns import safejson
+        from smscampaigns import json_limits
 
         from .exceptions import CallbackParseError
 
         try:
-            return safejson.loads(self.body)
+            return json_limits.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CallbackParseError(f"body is not valid JSON: {exc}") from exc

@@ -43,7 +43,7 @@ from vonage_utils.errors import VonageError
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from smscampaigns import safejson
+from smscampaigns import json_limits
 
 from ..exceptions import CallbackAuthError, CallbackParseError
 from ..messages import (
@@ -517,7 +517,7 @@ def _body_matches(body: bytes, payload_hash: str) -> bool:
         return True
     try:
         compact = json.dumps(
-            safejson.loads(body), separators=(",", ":"), ensure_ascii=False
+            json_limits.loads(body), separators=(",", ":"), ensure_ascii=False
         ).encode("utf-8")
     except (ValueError, UnicodeDecodeError):
         return False

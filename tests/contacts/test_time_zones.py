@@ -7,11 +7,12 @@ from io import StringIO
 import pytest
 
 from campaigns.models import Message
+from campaigns.sending.launch import campaign_launch
 from campaigns.sending.windows import SendWindow, earliest_opening, open_zones
 from contacts.imports import contact_import_csv
 from contacts.models import Contact
 from contacts.phones import is_uncertain_zone, parse_phone, zones_of
-from tests.factories import CampaignFactory, ContactFactory, MessageFactory
+from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 
 NINE_TO_EIGHT = SendWindow.from_dict(
     {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4, 5, 6]}
@@ -131,11 +132,22 @@ def test_a_contact_zone_set_by_hand_replaces_the_numbers_zones():
 
 @pytest.mark.django_db
 def test_the_launch_copies_all_zones_and_windows_filter_them_in_sql():
+    contact_list = ContactListFactory()
     sydney = ContactFactory(phone="+61292123456")
     mobile = ContactFactory(phone="+61412345678")
-    campaign = CampaignFactory()
-    for contact in (sydney, mobile):
-        MessageFactory(campaign=campaign, contact=contact, time_zone=contact.time_zone)
+    set_by_hand = ContactFactory(phone="+61412345679", time_zone_set="Australia/Perth")
+    for contact in (sydney, mobile, set_by_hand):
+        contact.lists.add(contact_list)
+    campaign = CampaignFactory(lists=[contact_list])
+
+    assert campaign_launch(campaign=campaign) == 3
+
+    assert dict(Message.objects.values_list("to", "time_zone")) == {
+        sydney.phone: "Australia/Sydney",
+        mobile.phone: mobile.time_zone,
+        set_by_hand.phone: "Australia/Perth",
+    }
+    assert len(zones_of(mobile.time_zone)) > 1
     # 23:30 UTC: 09:30 in Sydney, 07:30 in Perth (the mobile may be there).
     zones = open_zones(
         NINE_TO_EIGHT,
@@ -145,6 +157,14 @@ def test_the_launch_copies_all_zones_and_windows_filter_them_in_sql():
     sendable = Message.objects.filter(time_zone__in=zones)
 
     assert list(sendable.values_list("to", flat=True)) == ["+61292123456"]
+    # 03:00 UTC: 09:30 on the Cocos Islands (UTC+6:30, one of an Australian
+    # mobile's zones), 11:00 in Perth, 13:00 in Sydney: everyone.
+    zones = open_zones(
+        NINE_TO_EIGHT,
+        Message.objects.values_list("time_zone", flat=True).distinct(),
+        at(3),
+    )
+    assert Message.objects.filter(time_zone__in=zones).count() == 3
 
 
 @pytest.mark.django_db

@@ -413,6 +413,8 @@ class Dispatcher:
                     text=text,
                     reference=row.reference,
                     sender=row.sender or sender,
+                    # The vendor drops what it could not deliver by the deadline.
+                    expires_at=campaign.send_by,
                 )
             )
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from campaigns.actions import campaign_retry_failed
 from campaigns.models import Campaign, Message
 from campaigns.sending.claims import claim_batch
+from campaigns.sending.dispatch import Dispatcher
 from campaigns.sending.scheduling import tick
 from campaigns.stats import campaign_stats
 from providers import get_provider
@@ -58,6 +59,19 @@ def test_before_the_send_by_time_messages_are_claimed_and_carry_it():
 
     assert [m.id for m in claim.messages] == [queued.pk]
     assert claim.send_by == deadline
+
+
+def test_the_dispatcher_hands_the_deadline_to_the_vendor(sms_outbox):
+    deadline = timezone.now() + timedelta(hours=1)
+    campaign, _, queued = sending_campaign(deadline)
+    campaign.provider = "locmem"
+    campaign.save(update_fields=["provider"])
+
+    Dispatcher(campaign.pk).run()
+
+    assert [(m.reference, m.expires_at) for m in sms_outbox] == [
+        (str(queued.client_reference), deadline)
+    ]
 
 
 def test_the_scheduler_expires_messages_waiting_for_a_window():

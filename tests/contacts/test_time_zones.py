@@ -197,9 +197,9 @@ def test_import_column_time_zone_sets_the_zone():
 def api():
     from rest_framework.test import APIClient
 
-    from smscampaigns.models import ApiKey
+    from smscampaigns.models import ApiKey, Scope
 
-    _, raw = ApiKey.generate(name="tests")
+    _, raw = ApiKey.generate(name="tests", scopes=Scope.values)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {raw}")
     return client

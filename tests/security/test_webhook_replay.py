@@ -92,11 +92,11 @@ def test_an_allowed_plivo_v2_pair_is_applied_once_and_cannot_forge_another_body(
     headers = plivo_v2_headers(path)
     first = post_form(client, path, plivo_inbound(sender.phone, "hello"), headers)
     assert first.status_code == 200
-    assert first.json()["applied"] == 1
-    # The same header pair, captured, with a STOP for somebody else.
+    assert InboundMessage.objects.count() == 1
+    # The same header pair, captured, with a STOP for somebody else: answered (Plivo
+    # gets its XML), not applied.
     replay = post_form(client, path, plivo_inbound(victim.phone, "STOP"), headers)
     assert replay.status_code == 200
-    assert replay.json() == {"status": "ok", "applied": 0}
     victim.refresh_from_db()
     assert not victim.opted_out
     assert InboundMessage.objects.count() == 1
@@ -128,7 +128,7 @@ def _sinch_stop(client, contact):
 def test_a_replayed_stop_after_start_does_not_opt_out_again(client, make):
     contact = ContactFactory()
     stop = make(client, contact)
-    assert stop().json()["applied"] == 1
+    assert stop().status_code == 200
     contact.refresh_from_db()
     assert contact.opted_out
     # The contact texts START; then someone replays the captured STOP.
@@ -137,7 +137,6 @@ def test_a_replayed_stop_after_start_does_not_opt_out_again(client, make):
     contact_opt_in(phone=contact.phone, source="keyword", text="START")
     replay = stop()
     assert replay.status_code == 200
-    assert replay.json()["applied"] == 0
     contact.refresh_from_db()
     assert not contact.opted_out
     assert InboundMessage.objects.count() == 1

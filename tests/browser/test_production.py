@@ -254,7 +254,9 @@ def test_the_marketers_journey_under_production_settings(
         "createsuperuser", "--no-input", "--username", "marketer",
         "--email", "marketer@example.com", DJANGO_SUPERUSER_PASSWORD=PASSWORD,
     )  # fmt: skip
-    key = site.manage("create_api_key", "production browser test").strip()
+    key = site.manage(
+        "create_api_key", "production browser test", "--scope", "write_contacts"
+    ).strip()
     api = {
         "headers": {"Authorization": f"Token {key}"},
         "verify": site.ca,

@@ -120,10 +120,10 @@ class DirectSender:
         return self
 
     def join(self) -> None:
+        # Each thread closes its own connection; the caller's is the caller's.
         if self._thread.is_alive():
             self._thread.join()
         self._pool.shutdown(wait=True)
-        connection.close()
 
     def drain(self) -> int:
         """Send what is due now, one after the other on this thread (``run_worker

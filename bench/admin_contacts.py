@@ -185,7 +185,7 @@ def _contacts(count: int) -> None:
             f"""
             INSERT INTO contacts_contact (
                 phone, first_name, last_name, attributes, country, time_zone,
-                opted_out_at, opt_out_source, created_at, updated_at
+                time_zone_set, opted_out_at, opt_out_source, created_at, updated_at
             )
             SELECT {case(number_case)},
                    (%(first_names)s::text[])[1 + g.i %% %(n_first)s],
@@ -197,6 +197,7 @@ def _contacts(count: int) -> None:
                            ELSE '{{}}'::jsonb END,
                    {case(country_case)},
                    {case(zone_case)},
+                   '',
                    NULL, '',
                    now() - (%(count)s - g.i) * interval '1 minute',
                    now() - (%(count)s - g.i) * interval '1 minute'

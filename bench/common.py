@@ -156,7 +156,7 @@ def create_contacts(
             f"""
             INSERT INTO {contact_table} (
                 phone, first_name, last_name, attributes, country, time_zone,
-                opted_out_at, opt_out_source, created_at, updated_at
+                time_zone_set, opted_out_at, opt_out_source, created_at, updated_at
             )
             SELECT {number},
                    (%(first_names)s::text[])[1 + g.i %% %(n_first)s],
@@ -164,6 +164,7 @@ def create_contacts(
                    jsonb_build_object('city', 'City ' || (g.i %% 97), 'tier', g.i %% 3),
                    'US',
                    (%(zones)s::text[])[{area}],
+                   '',
                    CASE WHEN {opted_out} THEN now() END,
                    CASE WHEN {opted_out} THEN 'keyword' ELSE '' END,
                    now(), now()

@@ -92,6 +92,25 @@ def _wait_sent(ids: list[int], seconds: float = 30) -> int:
     return Message.objects.filter(pk__in=ids, status="submitted").count()
 
 
+def _other_backends() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def _wait_for_worker_connection(timeout: float = 30.0) -> bool:
+    """The worker reconnects after a backoff: wait until it holds a connection again."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _other_backends():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _terminate_other_backends() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -120,6 +139,7 @@ def test_the_worker_keeps_sending_after_its_connections_are_terminated(tmp_path)
         for _ in range(3):
             # Kill every connection the worker holds (main loop and sender thread),
             # as a database restart or failover does.
+            assert _wait_for_worker_connection(), log.read_text()
             assert _terminate_other_backends() >= 1
             time.sleep(1.5)
         assert worker.poll() is None, log.read_text()

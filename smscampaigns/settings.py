@@ -359,11 +359,12 @@ SMS_PRICE_PER_SEGMENT = {
 SMS_SEND_MAX_ATTEMPTS = env.int("SMS_SEND_MAX_ATTEMPTS", default=5)
 SMS_RETRY_BASE_DELAY = env.float("SMS_RETRY_BASE_DELAY", default=5.0)
 # Messages a dispatcher claims at a time, and the most requests one dispatcher keeps in
-# flight: the limiter spaces their starts, so rate x latency of them are needed (30/s
-# with 300 ms answers: 9; 300/s with 200 ms answers: 60; Vonage's tutorial senders
-# keep 50).
+# flight: the limiter spaces their starts, and each thread gets its request 150 ms
+# before its slot, so rate x (latency + 0.15 s) of them are needed (30/s with 300 ms
+# answers: 14; 300/s with 200 ms answers: 105, and 128 filled up under jitter in
+# bench/vendor_send.py; Vonage's tutorial senders keep 50).
 SMS_DISPATCH_BATCH_SIZE = env.int("SMS_DISPATCH_BATCH_SIZE", default=1000)
-SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=128)
+SMS_DISPATCH_CONCURRENCY = env.int("SMS_DISPATCH_CONCURRENCY", default=256)
 # Keyword replies and test sends run_worker (without a broker) sends at once: each
 # waits for the vendor's answer on a thread of its own.
 SMS_DIRECT_CONCURRENCY = env.int("SMS_DIRECT_CONCURRENCY", default=16)

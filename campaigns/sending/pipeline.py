@@ -109,6 +109,10 @@ class SendPipeline:
         self.record = record
         self.late_slots = 0
         """Slots missed because this process was busy, booked again."""
+        self.full_slots = 0
+        """Slots missed because every sending thread was taken, booked again."""
+        self.latest_start = 0.0
+        """Longest a slot was missed by (seconds), for the sender's report."""
         self.halted = False
         """Set when ``record`` said stop; what is booked then goes back to the queue."""
         self._executor: ThreadPoolExecutor | None = None
@@ -218,9 +222,14 @@ class SendPipeline:
             if booked.start - SUBMIT_LEAD_SECONDS > now:
                 return
             room = max(self.concurrency, len(booked.requests)) - len(self._in_flight)
-            if now - booked.start > LATE_SECONDS or len(booked.requests) > room:
+            late = now - booked.start
+            if late > LATE_SECONDS or len(booked.requests) > room:
                 self._booked.popleft()
-                self.late_slots += 1
+                if len(booked.requests) > room:
+                    self.full_slots += 1
+                else:
+                    self.late_slots += 1
+                    self.latest_start = max(self.latest_start, late)
                 booked.start = time.monotonic() + booked.limiter.reserve(booked.cost)
                 insort(self._booked, booked, key=lambda b: b.start)
                 if len(booked.requests) > room:

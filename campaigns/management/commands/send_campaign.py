@@ -134,11 +134,19 @@ class Command(BaseCommand):
             signal.signal(signal.SIGINT, previous)
         progress.update(campaign.pk, dispatcher, final=True)
         self.stdout.write("")
-        if dispatcher.pipeline.late_slots:
+        pipeline = dispatcher.pipeline
+        if pipeline.late_slots:
             # A sender too busy to start requests on time sends below the rate.
             self.stdout.write(
-                f"Pacing: {dispatcher.pipeline.late_slots:,} slot(s) missed while this "
-                "process was busy, booked again."
+                f"Pacing: {pipeline.late_slots:,} slot(s) missed while this process "
+                f"was busy (up to {pipeline.latest_start * 1000:.0f} ms late), "
+                "booked again."
+            )
+        if pipeline.full_slots:
+            self.stdout.write(
+                f"Pacing: {pipeline.full_slots:,} slot(s) missed with all "
+                f"{dispatcher.concurrency} sending threads taken, booked again; "
+                "raise SMS_DISPATCH_CONCURRENCY."
             )
         if stop.is_set():
             self.stdout.write(

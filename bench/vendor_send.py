@@ -122,6 +122,10 @@ class Sender:
         self.kind = kind
         self.log = log
         command = [sys.executable, "manage.py"]
+        if profile_dir := os.environ.get("BENCH_PROFILE_DIR"):
+            # The sender's main thread (claim, render, record) under cProfile; the
+            # sending threads are not profiled.
+            command[1:1] = ["-m", "cProfile", "-o", f"{profile_dir}/{log.stem}.prof"]
         if kind == "send_campaign":
             command += ["send_campaign", str(campaign_id)]
         else:

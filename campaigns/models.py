@@ -335,6 +335,21 @@ class Message(models.Model):
                 name="message_provider_message_id",
                 condition=~models.Q(provider_message_id=""),
             ),
+            # Recovery of dead senders' claims (every scheduler tick, across all
+            # campaigns and direct messages) reads only the few rows in flight; without
+            # it each tick scanned every message ever sent.
+            models.Index(
+                fields=["status_changed_at"],
+                name="message_sending",
+                condition=models.Q(status="sending"),
+            ),
+            # run_worker's DirectSender looks for due replies and test sends four
+            # times a second: the few queued ones, not the whole table.
+            models.Index(
+                fields=["id"],
+                name="message_direct_queued",
+                condition=models.Q(kind__in=["reply", "test"], status="queued"),
+            ),
         ]
         ordering = ["-id"]
 

@@ -19,6 +19,7 @@ from django.db.models import F
 from contacts.models import Contact, Suppression
 
 from ..models import Message
+from .arrays import int_array
 from .deadline import campaign_send_by, expire_unsent
 
 OPTED_OUT_REASON = "Recipient opted out before this message was sent"
@@ -156,7 +157,8 @@ def _contacts(ids: list[int]) -> dict[int, tuple[str, str, dict]]:
     columns = f"{qn('id')}, {qn('first_name')}, {qn('last_name')}, {qn('attributes')}"
     if connection.vendor == "postgresql":
         # One array parameter instead of a thousand placeholders to parse.
-        sql, params = f"SELECT {columns} FROM {table} WHERE {qn('id')} = ANY(%s)", [ids]
+        sql = f"SELECT {columns} FROM {table} WHERE {qn('id')} = ANY(%s::bigint[])"
+        params = [int_array(ids)]
     else:
         sql = f"SELECT {columns} FROM {table} WHERE {qn('id')} IN ({', '.join(['%s'] * len(ids))})"
         params = ids
@@ -184,8 +186,8 @@ def mark_handed(ids: list[int], *, claimed_at: datetime, now: datetime) -> set[i
     table = qn(Message._meta.db_table)
     ops = connection.ops
     if connection.vendor == "postgresql":
-        # One array parameter: nothing for the driver to parse per id.
-        where, params = f"{qn('id')} = ANY(%s)", [ids]
+        # One array literal: nothing for the driver to quote per id.
+        where, params = f"{qn('id')} = ANY(%s::bigint[])", [int_array(ids)]
     else:
         where, params = f"{qn('id')} IN ({', '.join(['%s'] * len(ids))})", list(ids)
     sql = f"""

@@ -10,7 +10,7 @@ TEXTS = [
     "",
     "plain",
     'a "quoted" word',
-    "back\\slash and \\\" both",
+    'back\\slash and \\" both',
     "commas, {braces} and spaces ",
     "NULL",
     "Jürgen 👋 ünïcode",

@@ -22,6 +22,7 @@ from .dashboard import (
     filtered_campaign,
     message_search,
 )
+from .segments import SegmentAdmin as SegmentAdmin  # registers the builder
 
 
 def can_see_contacts(request: HttpRequest) -> bool:

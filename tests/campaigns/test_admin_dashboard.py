@@ -209,6 +209,7 @@ def test_the_progress_endpoint_answers_json(admin_client, campaign):
         "skipped_opted_out": 1,
         "opt_outs": 1,
         "cancelled": 0,
+        "frequency_capped": 0,
         "unknown": 1,
     }
     assert data["delivery_rate"] == pytest.approx(4 / 7)

@@ -154,6 +154,7 @@ class MessageAdmin(admin.ModelAdmin):
         "segments",
         "error_code",
         "status_changed_at",
+        "first_clicked_at",
     ]
     list_filter = [
         ("campaign", CampaignListFilter),

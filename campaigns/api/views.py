@@ -43,7 +43,7 @@ from ..lifecycle import CampaignError
 from ..models import Campaign, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
-from ..stats import campaign_stats
+from ..stats import campaign_clicks_per_hour, campaign_stats
 from ..writes import (
     BodyError,
     NoRecipients,
@@ -339,9 +339,14 @@ class CampaignViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk: str | None = None) -> Response:
-        return Response(
-            StatsSerializer(campaign_stats(campaign=self.get_object())).data
-        )
+        campaign = self.get_object()
+        stats = campaign_stats(campaign=campaign)
+        figures = {
+            **vars(stats),
+            "click_rate": stats.click_rate,
+            "clicks_over_time": campaign_clicks_per_hour(campaign=campaign),
+        }
+        return Response(StatsSerializer(figures).data)
 
 
 @extend_schema_view(

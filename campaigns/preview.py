@@ -20,9 +20,10 @@ from contacts.models import (
 )
 
 from .frequency import capped_q, effective_cap
+from .links import counted_template
 from .models import Campaign
 from .segments import Segment, audience_q
-from .templating import TemplateError, audience_attribute_keys, parse, validate
+from .templating import TemplateError, audience_attribute_keys, validate
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,9 @@ def campaign_preview(*, campaign: Campaign, samples: int = 3) -> Preview:
         campaign.body, known_attributes=audience_attribute_keys(audience)
     )
     try:
-        template = parse(campaign.template_source)
+        template = counted_template(
+            campaign.template_source, track_links=campaign.track_links
+        )
     except TemplateError:
         return preview
     seen: dict[str, tuple[str, int]] = {}
@@ -170,6 +173,7 @@ def campaign_estimate(
     opt_out_footer: str = "",
     segments=(),
     frequency_cap: str = "",
+    track_links: bool = True,
 ) -> Estimate:
     """Audience after exclusions and the cost of sending ``body`` to ``lists`` and
     ``segments`` now, with the campaign's ``frequency_cap`` override.
@@ -178,7 +182,8 @@ def campaign_estimate(
     (cached: the composer and the confirmation pages share them), then at most
     :data:`ESTIMATE_SAMPLE` messages are rendered, whatever the audience's size, so
     the composer can ask on every change. Works for unsaved campaigns (the admin's
-    form): pass the fields, not a campaign.
+    form): pass the fields, not a campaign. Tracked links are counted as the
+    short links recipients get.
     """
     source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
     list_ids, segment_ids = _list_ids(lists), _list_ids(segments)
@@ -189,7 +194,7 @@ def campaign_estimate(
         else None
     )
     try:
-        template = parse(source)
+        template = counted_template(source, track_links=track_links)
     except TemplateError:
         template = None
     # Only a personalized text differs per contact: otherwise one rendering will do.

@@ -35,6 +35,7 @@ CONTENT_FIELDS = (
     "segments",
     "provider",
     "sender",
+    "track_links",
 )
 #: Content fields that are sets of related rows, compared by id.
 _AUDIENCE_FIELDS = ("lists", "segments")
@@ -218,7 +219,13 @@ def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
 
 
 def _check_body(
-    body: str, lists: Iterable, *, footer: str, provider: str, segments: Iterable = ()
+    body: str,
+    lists: Iterable,
+    *,
+    footer: str,
+    provider: str,
+    segments: Iterable = (),
+    track_links: bool = True,
 ) -> None:
     problems = body_problems(
         body,
@@ -226,7 +233,9 @@ def _check_body(
             audience_q(list_ids=[item.pk for item in lists], segments=list(segments))
         ),
     )
-    problems += text_length_problems(body=body, footer=footer, provider=provider)
+    problems += text_length_problems(
+        body=body, footer=footer, provider=provider, track_links=track_links
+    )
     if problems:
         raise BodyError(problems)
 
@@ -249,6 +258,7 @@ def campaign_create(
         footer=fields.get("opt_out_footer", default_opt_out_footer()),
         provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
         segments=segments,
+        track_links=fields.get("track_links", True),
     )
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
@@ -286,7 +296,15 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     for name in ("provider", "fallback_provider"):
         if name in fields and fields[name] != getattr(locked, name):
             require_usable(field=name, alias=fields[name])
-    if {"body", "lists", "segments", "opt_out_footer", "provider"} & set(changed):
+    changed_content = {
+        "body",
+        "lists",
+        "segments",
+        "opt_out_footer",
+        "provider",
+        "track_links",
+    }
+    if changed_content & set(changed):
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
         segments = fields["segments"] if "segments" in fields else locked.segments.all()
         _check_body(
@@ -295,6 +313,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             footer=fields.get("opt_out_footer", locked.opt_out_footer),
             provider=fields.get("provider", locked.provider),
             segments=segments,
+            track_links=fields.get("track_links", locked.track_links),
         )
     lists = fields.pop("lists", None)
     segments = fields.pop("segments", None)

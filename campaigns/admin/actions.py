@@ -855,6 +855,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
             frequency_cap=campaign.frequency_cap,
             provider=campaign.provider,
             opt_out_footer=campaign.opt_out_footer,
+            track_links=campaign.track_links,
         )
 
     def _estimate_rows(self, campaign: Campaign, estimate: Estimate) -> list[FigureRow]:

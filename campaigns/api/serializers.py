@@ -213,6 +213,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "created_at",
             "waiting_reason",
             "fallback_provider",
+            "track_links",
         ]
         read_only_fields = [
             "status",
@@ -278,6 +279,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "currency",
             "submitted_at",
             "updated_at",
+            "clicks",
+            "first_clicked_at",
         ]
         read_only_fields = fields
 
@@ -360,6 +363,12 @@ class RetryOutputSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
 
 
+class ClicksPerHourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField(help_text="Start of the hour.")
+    clicks = serializers.IntegerField()
+    recipients = serializers.IntegerField(help_text="Recipients who clicked in it.")
+
+
 class StatsSerializer(serializers.Serializer):
     counts = serializers.DictField(
         child=serializers.IntegerField(), help_text="Messages per status, all present."
@@ -384,6 +393,23 @@ class StatsSerializer(serializers.Serializer):
     skipped_frequency_cap = serializers.IntegerField(
         help_text="Messages not sent because the recipient had reached the frequency "
         'cap (error_code "frequency_cap").'
+    )
+    unique_clicks = serializers.IntegerField(
+        help_text="Recipients who clicked a tracked link (link previews and HEAD "
+        "requests are not clicks)."
+    )
+    clicks = serializers.IntegerField(
+        help_text="Clicks on tracked links, a recipient's repeated clicks included."
+    )
+    click_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Click-through rate: unique_clicks / delivered; null before any "
+        "delivery.",
+    )
+    clicks_over_time = ClicksPerHourSerializer(
+        many=True,
+        help_text="Clicks per hour (UTC), oldest first; hours without "
+        "clicks are left out.",
     )
 
 

@@ -70,6 +70,7 @@
         const footer = byId("id_opt_out_footer");
         const provider = byId("id_provider");
         const frequencyCap = byId("id_frequency_cap");
+        const trackLinks = byId("id_track_links");
         const sampleSelect = byId("composer-sample-select");
         const dataScript = byId("composer-data");
         if (!form || !body || !dataScript) {
@@ -117,6 +118,9 @@
             data.set("opt_out_footer", footer ? footer.value : "");
             if (provider) {
                 data.set("provider", provider.value);
+            }
+            if (trackLinks) {
+                data.set("track_links", trackLinks.checked ? "true" : "false");
             }
             for (const name of ["lists", "segments"]) {
                 for (const id of chosenIds(name).sort()) {
@@ -241,6 +245,11 @@
 
             renderCharacters(data);
             renderProblems(data.problems);
+            const links = byId("composer-links");
+            if (links && data.links) {
+                links.textContent = data.links.text;
+                links.hidden = !data.links.text;
+            }
             renderPlaceholders(data.placeholders);
             renderSamples(data);
             const marked = new Set(data.ucs2_characters.map((row) => row.character));
@@ -461,6 +470,9 @@
         }
         if (provider) {
             provider.addEventListener("change", () => schedule());
+        }
+        if (trackLinks) {
+            trackLinks.addEventListener("change", () => schedule());
         }
         if (sampleSelect) {
             sampleSelect.addEventListener("change", () => schedule(0));

@@ -20,6 +20,8 @@ A segment's ``conditions`` is a JSON list; each condition is an object with a
                    never opted in again.
 ``received``       ``{"type": "received", "campaign": 7}``: got campaign 7's message
                    (it went out: submitted, sent, delivered or unconfirmed).
+``clicked``        ``{"type": "clicked", "campaign": 7}``: clicked a tracked link of
+                   campaign 7's message (link previews are not clicks).
 ``quiet``          ``{"type": "quiet", "days": 30}``: no marketing message in the
                    last 30 days (what counts is the frequency cap's rule).
 =================  ==============================================================
@@ -68,7 +70,16 @@ MAX_COUNTRIES = 50
 #: Longest text a condition compares with.
 MAX_VALUE_LENGTH = 200
 
-TYPES = ("list", "country", "field", "attribute", "opted_in", "received", "quiet")
+TYPES = (
+    "list",
+    "country",
+    "field",
+    "attribute",
+    "opted_in",
+    "received",
+    "clicked",
+    "quiet",
+)
 FIELDS = ("first_name", "last_name", "phone")
 TEXT_OPS = ("equals", "contains", "is_set")
 NUMBER_OPS = ("gt", "gte", "lt", "lte")
@@ -96,6 +107,7 @@ _KEYS = {
     "attribute": {"key", "op", "value"},
     "opted_in": {"op", "date"},
     "received": {"campaign"},
+    "clicked": {"campaign"},
     "quiet": {"days"},
 }
 
@@ -164,7 +176,7 @@ def clean_condition(condition: Any) -> dict:
     cleaned: dict[str, Any] = {"type": kind}
     if kind == "list":
         cleaned["list"] = _id(condition.get("list"), "list")
-    elif kind == "received":
+    elif kind in ("received", "clicked"):
         cleaned["campaign"] = _id(condition.get("campaign"), "campaign")
     elif kind == "country":
         countries = condition.get("countries")
@@ -249,6 +261,7 @@ def _missing_references(conditions: list[dict]) -> list[str]:
     wanted = {
         "list": (ContactList, "contact list"),
         "received": (Campaign, "campaign"),
+        "clicked": (Campaign, "campaign"),
     }
     problems = []
     for kind, (model, name) in wanted.items():
@@ -402,6 +415,18 @@ def condition_q(condition: dict, *, now: datetime) -> Q:
                     contact=OuterRef("pk"),
                     kind=Message.Kind.CAMPAIGN,
                     status__in=received_statuses(),
+                )
+            )
+        )
+    elif kind == "clicked":
+        # Set by the first click that is not a link preview (campaigns.clicks).
+        q = Q(
+            Exists(
+                Message.objects.filter(
+                    campaign_id=condition["campaign"],
+                    contact=OuterRef("pk"),
+                    kind=Message.Kind.CAMPAIGN,
+                    first_clicked_at__isnull=False,
                 )
             )
         )
@@ -576,7 +601,7 @@ def describe_condition(condition: dict) -> str:
             text = f"{subject} {_OP_WORDS[op]} “{condition['value']}”"
     elif kind == "opted_in":
         text = f"Opted in {op} {condition['date']}"
-    elif kind == "received":
+    elif kind in ("received", "clicked"):
         from .models import Campaign
 
         name = (
@@ -584,7 +609,8 @@ def describe_condition(condition: dict) -> str:
             .values_list("name", flat=True)
             .first()
         )
-        text = f"Received campaign “{name or '#' + str(condition['campaign'])}”"
+        verb = "Received" if kind == "received" else "Clicked a link in"
+        text = f"{verb} campaign “{name or '#' + str(condition['campaign'])}”"
     elif kind == "quiet":
         text = f"No marketing message in the last {condition['days']} days"
     else:

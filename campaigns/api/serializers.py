@@ -445,7 +445,7 @@ class BulkOutputSerializer(serializers.Serializer):
 class SegmentSerializer(serializers.ModelSerializer):
     conditions = serializers.JSONField(
         help_text="A list of conditions, each an object with a type: list, country, "
-        "field, attribute, opted_in, received or quiet (see the README's marketer's "
+        "field, attribute, opted_in, received, clicked or quiet (see the README's marketer's "
         'guide); "negate": true turns one around.'
     )
 

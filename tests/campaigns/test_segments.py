@@ -203,6 +203,27 @@ def test_received_a_campaign_or_not(people):
     }
 
 
+def test_clicked_in_a_campaign_or_not(people):
+    spring = CampaignFactory(name="Spring")
+    now = timezone.now()
+    MessageFactory(
+        campaign=spring, contact=people["ann"], status="delivered", first_clicked_at=now
+    )
+    MessageFactory(campaign=spring, contact=people["bob"], status="delivered")
+    # A click on another campaign's link is not a click on this one.
+    MessageFactory(contact=people["cid"], status="delivered", first_clicked_at=now)
+
+    assert matching({"type": "clicked", "campaign": spring.pk}) == {"Ann"}
+    assert matching({"type": "clicked", "campaign": spring.pk, "negate": True}) == {
+        "Bob",
+        "Cid",
+        "Dee",
+    }
+    assert describe_condition({"type": "clicked", "campaign": spring.pk}) == (
+        "Clicked a link in campaign “Spring”"
+    )
+
+
 def test_no_marketing_message_in_the_last_days(people):
     now = timezone.now()
     MessageFactory(contact=people["ann"], status="delivered", handed_at=now)
@@ -274,6 +295,7 @@ def test_three_conditions_count_in_one_query(people):
         ([{"type": "quiet", "days": 0}], "from 1 to 3650"),
         ([{"type": "list", "list": 999999}], "no contact list with id 999999"),
         ([{"type": "received", "campaign": 999999}], "no campaign with id 999999"),
+        ([{"type": "clicked", "campaign": 999999}], "no campaign with id 999999"),
         ([{"type": "country", "countries": ["US"], "city": "x"}], "Unknown key"),
         ([{"type": "quiet", "days": 7}] * 21, "at most 20 conditions"),
     ],

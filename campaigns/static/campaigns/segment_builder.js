@@ -12,6 +12,7 @@
         ["attribute", "Attribute"],
         ["opted_in", "Opted in"],
         ["received", "Received campaign"],
+        ["clicked", "Clicked a link in campaign"],
         ["quiet", "No marketing message in the last"],
     ];
     const TEXT_OPS = [
@@ -80,6 +81,7 @@
             case "opted_in":
                 return { type, op: "after", date: new Date().toISOString().slice(0, 10) };
             case "received":
+            case "clicked":
                 return {
                     type,
                     campaign: options.campaigns.length ? options.campaigns[0].id : null,
@@ -145,6 +147,7 @@
                     field("date", condition.date, { type: "date", "aria-label": "Date" }),
                 ];
             case "received":
+            case "clicked":
                 return [
                     choice(
                         "campaign",
@@ -223,6 +226,7 @@
                 condition.date = value("date");
                 break;
             case "received":
+            case "clicked":
                 condition.campaign = id(value("campaign"));
                 break;
             default:

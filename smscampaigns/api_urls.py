@@ -24,6 +24,7 @@ router.register("contacts", contacts_api.ContactViewSet, basename="contact")
 router.register("lists", contacts_api.ContactListViewSet, basename="list")
 router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 router.register("messages", campaigns_api.MessageViewSet, basename="message")
+router.register("segments", campaigns_api.SegmentViewSet, basename="segment")
 router.register(
     "conversations", webhooks_api.ConversationViewSet, basename="conversation"
 )

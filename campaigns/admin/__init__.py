@@ -23,6 +23,7 @@ from .dashboard import (
     message_search,
 )
 from .exports import ExportMixin
+from .segments import SegmentAdmin as SegmentAdmin  # registers the builder
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
@@ -155,6 +156,7 @@ class MessageAdmin(admin.ModelAdmin):
         "segments",
         "error_code",
         "status_changed_at",
+        "first_clicked_at",
     ]
     list_filter = [
         ("campaign", CampaignListFilter),

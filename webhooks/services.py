@@ -13,6 +13,8 @@ from campaigns.sending.direct import message_create_direct
 from contacts.models import Contact, Source
 from contacts.phones import mask_phone, sender_key
 from contacts.services import blocked_numbers, contact_opt_in, contact_opt_out
+from integrations.events import EventType, inbound_data
+from integrations.services import publish
 from providers import get_provider, provider_problem
 from providers.messages import InboundSms
 from smscampaigns.storable import unstorable_text
@@ -61,6 +63,7 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
         ),
         payload=dict(inbound.payload),
     )
+    publish(EventType.MESSAGE_INBOUND, lambda: inbound_data(message))
     consent = {
         "phone": sender,
         "source": Source.KEYWORD,

@@ -40,10 +40,10 @@ from ..actions import (
     campaign_send_now,
 )
 from ..lifecycle import CampaignError
-from ..models import Campaign, Message
+from ..models import Campaign, CampaignVariant, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
-from ..stats import campaign_clicks_per_hour, campaign_stats
+from ..stats import campaign_clicks_per_hour, campaign_stats, variant_figures
 from ..writes import (
     BodyError,
     NoRecipients,
@@ -121,7 +121,7 @@ def _run(service: Callable, **kwargs):
     except CampaignError as error:
         raise Conflict(str(error)) from error
     except BodyError as error:
-        raise exceptions.ValidationError({"body": error.problems}) from error
+        raise exceptions.ValidationError({error.field: error.problems}) from error
 
 
 def _run_input(service: Callable, **kwargs):
@@ -195,7 +195,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.prefetch_related(
-            Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk"))
+            Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk")),
+            Prefetch("variants", queryset=CampaignVariant.objects.order_by("position")),
         )
 
     def perform_create(self, serializer: CampaignSerializer) -> None:
@@ -345,6 +346,7 @@ class CampaignViewSet(viewsets.ModelViewSet):
             **vars(stats),
             "click_rate": stats.click_rate,
             "clicks_over_time": campaign_clicks_per_hour(campaign=campaign),
+            "variants": variant_figures(campaign=campaign, stats=stats.variants),
         }
         return Response(StatsSerializer(figures).data)
 

@@ -35,6 +35,7 @@ class Claimed:
     first_name: str
     last_name: str
     attributes: dict
+    variant: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,8 @@ def claim_batch(
         FROM picked
         WHERE t.{qn("id")} = picked.picked_id
         RETURNING {qn("id")}, {qn("status")}, {qn("to")}, {qn("sender")},
-                  {qn("client_reference")}, {qn("attempts")}, {qn("contact_id")}
+                  {qn("client_reference")}, {qn("attempts")}, {qn("contact_id")},
+                  {qn("variant")}
     """  # identifiers come from the models; every value is a parameter
     params = [
         campaign_id,
@@ -130,7 +132,9 @@ def claim_batch(
     sending = [r for r in rows if r[1] == Message.Status.SENDING]
     people = _contacts([r[6] for r in sending if r[6] is not None])
     messages = []
-    for pk, _status, to, sender, reference, attempts, contact_id in sorted(sending):
+    for pk, _status, to, sender, reference, attempts, contact_id, variant in sorted(
+        sending
+    ):
         first_name, last_name, attributes = people.get(contact_id, ("", "", {}))
         messages.append(
             Claimed(
@@ -142,6 +146,7 @@ def claim_batch(
                 first_name=first_name or "",
                 last_name=last_name or "",
                 attributes=attributes or {},
+                variant=variant,
             )
         )
     return Claim(

@@ -50,6 +50,7 @@ CAMPAIGN_FIELDS = {
     "waiting_reason",
     "fallback_provider",
     "track_links",
+    "variants",
 }
 MESSAGE_FIELDS = {
     "id",
@@ -70,6 +71,7 @@ MESSAGE_FIELDS = {
     "updated_at",
     "clicks",
     "first_clicked_at",
+    "variant",
 }
 NOT_EDITABLE = ["sending", "paused", "completed", "cancelled", "failed"]
 

@@ -28,6 +28,7 @@ from .models import (
 )
 from .preview import campaign_audience
 from .provider_checks import require_usable, text_length_problems
+from .segments import audience_q
 from .sending.direct import message_create_direct
 from .sending.queue import enqueue_dispatch
 from .templating import TemplateError, audience_attribute_keys, parse, validate
@@ -37,10 +38,13 @@ CONTENT_FIELDS = (
     "body",
     "opt_out_footer",
     "lists",
+    "segments",
     "provider",
     "sender",
     "track_links",
 )
+#: Content fields that are sets of related rows, compared by id.
+_AUDIENCE_FIELDS = ("lists", "segments")
 #: States in which the content may still change and the campaign may be deleted.
 EDITABLE = frozenset({Campaign.Status.DRAFT, Campaign.Status.SCHEDULED})
 #: Most numbers one bulk request may name.
@@ -223,9 +227,20 @@ def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
 
 
 def _check_body(
-    body: str, lists: Iterable, *, footer: str, provider: str, track_links: bool = True
+    body: str,
+    lists: Iterable,
+    *,
+    footer: str,
+    provider: str,
+    segments: Iterable = (),
+    track_links: bool = True,
 ) -> None:
-    problems = body_problems(body, Contact.objects.in_lists(list(lists)))
+    problems = body_problems(
+        body,
+        Contact.objects.filter(
+            audience_q(list_ids=[item.pk for item in lists], segments=list(segments))
+        ),
+    )
     problems += text_length_problems(
         body=body, footer=footer, provider=provider, track_links=track_links
     )
@@ -243,6 +258,7 @@ def variant_problems(
     lists: Iterable,
     footer: str,
     provider: str,
+    segments: Iterable = (),
     track_links: bool = True,
 ) -> list[str]:
     """Why ``variants`` (the texts besides the campaign's own, each {"body",
@@ -268,7 +284,9 @@ def variant_problems(
             f"The variants' shares add up to {sum(shares)} %: variant A (the main "
             "text) needs at least 1 % of the recipients."
         )
-    contacts = Contact.objects.in_lists(list(lists))
+    contacts = Contact.objects.filter(
+        audience_q(list_ids=[item.pk for item in lists], segments=list(segments))
+    )
     keys = audience_attribute_keys(contacts)
     for number, variant in enumerate(variants, start=1):
         label = variant_label(number)
@@ -311,13 +329,14 @@ def campaign_variants(campaign: Campaign) -> list[dict]:
 def campaign_create(
     *,
     lists: Iterable = (),
+    segments: Iterable = (),
     created_by=None,
     variants: Sequence[dict] = (),
     **fields: Any,
 ) -> Campaign:
     """A draft campaign; its body is checked against its audience's attributes, and
     its providers must be usable (:class:`~campaigns.provider_checks.ProviderUnusable`)."""
-    lists = list(lists)
+    lists, segments = list(lists), list(segments)
     require_usable(
         field="provider",
         alias=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
@@ -328,11 +347,13 @@ def campaign_create(
         lists,
         footer=fields.get("opt_out_footer", default_opt_out_footer()),
         provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+        segments=segments,
         track_links=fields.get("track_links", True),
     )
     problems = variant_problems(
         variants,
         lists=lists,
+        segments=segments,
         footer=fields.get("opt_out_footer", default_opt_out_footer()),
         provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
         track_links=fields.get("track_links", True),
@@ -341,6 +362,7 @@ def campaign_create(
         raise BodyError(problems, field="variants")
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
+    campaign.segments.set(segments)
     _variants_set(campaign, variants)
     return campaign
 
@@ -351,7 +373,10 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     while :func:`content_locked` allows it (raises :class:`CampaignError`
     otherwise); the name and the delivery settings may change at any time."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    current_lists = set(locked.lists.values_list("pk", flat=True))
+    current = {
+        name: set(getattr(locked, name).values_list("pk", flat=True))
+        for name in _AUDIENCE_FIELDS
+    }
     variants = fields.pop("variants", None)
     variants_changed = variants is not None and list(variants) != campaign_variants(
         locked
@@ -361,8 +386,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         for name in CONTENT_FIELDS
         if name in fields
         and (
-            {item.pk for item in fields[name]} != current_lists
-            if name == "lists"
+            {item.pk for item in fields[name]} != current[name]
+            if name in _AUDIENCE_FIELDS
             else fields[name] != getattr(locked, name)
         )
     ]
@@ -378,20 +403,34 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     for name in ("provider", "fallback_provider"):
         if name in fields and fields[name] != getattr(locked, name):
             require_usable(field=name, alias=fields[name])
-    if {"body", "lists", "opt_out_footer", "provider", "track_links"} & set(changed):
+    changed_content = {
+        "body",
+        "lists",
+        "segments",
+        "opt_out_footer",
+        "provider",
+        "track_links",
+    }
+    if changed_content & set(changed):
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
+        segments = fields["segments"] if "segments" in fields else locked.segments.all()
         _check_body(
             fields.get("body", locked.body),
             lists,
             footer=fields.get("opt_out_footer", locked.opt_out_footer),
             provider=fields.get("provider", locked.provider),
+            segments=segments,
             track_links=fields.get("track_links", locked.track_links),
         )
     if changed and (variants_changed or campaign_variants(locked)):
         lists_now = fields["lists"] if "lists" in fields else locked.lists.all()
+        segments_now = (
+            fields["segments"] if "segments" in fields else locked.segments.all()
+        )
         problems = variant_problems(
             campaign_variants(locked) if variants is None else variants,
             lists=lists_now,
+            segments=segments_now,
             footer=fields.get("opt_out_footer", locked.opt_out_footer),
             provider=fields.get("provider", locked.provider),
             track_links=fields.get("track_links", locked.track_links),
@@ -399,6 +438,7 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         if problems:
             raise BodyError(problems, field="variants")
     lists = fields.pop("lists", None)
+    segments = fields.pop("segments", None)
     # Only the fields given: the status belongs to campaigns.lifecycle.
     if "status" in fields:
         raise TypeError("campaign_update() does not change the status")
@@ -407,6 +447,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     locked.save(update_fields=[*fields, "updated_at"])
     if lists is not None:
         locked.lists.set(lists)
+    if segments is not None:
+        locked.segments.set(segments)
     if variants_changed:
         _variants_set(locked, variants)
     campaign.refresh_from_db()

@@ -100,6 +100,8 @@ class Figures:
     """Recipients who replied STOP after this campaign's message."""
     cancelled: int
     unknown: int
+    frequency_capped: int = 0
+    """Not sent: the recipient had reached the frequency cap."""
     unique_clicks: int = 0
     """Recipients who clicked a tracked link."""
     clicks: int = 0
@@ -114,7 +116,7 @@ class Figures:
 
     @property
     def not_sent(self) -> int:
-        return self.skipped_opted_out + self.cancelled
+        return self.skipped_opted_out + self.cancelled + self.frequency_capped
 
     @property
     def done_percent(self) -> float:
@@ -146,22 +148,28 @@ class Figures:
         def count(*statuses: str) -> int:
             return sum(counts.get(status, 0) for status in statuses)
 
-        cancelled = sum(
-            reason["count"]
-            for reason in failure_reasons
-            if reason.get("skipped")
-            and reason.get("code") == Message.SkipReason.CANCELLED
-        )
+        def skipped(code: str) -> int:
+            return sum(
+                reason["count"]
+                for reason in failure_reasons
+                if reason.get("skipped") and reason.get("code") == code
+            )
+
+        cancelled = skipped(Message.SkipReason.CANCELLED)
+        capped = skipped(Message.SkipReason.FREQUENCY_CAP)
         return cls(
             total=sum(counts.values()),
             queued=count(*Message.IN_FLIGHT),
             sent=count(Message.Status.SUBMITTED, Message.Status.SENT),
             delivered=count(Message.Status.DELIVERED),
-            failed=max(count(*Message.FAILURES) - skipped_opted_out - cancelled, 0),
+            failed=max(
+                count(*Message.FAILURES) - skipped_opted_out - cancelled - capped, 0
+            ),
             skipped_opted_out=skipped_opted_out,
             opt_outs=opt_outs,
             cancelled=cancelled,
             unknown=count(Message.Status.UNKNOWN),
+            frequency_capped=capped,
             unique_clicks=unique_clicks,
             clicks=clicks,
         )
@@ -181,7 +189,7 @@ def progress_bar(figures: Figures, *, width: float = 100.0) -> list[BarSegment]:
     parts = [
         ("delivered", "Delivered", figures.delivered),
         ("failed", "Failed", figures.failed),
-        ("skipped", "Not sent (opted out or cancelled)", figures.not_sent),
+        ("skipped", "Not sent (opted out, cancelled or capped)", figures.not_sent),
         ("unknown", "Unknown", figures.unknown),
         ("sent", "Sent, awaiting receipt", figures.sent),
     ]
@@ -419,6 +427,7 @@ OUTCOMES = {
     "failed": "Failed (sent, not delivered)",
     "opted_out": "Not sent: had opted out",
     "cancelled": "Not sent: campaign cancelled",
+    "frequency_cap": "Not sent: frequency cap",
     "unknown": "Unknown",
     "replied_stop": "Replied STOP afterwards",
     "clicked": "Clicked a link",
@@ -428,6 +437,7 @@ OUTCOMES = {
 _SKIPPED_OUTCOMES = {
     Message.SkipReason.OPTED_OUT: "opted_out",
     Message.SkipReason.CANCELLED: "cancelled",
+    Message.SkipReason.FREQUENCY_CAP: "frequency_cap",
 }
 
 
@@ -449,6 +459,9 @@ def outcome_condition(outcome: str) -> Q | None:
         ),
         "cancelled": lambda: Q(
             status=status.FAILED, error_code=Message.SkipReason.CANCELLED
+        ),
+        "frequency_cap": lambda: Q(
+            status=status.FAILED, error_code=Message.SkipReason.FREQUENCY_CAP
         ),
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
@@ -643,6 +656,16 @@ class Dashboard:
                     "not sent: the campaign was cancelled",
                 )
             )
+        if f.frequency_capped:
+            cards.append(
+                Card(
+                    "frequency-cap",
+                    "Not sent: frequency cap",
+                    f.frequency_capped,
+                    links["frequency_cap"],
+                    "had had as many marketing messages as the cap allows",
+                )
+            )
         return cards
 
     @cached_property
@@ -697,6 +720,7 @@ class Dashboard:
                     "skipped_opted_out": figures.skipped_opted_out,
                     "opt_outs": figures.opt_outs,
                     "cancelled": figures.cancelled,
+                    "frequency_capped": figures.frequency_capped,
                     "unknown": figures.unknown,
                     "unique_clicks": figures.unique_clicks,
                     "clicks": figures.clicks,

@@ -625,7 +625,11 @@ class ComposerMixin(admin.ModelAdmin):
         for formset in formsets:
             if formset.model is not CampaignVariant:
                 self.save_formset(request, form, formset, change=change)
-            elif formset.has_changed() and not content_locked(form.instance):
+                continue
+            # What formset.save() would have said, for the admin's change message.
+            formset.new_objects, formset.changed_objects = [], []
+            formset.deleted_objects = []
+            if formset.has_changed() and not content_locked(form.instance):
                 try:
                     variants_save(formset, form.instance)
                 except BodyError as error:

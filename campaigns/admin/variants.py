@@ -15,6 +15,16 @@ from ..writes import MAX_OTHER_VARIANTS, campaign_update, content_locked
 
 
 class VariantFormSet(BaseInlineFormSet):
+    def __init__(self, data=None, *args, prefix=None, **kwargs) -> None:
+        name = f"{prefix or self.get_default_prefix()}-TOTAL_FORMS"
+        if data is not None and name not in data:
+            # Posted without the inline (a page or a script from before variants):
+            # no rows, so the campaign's variants stay as they are.
+            data = data.copy()
+            data[name] = "0"
+            data[name.replace("TOTAL", "INITIAL")] = "0"
+        super().__init__(data, *args, prefix=prefix, **kwargs)
+
     def clean(self) -> None:
         super().clean()
         if any(self.errors):

@@ -177,6 +177,8 @@ VARIANT_FIGURES = ("messages", "delivered", "unique_clicks", "clicks", "opt_outs
 def variant_figures(*, campaign: Campaign, stats: dict[str, dict]) -> list[dict]:
     """``stats`` (CampaignStats.variants, or a snapshot's) as rows, A first, with
     each variant's set share and click-through rate."""
+    if not stats:
+        return []
     shares = {
         variant_label(number): share for number, share in campaign.variant_shares()
     }

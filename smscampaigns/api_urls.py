@@ -23,6 +23,7 @@ router.register("contacts", contacts_api.ContactViewSet, basename="contact")
 router.register("lists", contacts_api.ContactListViewSet, basename="list")
 router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 router.register("messages", campaigns_api.MessageViewSet, basename="message")
+router.register("segments", campaigns_api.SegmentViewSet, basename="segment")
 
 urlpatterns = [
     # Before the router, so "import" and "bulk" are not read as object ids.

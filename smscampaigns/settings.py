@@ -443,6 +443,9 @@ SMS_REPLY_HELP = env.str(
     "SMS_REPLY_HELP",
     default="{program}: Help at {help_contact}. Msg frequency varies. Msg & data rates may apply. Reply STOP to opt out.",
 )
+# A reply is linked to the last campaign message sent to its number from the number
+# it was sent to, within this many hours (0: replies are never linked).
+SMS_REPLY_ATTRIBUTION_HOURS = env.int("SMS_REPLY_ATTRIBUTION_HOURS", default=72)
 
 if SMS_WEBHOOK_ALLOW_UNSIGNED and not DEBUG:
     raise ImproperlyConfigured(

@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from .api_docs import docs_view, schema_view
 from .health import health
+from .metrics_view import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +12,8 @@ urlpatterns = [
     path("api/schema/", schema_view, name="schema"),
     path("api/docs/", docs_view, name="api-docs"),
     path("health/", health, name="health"),
+    # No trailing slash: Prometheus' default metrics_path.
+    path("metrics", metrics_view, name="metrics"),
 ]
 
 handler400 = "smscampaigns.error_views.bad_request"

@@ -22,6 +22,8 @@ from .dashboard import (
     filtered_campaign,
     message_search,
 )
+from .exports import ExportMixin
+from .segments import SegmentAdmin as SegmentAdmin  # registers the builder
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
@@ -37,11 +39,11 @@ def deletable(campaign: Campaign) -> bool:
 
 # Each mixin owns one part of the campaign page: composing (form, live counter),
 # acting (test, send, schedule, pause, resume, cancel, retry with confirmation
-# pages) and watching (progress, chart, failures). They add their own URLs through
+# pages), watching (progress, chart, failures) and exporting the results. They add their own URLs through
 # get_urls() and their own context through render_change_form().
 @admin.register(Campaign)
 class CampaignAdmin(
-    ComposerMixin, CampaignActionsMixin, DashboardMixin, admin.ModelAdmin
+    ComposerMixin, CampaignActionsMixin, DashboardMixin, ExportMixin, admin.ModelAdmin
 ):
     change_form_template = "admin/campaigns/campaign/change_form.html"
     delete_selected_confirmation_template = (
@@ -154,6 +156,7 @@ class MessageAdmin(admin.ModelAdmin):
         "segments",
         "error_code",
         "status_changed_at",
+        "first_clicked_at",
     ]
     list_filter = [
         ("campaign", CampaignListFilter),

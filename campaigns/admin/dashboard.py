@@ -58,6 +58,7 @@ from ..stats import (
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
     campaign_progress,
+    click_rate,
     replied_stop_filter,
 )
 
@@ -68,6 +69,16 @@ _DASHBOARD_TEMPLATE = "admin/campaigns/campaign/_dashboard.html"
 
 
 # --- Figures ----------------------------------------------------------------------------
+
+
+def tracks_links(campaign: Campaign) -> bool:
+    """Whether the campaign's page shows clicks: it tracks links that were found
+    in its text when it was sent (the set of links is small and indexed)."""
+    cached = getattr(campaign, "_tracks_links", None)
+    if cached is None:
+        cached = campaign.tracked_links.exists()
+        campaign._tracks_links = cached
+    return cached
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,15 @@ class Figures:
     """Recipients who replied STOP after this campaign's message."""
     cancelled: int
     unknown: int
+    frequency_capped: int = 0
+    """Not sent: the recipient had reached the frequency cap."""
+    unique_clicks: int = 0
+    """Recipients who clicked a tracked link."""
+    clicks: int = 0
+
+    @property
+    def click_rate(self) -> float | None:
+        return click_rate(self.unique_clicks, self.delivered)
 
     @property
     def opted_out(self) -> int:
@@ -95,7 +115,7 @@ class Figures:
 
     @property
     def not_sent(self) -> int:
-        return self.skipped_opted_out + self.cancelled
+        return self.skipped_opted_out + self.cancelled + self.frequency_capped
 
     @property
     def done_percent(self) -> float:
@@ -109,6 +129,8 @@ class Figures:
             skipped_opted_out=snapshot.skipped_opted_out,
             opt_outs=snapshot.opt_outs,
             failure_reasons=snapshot.failure_reasons,
+            unique_clicks=snapshot.unique_clicks,
+            clicks=snapshot.clicks,
         )
 
     @classmethod
@@ -119,26 +141,36 @@ class Figures:
         skipped_opted_out: int,
         opt_outs: int,
         failure_reasons: list,
+        unique_clicks: int = 0,
+        clicks: int = 0,
     ) -> "Figures":
         def count(*statuses: str) -> int:
             return sum(counts.get(status, 0) for status in statuses)
 
-        cancelled = sum(
-            reason["count"]
-            for reason in failure_reasons
-            if reason.get("skipped")
-            and reason.get("code") == Message.SkipReason.CANCELLED
-        )
+        def skipped(code: str) -> int:
+            return sum(
+                reason["count"]
+                for reason in failure_reasons
+                if reason.get("skipped") and reason.get("code") == code
+            )
+
+        cancelled = skipped(Message.SkipReason.CANCELLED)
+        capped = skipped(Message.SkipReason.FREQUENCY_CAP)
         return cls(
             total=sum(counts.values()),
             queued=count(*Message.IN_FLIGHT),
             sent=count(Message.Status.SUBMITTED, Message.Status.SENT),
             delivered=count(Message.Status.DELIVERED),
-            failed=max(count(*Message.FAILURES) - skipped_opted_out - cancelled, 0),
+            failed=max(
+                count(*Message.FAILURES) - skipped_opted_out - cancelled - capped, 0
+            ),
             skipped_opted_out=skipped_opted_out,
             opt_outs=opt_outs,
             cancelled=cancelled,
             unknown=count(Message.Status.UNKNOWN),
+            frequency_capped=capped,
+            unique_clicks=unique_clicks,
+            clicks=clicks,
         )
 
 
@@ -156,7 +188,7 @@ def progress_bar(figures: Figures, *, width: float = 100.0) -> list[BarSegment]:
     parts = [
         ("delivered", "Delivered", figures.delivered),
         ("failed", "Failed", figures.failed),
-        ("skipped", "Not sent (opted out or cancelled)", figures.not_sent),
+        ("skipped", "Not sent (opted out, cancelled or capped)", figures.not_sent),
         ("unknown", "Unknown", figures.unknown),
         ("sent", "Sent, awaiting receipt", figures.sent),
     ]
@@ -267,6 +299,7 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
             "skipped_opted_out",
             "opt_outs",
             "failure_reasons",
+            "unique_clicks",
         )
     )
     if not rows:
@@ -279,10 +312,11 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
                 skipped_opted_out=skipped,
                 opt_outs=opt_outs,
                 failure_reasons=reasons,
+                unique_clicks=clicked,
             ),
             rate,
         )
-        for taken_at, counts, rate, skipped, opt_outs, reasons in rows
+        for taken_at, counts, rate, skipped, opt_outs, reasons, clicked in rows
     ]
     zero = Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
     if campaign.started_at and campaign.started_at < samples[0][0]:
@@ -301,6 +335,11 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
         "failed": ("Failed", [f.failed for _, f, _ in samples]),
         "sent": ("Sent, awaiting receipt", [f.sent for _, f, _ in samples]),
     }
+    if tracks_links(campaign):
+        series["clicked"] = (
+            "Clicked (recipients)",
+            [f.unique_clicks for _, f, _ in samples],
+        )
     highest = max(max(values) for _, values in series.values())
     step = _nice_step(highest)
     y_max = max(step * math.ceil(highest / step), step)
@@ -357,8 +396,13 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
             f"From {format_date(timezone.localtime(start), 'N j, H:i')} to "
             f"{format_date(timezone.localtime(samples[-1][0]), 'N j, H:i')}: "
             f"{last_figures.delivered:,} delivered, {last_figures.failed:,} failed, "
-            f"{last_figures.sent:,} awaiting a receipt; delivery rate "
-            f"{format_rate(last_rate)}."
+            f"{last_figures.sent:,} awaiting a receipt"
+            + (
+                f", {last_figures.unique_clicks:,} clicked"
+                if "clicked" in series
+                else ""
+            )
+            + f"; delivery rate {format_rate(last_rate)}."
         ),
     )
 
@@ -382,14 +426,17 @@ OUTCOMES = {
     "failed": "Failed (sent, not delivered)",
     "opted_out": "Not sent: had opted out",
     "cancelled": "Not sent: campaign cancelled",
+    "frequency_cap": "Not sent: frequency cap",
     "unknown": "Unknown",
     "replied_stop": "Replied STOP afterwards",
+    "clicked": "Clicked a link",
 }
 
 #: The outcome of the messages each skip code marks.
 _SKIPPED_OUTCOMES = {
     Message.SkipReason.OPTED_OUT: "opted_out",
     Message.SkipReason.CANCELLED: "cancelled",
+    Message.SkipReason.FREQUENCY_CAP: "frequency_cap",
 }
 
 
@@ -412,8 +459,12 @@ def outcome_condition(outcome: str) -> Q | None:
         "cancelled": lambda: Q(
             status=status.FAILED, error_code=Message.SkipReason.CANCELLED
         ),
+        "frequency_cap": lambda: Q(
+            status=status.FAILED, error_code=Message.SkipReason.FREQUENCY_CAP
+        ),
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
+        "clicked": lambda: Q(first_clicked_at__isnull=False),
     }
     condition = conditions.get(outcome)
     return condition() if condition else None
@@ -582,6 +633,18 @@ class Dashboard:
                 "in flight when a worker stopped; a receipt may still settle them",
             ),
         ]
+        if tracks_links(self.campaign):
+            cards.append(
+                Card(
+                    "clicked",
+                    "Clicked",
+                    f.unique_clicks,
+                    links["clicked"],
+                    f"{format_rate(f.click_rate)} of delivered "
+                    f"(click-through rate), {f.clicks:,} click"
+                    f"{'' if f.clicks == 1 else 's'} in all",
+                )
+            )
         if f.cancelled:
             cards.append(
                 Card(
@@ -590,6 +653,16 @@ class Dashboard:
                     f.cancelled,
                     links["cancelled"],
                     "not sent: the campaign was cancelled",
+                )
+            )
+        if f.frequency_capped:
+            cards.append(
+                Card(
+                    "frequency-cap",
+                    "Not sent: frequency cap",
+                    f.frequency_capped,
+                    links["frequency_cap"],
+                    "had had as many marketing messages as the cap allows",
                 )
             )
         return cards
@@ -636,13 +709,17 @@ class Dashboard:
                     "skipped_opted_out": figures.skipped_opted_out,
                     "opt_outs": figures.opt_outs,
                     "cancelled": figures.cancelled,
+                    "frequency_capped": figures.frequency_capped,
                     "unknown": figures.unknown,
+                    "unique_clicks": figures.unique_clicks,
+                    "clicks": figures.clicks,
                 }
                 if figures
                 else None
             ),
             "by_status": snapshot.counts if snapshot else None,
             "delivery_rate": snapshot.delivery_rate if snapshot else None,
+            "click_rate": figures.click_rate if figures else None,
             "cost": str(snapshot.cost) if snapshot else None,
             "currency": self.currency,
             "cost_by_currency": (

@@ -209,7 +209,10 @@ def test_the_progress_endpoint_answers_json(admin_client, campaign):
         "skipped_opted_out": 1,
         "opt_outs": 1,
         "cancelled": 0,
+        "frequency_capped": 0,
         "unknown": 1,
+        "unique_clicks": 0,
+        "clicks": 0,
     }
     assert data["delivery_rate"] == pytest.approx(4 / 7)
     assert Decimal(data["cost"]) == Decimal("0.03")

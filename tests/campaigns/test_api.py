@@ -38,6 +38,8 @@ CAMPAIGN_FIELDS = {
     "body",
     "opt_out_footer",
     "lists",
+    "segments",
+    "frequency_cap",
     "provider",
     "sender",
     "status",
@@ -49,6 +51,7 @@ CAMPAIGN_FIELDS = {
     "created_at",
     "waiting_reason",
     "fallback_provider",
+    "track_links",
 }
 MESSAGE_FIELDS = {
     "id",
@@ -67,6 +70,8 @@ MESSAGE_FIELDS = {
     "currency",
     "submitted_at",
     "updated_at",
+    "clicks",
+    "first_clicked_at",
 }
 NOT_EDITABLE = ["sending", "paused", "completed", "cancelled", "failed"]
 

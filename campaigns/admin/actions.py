@@ -172,6 +172,8 @@ class Progress:
     """Not sent: the recipient had opted out."""
     cancelled: int = 0
     """Not sent: the campaign was cancelled."""
+    frequency_capped: int = 0
+    """Not sent: the recipient had reached the frequency cap."""
     unknown: int = 0
     handed: int = 0
     """Ever handed to the provider and accepted, whatever happened next."""
@@ -251,6 +253,7 @@ def launched_progress(campaign: Campaign) -> Progress:
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
         cancelled=Count("pk", filter=Q(error_code=Message.SkipReason.CANCELLED)),
+        capped=Count("pk", filter=Q(error_code=Message.SkipReason.FREQUENCY_CAP)),
         handed=Count("pk", filter=submitted),
         handed_segments=Sum("segments", filter=submitted),
     )
@@ -272,7 +275,8 @@ def launched_progress(campaign: Campaign) -> Progress:
         elif status in Message.FAILURES:
             progress.opted_out += row["opted_out"]
             progress.cancelled += row["cancelled"]
-            failed = n - row["opted_out"] - row["cancelled"]
+            progress.frequency_capped += row["capped"]
+            failed = n - row["opted_out"] - row["cancelled"] - row["capped"]
             progress.failed += failed
             if status == Message.Status.FAILED:
                 progress.retryable = failed
@@ -990,6 +994,15 @@ class CampaignActionsMixin(admin.ModelAdmin):
                     "Cancelled",
                     number(progress.cancelled),
                     "not sent: the campaign was cancelled",
+                )
+            )
+        if progress.frequency_capped:
+            rows.append(
+                FigureRow(
+                    "Frequency cap",
+                    number(progress.frequency_capped),
+                    "not sent: had had as many marketing messages as the cap allows",
+                    html_id="confirm-frequency-capped",
                 )
             )
         if with_unknown:

@@ -2,6 +2,7 @@
 what counts toward it (and what never does), and where the skips are shown."""
 
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -258,6 +259,23 @@ def test_the_send_confirmation_page_names_the_cap(admin_client, people):
     assert response.status_code == 200
     assert "1 at the frequency cap" in html
     assert "2 per week (the default)" in html
+
+
+@override_settings(SMS_FREQUENCY_CAP="2 per 7 days")
+def test_capped_messages_are_not_offered_for_retry(admin_client, people):
+    campaign = launched(people)
+    claim(campaign)
+    Message.objects.filter(campaign=campaign, status="sending").update(
+        status="failed", error_code="rejected"
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.COMPLETED)
+    html = admin_client.get(
+        reverse("admin:campaigns_campaign_retry", args=[campaign.pk])
+    ).content.decode()
+    assert 'id="confirm-frequency-capped"' in html
+    # Bob and Cid failed; Ann was skipped for the cap and is not retried.
+    assert re.search(r'id="confirm-recipients"><strong>2</strong>', html)
+    assert re.search(r'id="confirm-frequency-capped"><strong>1</strong>', html)
 
 
 @override_settings(SMS_FREQUENCY_CAP="2 per 7 days")

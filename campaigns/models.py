@@ -274,7 +274,8 @@ class Message(models.Model):
 
     class Kind(models.TextChoices):
         CAMPAIGN = "campaign", "Campaign"
-        REPLY = "reply", "Keyword reply"
+        # Answers to an inbound message: keyword confirmations and conversation replies.
+        REPLY = "reply", "Reply"
         TEST = "test", "Test send"
 
     kind = models.CharField(max_length=8, choices=Kind, default=Kind.CAMPAIGN)

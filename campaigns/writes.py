@@ -14,8 +14,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Contact, Suppression
+from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
+from contacts.services import blocked_numbers
 
 from . import lifecycle
 from .lifecycle import CampaignError
@@ -139,7 +140,7 @@ def campaign_create_adhoc(
             created_by=created_by,
         )
         contacts = _upsert_contacts(parsed)
-        blocked = _blocked_numbers(numbers)
+        blocked = blocked_numbers(numbers)
         queued = [
             Message(
                 kind=Message.Kind.CAMPAIGN,
@@ -198,21 +199,6 @@ def _contacts_by_number(numbers: Sequence[str]) -> dict[str, tuple[int, str]]:
         )
         found.update((phone, (pk, zone)) for phone, pk, zone in rows)
     return found
-
-
-def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
-    """The numbers that must not get marketing: opted out or suppressed."""
-    blocked: set[str] = set()
-    for chunk in _chunks(numbers):
-        blocked.update(
-            Contact.objects.filter(
-                phone__in=chunk, opted_out_at__isnull=False
-            ).values_list("phone", flat=True)
-        )
-        blocked.update(
-            Suppression.objects.filter(phone__in=chunk).values_list("phone", flat=True)
-        )
-    return blocked
 
 
 # --- Stored campaigns ------------------------------------------------------------
@@ -398,7 +384,7 @@ def campaign_send_test(
     """
     require_usable(field="provider", alias=campaign.provider)
     text = campaign_test_text(campaign, with_contact_data=with_contact_data)
-    blocked = _blocked_numbers(numbers)
+    blocked = blocked_numbers(numbers)
     if blocked:
         raise RecipientsOptedOut([n for n in numbers if n in blocked])
     # Every row first, then the sends (on commit): a failure creates none of them.

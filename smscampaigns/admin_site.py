@@ -7,7 +7,14 @@ APP_ORDER = ("campaigns", "contacts", "webhooks", "smscampaigns", "auth")
 #: Models within an app, most used first; unnamed models follow alphabetically.
 MODEL_ORDER = {
     "campaigns": ("Campaign", "Message", "DeliveryEvent"),
-    "contacts": ("Contact", "ContactList", "ImportJob", "ConsentEvent", "Suppression"),
+    "contacts": (
+        "Contact",
+        "ContactList",
+        "ImportJob",
+        "ConsentEvent",
+        "Suppression",
+        "PendingSignup",
+    ),
     "webhooks": ("InboundMessage", "RejectedCallback"),
 }
 
@@ -21,6 +28,18 @@ class SmsAdminSite(admin.AdminSite):
     site_title = "smscampaigns"
     index_title = "SMS campaigns"
     index_template = "admin/smscampaigns_index.html"
+
+    def index(self, request, extra_context=None):
+        # Imported here: the site is created before the apps' models are ready.
+        from contacts.permissions import can_view_contact_data
+        from webhooks.conversations import unread_count
+
+        extra_context = dict(extra_context or {})
+        if can_view_contact_data(request.user) and request.user.has_perm(
+            "webhooks.view_inboundmessage"
+        ):
+            extra_context["unread_replies"] = unread_count()
+        return super().index(request, extra_context)
 
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)

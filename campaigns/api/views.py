@@ -29,7 +29,7 @@ from django.db.models import Prefetch, QuerySet
 from contacts.models import ContactList
 from contacts.permissions import CONTACT_DATA_PERMISSION, can_view_contact_data
 from smscampaigns.api_errors import ErrorResponseSerializer
-from smscampaigns.csv_export import CSVRenderer, csv_response
+from smscampaigns.csv_export import CSVRenderer, JSONErrorsMixin, csv_response
 from smscampaigns.json_limits import LimitedJSONParser
 from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
@@ -194,7 +194,7 @@ _ID_ERRORS = errors(404)
         responses={204: None, **errors(404, 409)},
     ),
 )
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filter_backends: list = []
     parser_classes = [LimitedJSONParser]

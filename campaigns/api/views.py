@@ -27,11 +27,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from contacts.models import ContactList
-from contacts.permissions import CONTACT_DATA_PERMISSION
+from contacts.permissions import CONTACT_DATA_PERMISSION, can_view_contact_data
 from smscampaigns.api_errors import ErrorResponseSerializer
 from smscampaigns.csv_export import CSVRenderer, JSONErrorsMixin, csv_response
 from smscampaigns.json_limits import LimitedJSONParser
-from smscampaigns.models import Scope
+from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
 
 from ..actions import (
@@ -52,8 +52,10 @@ from ..models import Campaign, CampaignVariant, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
 from ..segments import (
+    DETAILS_HIDDEN,
     Segment,
     SegmentInUse,
+    reads_contact_details,
     segment_counts,
     segment_delete,
     segment_sample,
@@ -510,8 +512,16 @@ class SegmentViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def count(self, request: Request, pk: str | None = None) -> Response:
-        counts = segment_counts(self.get_object().q())
-        return Response(SegmentCountSerializer(counts).data)
+        segment = self.get_object()
+        # API keys read contacts with the read scope anyway; people need the
+        # admin's contact permission to count by contacts' details.
+        if (
+            not isinstance(request.auth, ApiKey)
+            and not can_view_contact_data(request.user)
+            and reads_contact_details(segment.conditions)
+        ):
+            raise exceptions.PermissionDenied(DETAILS_HIDDEN)
+        return Response(SegmentCountSerializer(segment_counts(segment.q())).data)
 
     @extend_schema(
         summary="Count a segment and show its first contacts",

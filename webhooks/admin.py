@@ -1,10 +1,14 @@
+from functools import partial
+
 from django.contrib import admin
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from contacts.permissions import ContactDataAdminMixin
+from smscampaigns.admin_site import ListTitleMixin
 
+from . import simulate
 from .models import InboundMessage, RejectedCallback
 
 _KEYWORD_BADGES = {
@@ -15,7 +19,7 @@ _KEYWORD_BADGES = {
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class InboundMessageAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     """The inbox: what people texted back, newest first."""
 
     list_display = ["received_at", "sender", "message", "keyword_badge", "provider"]
@@ -38,8 +42,24 @@ class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Inbox: inbound replies", **(extra_context or {})}
+        extra_context = {
+            "title": "Inbox: inbound replies",
+            "may_simulate": simulate.may_simulate(self, request),
+            **(extra_context or {}),
+        }
         return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "simulate/",
+                self.admin_site.admin_view(
+                    partial(simulate.simulate_inbound_view, self)
+                ),
+                name="webhooks_inboundmessage_simulate",
+            ),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="From", ordering="from_number")
     def sender(self, message: InboundMessage) -> str:
@@ -67,7 +87,7 @@ class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RejectedCallback)
-class RejectedCallbackAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class RejectedCallbackAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "provider", "kind", "reason"]
     list_filter = ["provider", "kind"]
     readonly_fields = [

@@ -46,9 +46,10 @@ class InboundMessage(models.Model):
             # replies (joined to their contacts), 0.3 s for 50,000.
             models.Index(fields=["-received_at", "-id"], name="inbound_newest_first"),
         ]
-        # Marketers read these as their inbox.
+        # Marketers read these as their inbox (the menu's name for them,
+        # smscampaigns.admin_site); counts read "4 inbound replies".
         verbose_name = "inbound reply"
-        verbose_name_plural = "inbox"
+        verbose_name_plural = "inbound replies"
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:

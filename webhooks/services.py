@@ -51,7 +51,11 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
     )
     consent = {
         "phone": sender,
-        "source": Source.KEYWORD,
+        # The vendor's reading of a text that is no keyword here (Plivo's
+        # MessageIntent): its signal, not a STOP reply.
+        "source": Source.KEYWORD
+        if not keyword or match_keyword(inbound.text) == keyword
+        else Source.PROVIDER,
         "text": inbound.text,
         "provider": provider,
     }

@@ -70,6 +70,12 @@ class Campaign(models.Model):
         validators=[validate_send_window],
         help_text='Sending hours: messages go out only between start and end, in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
     )
+    track_links = models.BooleanField(
+        default=True,
+        help_text="Replace the web links in the text by short links on this site "
+        "that count who clicked (each recipient gets their own). Off: links are "
+        "sent as written.",
+    )
     status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
     waiting_reason = models.CharField(
         max_length=255,
@@ -311,6 +317,17 @@ class Message(models.Model):
         help_text="The recipient's time zone(s), for send windows: one, or several "
         "space-separated when the number may be in any of them.",
     )
+    # Raw INSERTs (launch) leave both out: the database fills them in.
+    clicks = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text="Clicks on this message's tracked links (link previews not counted).",
+    )
+    first_clicked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the recipient first clicked a tracked link of this message.",
+    )
 
     class Meta:
         constraints = [
@@ -456,6 +473,12 @@ class CampaignSnapshot(models.Model):
         blank=True,
         help_text='The most frequent failures: [{"code": …, "reason": …, "count": …}].',
     )
+    unique_clicks = models.PositiveIntegerField(
+        default=0, help_text="Recipients who clicked a tracked link."
+    )
+    clicks = models.PositiveIntegerField(
+        default=0, help_text="Clicks on tracked links, repeated ones included."
+    )
 
     class Meta:
         indexes = [
@@ -492,3 +515,62 @@ class ThrottleState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class TrackedLink(models.Model):
+    """A web link found in a campaign's text, sent as a short link per recipient
+    (see campaigns.links): the short link's code names the message and the link's
+    ``position`` in the campaign, so no row is stored per message."""
+
+    campaign = models.ForeignKey(
+        Campaign, models.CASCADE, related_name="tracked_links", db_index=False
+    )
+    position = models.PositiveSmallIntegerField()
+    url = models.TextField(help_text="Where the short link leads.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "position"], name="trackedlink_position"
+            ),
+        ]
+        ordering = ["campaign", "position"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class LinkClick(models.Model):
+    """One request for a short link: a person's click, or a link preview fetched by
+    an app or a crawler (``is_bot``), which is kept but not counted."""
+
+    class Agent(models.TextChoices):
+        MOBILE = "mobile", "Mobile browser"
+        DESKTOP = "desktop", "Desktop browser"
+        PREVIEW = "preview", "Link preview (app or crawler)"
+        HEAD = "head", "HEAD request"
+        OTHER = "other", "Other"
+
+    message = models.ForeignKey(
+        Message, models.CASCADE, related_name="link_clicks", db_index=False
+    )
+    link = models.ForeignKey(
+        TrackedLink, models.CASCADE, related_name="clicks", db_index=False
+    )
+    clicked_at = models.DateTimeField(default=timezone.now)
+    agent = models.CharField(max_length=8, choices=Agent, default=Agent.OTHER)
+    is_bot = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            # A message's clicks (its page, deletes cascading from it).
+            models.Index(fields=["message"], name="linkclick_message"),
+            # A campaign's clicks since a moment: "has anyone clicked since the
+            # last snapshot?" and clicks over time, through its few links.
+            models.Index(fields=["link", "clicked_at"], name="linkclick_link_time"),
+        ]
+        ordering = ["-clicked_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.link_id} by message {self.message_id} at {self.clicked_at}"

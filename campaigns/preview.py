@@ -18,8 +18,9 @@ from contacts.models import (
     Suppression,
 )
 
+from .links import counted_template
 from .models import Campaign
-from .templating import TemplateError, audience_attribute_keys, parse, validate
+from .templating import TemplateError, audience_attribute_keys, validate
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ def campaign_preview(*, campaign: Campaign, samples: int = 3) -> Preview:
         campaign.body, known_attributes=audience_attribute_keys(audience)
     )
     try:
-        template = parse(campaign.template_source)
+        template = counted_template(
+            campaign.template_source, track_links=campaign.track_links
+        )
     except TemplateError:
         return preview
     seen: dict[str, tuple[str, int]] = {}
@@ -153,6 +156,7 @@ def campaign_estimate(
     lists,
     provider: str,
     opt_out_footer: str = "",
+    track_links: bool = True,
 ) -> Estimate:
     """Audience after exclusions and the cost of sending ``body`` to ``lists`` now.
 
@@ -160,13 +164,14 @@ def campaign_estimate(
     (cached: the composer and the confirmation pages share them), then at most
     :data:`ESTIMATE_SAMPLE` messages are rendered, whatever the audience's size, so
     the composer can ask on every change. Works for unsaved campaigns (the admin's
-    form): pass the fields, not a campaign.
+    form): pass the fields, not a campaign. Tracked links are counted as the
+    short links recipients get.
     """
     source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
     list_ids = _list_ids(lists)
     facts = audience_facts(list_ids) if list_ids else None
     try:
-        template = parse(source)
+        template = counted_template(source, track_links=track_links)
     except TemplateError:
         template = None
     # Only a personalized text differs per contact: otherwise one rendering will do.

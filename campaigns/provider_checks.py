@@ -102,16 +102,19 @@ def campaign_pause_if_unusable(
     return False
 
 
-def text_length_problems(*, body: str, footer: str, provider: str) -> list[str]:
+def text_length_problems(
+    *, body: str, footer: str, provider: str, track_links: bool = True
+) -> list[str]:
     """Why the campaign's text is too long for ``provider`` (empty when it is not).
 
-    The text's fixed part (everything but the personal details, footer included) is
-    judged by the backend's own limits (``text_problem``): if that alone is too long,
+    The text's fixed part (everything but the personal details, footer included,
+    tracked links as the short links recipients get, see campaigns.links) is judged by the backend's own limits (``text_problem``): if that alone is too long,
     every recipient's text is. A text that only grows too long with someone's
     details is refused for that message when it is sent.
     """
+    from .links import counted_template
     from .models import Campaign
-    from .templating import TemplateError, parse
+    from .templating import TemplateError
 
     try:
         backend = get_provider(provider)
@@ -120,7 +123,7 @@ def text_length_problems(*, body: str, footer: str, provider: str) -> list[str]:
         return []
     source = Campaign(body=body, opt_out_footer=footer).template_source
     try:
-        template = parse(source)
+        template = counted_template(source, track_links=track_links)
     except TemplateError:
         return []  # the body's own problem, reported by body_problems
     fixed = template.render(first_name="", last_name="", phone="", attributes={})
@@ -133,5 +136,8 @@ def text_length_problems(*, body: str, footer: str, provider: str) -> list[str]:
 
 def campaign_text_problems(campaign: Campaign) -> list[str]:
     return text_length_problems(
-        body=campaign.body, footer=campaign.opt_out_footer, provider=campaign.provider
+        body=campaign.body,
+        footer=campaign.opt_out_footer,
+        provider=campaign.provider,
+        track_links=campaign.track_links,
     )

@@ -27,7 +27,14 @@ from .sending.queue import enqueue_dispatch
 from .templating import TemplateError, audience_attribute_keys, parse, validate
 
 #: Campaign fields that decide what recipients get; frozen once sending started.
-CONTENT_FIELDS = ("body", "opt_out_footer", "lists", "provider", "sender")
+CONTENT_FIELDS = (
+    "body",
+    "opt_out_footer",
+    "lists",
+    "provider",
+    "sender",
+    "track_links",
+)
 #: States in which the content may still change and the campaign may be deleted.
 EDITABLE = frozenset({Campaign.Status.DRAFT, Campaign.Status.SCHEDULED})
 #: Most numbers one bulk request may name.
@@ -207,9 +214,13 @@ def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
 # --- Stored campaigns ------------------------------------------------------------
 
 
-def _check_body(body: str, lists: Iterable, *, footer: str, provider: str) -> None:
+def _check_body(
+    body: str, lists: Iterable, *, footer: str, provider: str, track_links: bool = True
+) -> None:
     problems = body_problems(body, Contact.objects.in_lists(list(lists)))
-    problems += text_length_problems(body=body, footer=footer, provider=provider)
+    problems += text_length_problems(
+        body=body, footer=footer, provider=provider, track_links=track_links
+    )
     if problems:
         raise BodyError(problems)
 
@@ -231,6 +242,7 @@ def campaign_create(
         lists,
         footer=fields.get("opt_out_footer", default_opt_out_footer()),
         provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+        track_links=fields.get("track_links", True),
     )
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
@@ -264,13 +276,14 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     for name in ("provider", "fallback_provider"):
         if name in fields and fields[name] != getattr(locked, name):
             require_usable(field=name, alias=fields[name])
-    if {"body", "lists", "opt_out_footer", "provider"} & set(changed):
+    if {"body", "lists", "opt_out_footer", "provider", "track_links"} & set(changed):
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
         _check_body(
             fields.get("body", locked.body),
             lists,
             footer=fields.get("opt_out_footer", locked.opt_out_footer),
             provider=fields.get("provider", locked.provider),
+            track_links=fields.get("track_links", locked.track_links),
         )
     lists = fields.pop("lists", None)
     # Only the fields given: the status belongs to campaigns.lifecycle.

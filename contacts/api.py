@@ -9,11 +9,13 @@ import uuid
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,11 +26,19 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
 
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.csv_export import CSVRenderer, csv_response
 from smscampaigns.json_limits import LargeJSONParser, LimitedJSONParser
 from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
 
 from . import services
+from .exports import (
+    BASE_COLUMNS,
+    attribute_keys,
+    contact_columns,
+    contact_rows,
+    contacts_filename,
+)
 from .filters import ContactFilter
 from .imports import (
     SNIFF_BYTES,
@@ -115,6 +125,7 @@ class ContactViewSet(viewsets.ModelViewSet):
         "opt_in": rule(
             Scope.WRITE_CONTACTS, "contacts.change_contact", CONTACT_DATA_PERMISSION
         ),
+        "export": rule(Scope.READ, "contacts.view_contact", CONTACT_DATA_PERMISSION),
     }
     # Any id reaches the view, so a malformed one gets the API's JSON 404 (the
     # router's default pattern refuses dots, and Django then answers in HTML).
@@ -175,6 +186,23 @@ class ContactViewSet(viewsets.ModelViewSet):
         contact = self.get_object()
         services.contact_opt_in(phone=contact.phone, source=Source.API)
         return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Download contacts as CSV",
+        description="Every contact the filters select (all without them): "
+        + ", ".join(BASE_COLUMNS)
+        + ", then one column per attribute. Lists are named, separated by "
+        "semicolons. Streamed as it is read, whatever the size; dates in UTC (ISO "
+        "8601). Cells a spreadsheet would run as a formula start with an apostrophe.",
+        responses={(200, "text/csv"): OpenApiTypes.STR, **_ERRORS},
+    )
+    @action(detail=False, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
+    def export(self, request: Request):
+        contacts = self.filter_queryset(Contact.objects.all())
+        keys = attribute_keys(contacts)
+        return csv_response(
+            contacts_filename(), contact_columns(keys), contact_rows(contacts, keys)
+        )
 
 
 def _contact_set_lists(*, contact: Contact, list_ids: list[int]) -> None:

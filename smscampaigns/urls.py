@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from campaigns.redirects import short_link
+
 from .api_docs import docs_view, schema_view
 from .health import health
 from .views import favicon
@@ -16,6 +18,8 @@ urlpatterns = [
     path("api/schema/", schema_view, name="schema"),
     path("api/docs/", docs_view, name="api-docs"),
     path("health/", health, name="health"),
+    # Short links in campaign texts; smscampaigns.wsgi answers them first.
+    path("l/<str:code>", short_link, name="short-link"),
 ]
 
 handler400 = "smscampaigns.error_views.bad_request"

@@ -13,3 +13,9 @@ application = get_wsgi_application()
 from smscampaigns.static_files import require_collected  # noqa: E402
 
 require_collected()
+
+# Short links (/l/<code>) are answered before Django's request handling: see
+# campaigns.redirects. Other wrappers may wrap ``application`` again.
+from campaigns.redirects import ShortLinkApp  # noqa: E402
+
+application = ShortLinkApp(application)

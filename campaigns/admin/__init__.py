@@ -26,6 +26,7 @@ from .dashboard import (
     filtered_campaign,
     message_search,
 )
+from .exports import ExportMixin
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
@@ -41,7 +42,7 @@ def deletable(campaign: Campaign) -> bool:
 
 # Each mixin owns one part of the campaign page: composing (form, live counter),
 # acting (test, send, schedule, pause, resume, cancel, retry with confirmation
-# pages) and watching (progress, chart, failures). They add their own URLs through
+# pages), watching (progress, chart, failures) and exporting the results. They add their own URLs through
 # get_urls() and their own context through render_change_form().
 @admin.register(Campaign)
 class CampaignAdmin(
@@ -49,6 +50,7 @@ class CampaignAdmin(
     ComposerMixin,
     CampaignActionsMixin,
     DashboardMixin,
+    ExportMixin,
     admin.ModelAdmin,
 ):
     change_form_template = "admin/campaigns/campaign/change_form.html"
@@ -167,6 +169,7 @@ class MessageAdmin(ListTitleMixin, admin.ModelAdmin):
         "status",
         "error_code",
         "changed",
+        "clicked",
     ]
     list_filter = [
         ("campaign", CampaignListFilter),
@@ -272,6 +275,12 @@ class MessageAdmin(ListTitleMixin, admin.ModelAdmin):
     @admin.display(description="Status changed", ordering="status_changed_at")
     def changed(self, message: Message) -> str:
         return format_date(timezone.localtime(message.status_changed_at), "M j, H:i")
+
+    @admin.display(description="First click", ordering="first_clicked_at")
+    def clicked(self, message: Message) -> str:
+        if message.first_clicked_at is None:
+            return "—"
+        return format_date(timezone.localtime(message.first_clicked_at), "M j, H:i")
 
     @admin.display(description="body")
     def hidden_body(self, message: Message) -> str:

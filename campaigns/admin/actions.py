@@ -859,6 +859,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
             lists=list_ids,
             provider=campaign.provider,
             opt_out_footer=campaign.opt_out_footer,
+            track_links=campaign.track_links,
         )
 
     def _estimate_rows(self, campaign: Campaign, estimate: Estimate) -> list[FigureRow]:

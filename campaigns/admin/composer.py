@@ -25,6 +25,7 @@ from contacts.permissions import can_view_contact_data
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
 
 from ..lifecycle import CampaignError, status_display, status_key
+from ..links import sample_short_url, template_links, tracking_on, with_sample_links
 from ..models import Campaign
 from ..preview import (
     AudienceFacts,
@@ -116,6 +117,7 @@ def composition(
     opt_out_footer: str,
     lists: Sequence[ContactList],
     provider: str,
+    track_links: bool = True,
     sample: int | None = None,
     with_contact_data: bool = True,
     audience: str = COUNT,
@@ -124,7 +126,8 @@ def composition(
 
     The message is rendered for one sample contact (the first of the audience
     unless ``sample`` names another) and measured as it would be sent, footer
-    included. Without ``with_contact_data`` (people who may not see contacts) no
+    included, tracked links as the short links recipients get (see
+    campaigns.links). Without ``with_contact_data`` (people who may not see contacts) no
     contact is offered or shown: the message is rendered with the placeholders'
     defaults, ``sample`` is ignored, and attribute keys are offered by name only.
     ``audience`` is :data:`COUNT` (count it if not cached),
@@ -155,6 +158,9 @@ def composition(
         )
     except TemplateError:
         template = None
+    links = template_links(template) if template is not None else []
+    if template is not None:
+        template = with_sample_links(template, track_links=track_links)
     if template is None:
         # The syntax error is reported below; measure the text as written meanwhile.
         text = f"{body}\n{opt_out_footer}" if opt_out_footer else body
@@ -203,6 +209,7 @@ def composition(
         if with_contact_data
         else [],
         "sample": chosen[0] if chosen else None,
+        "links": links_summary(links, track_links=track_links),
         "contacts_hidden": not with_contact_data,
         "lists_chosen": bool(list_ids),
         "audience_pending": pending,
@@ -242,6 +249,26 @@ def composition(
         "text": about + money(estimate.cost, estimate.currency),
     }
     return result
+
+
+def links_summary(links: list[str], *, track_links: bool) -> dict[str, Any]:
+    """What the panel says about the web links in the text."""
+    tracked = bool(links) and tracking_on(track_links)
+    if not links:
+        text = ""
+    elif tracked:
+        count = len(links)
+        text = (
+            f"{count} link{'' if count == 1 else 's'} tracked: each recipient gets "
+            f"a short link of {len(sample_short_url())} characters in "
+            f"{'its' if count == 1 else 'their'} place, and clicks show on the "
+            "campaign's page."
+        )
+    elif track_links:
+        text = "Links are sent as written: tracking clicks needs PUBLIC_BASE_URL set."
+    else:
+        text = "Links are sent as written; clicks are not tracked."
+    return {"urls": links, "tracked": tracked, "text": text}
 
 
 def text_runs(text: str, marked: set[str]) -> list[tuple[str, bool]]:
@@ -350,7 +377,10 @@ class ComposerMixin(admin.ModelAdmin):
         fieldsets: list = [
             (None, {"fields": main}),
             ("Audience", {"fields": ["lists"]}),
-            (MESSAGE_FIELDSET, {"fields": ["body", "opt_out_footer"]}),
+            (
+                MESSAGE_FIELDSET,
+                {"fields": ["body", "opt_out_footer", "track_links"]},
+            ),
             (
                 "Delivery",
                 {"fields": [("provider", "fallback_provider"), "sender", "send_by"]},
@@ -609,7 +639,7 @@ def _typed_values(form) -> dict[str, Any]:
     errors), initial, or the campaign's own for fields that are read-only."""
     instance = form.instance
     values: dict[str, Any] = {}
-    for name in ("body", "opt_out_footer", "provider", "lists"):
+    for name in ("body", "opt_out_footer", "provider", "lists", "track_links"):
         if name in form.fields:
             values[name] = form[name].value()
         elif name == "lists":

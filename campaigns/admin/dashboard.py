@@ -60,6 +60,7 @@ from ..stats import (
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
     campaign_progress,
+    click_rate,
     other_opt_out_filter,
     replied_stop_filter,
 )
@@ -71,6 +72,16 @@ _DASHBOARD_TEMPLATE = "admin/campaigns/campaign/_dashboard.html"
 
 
 # --- Figures ----------------------------------------------------------------------------
+
+
+def tracks_links(campaign: Campaign) -> bool:
+    """Whether the campaign's page shows clicks: it tracks links that were found
+    in its text when it was sent (the set of links is small and indexed)."""
+    cached = getattr(campaign, "_tracks_links", None)
+    if cached is None:
+        cached = campaign.tracked_links.exists()
+        campaign._tracks_links = cached
+    return cached
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,14 @@ class Figures:
         """Opted out after the message by a vendor's signal, the admin or the API."""
         return self.opt_outs - self.stop_replies
 
+    unique_clicks: int = 0
+    """Recipients who clicked a tracked link."""
+    clicks: int = 0
+
+    @property
+    def click_rate(self) -> float | None:
+        return click_rate(self.unique_clicks, self.delivered)
+
     @property
     def opted_out(self) -> int:
         return self.skipped_opted_out + self.opt_outs
@@ -125,6 +144,8 @@ class Figures:
             opt_outs=snapshot.opt_outs,
             replied_stop=snapshot.replied_stop,
             failure_reasons=snapshot.failure_reasons,
+            unique_clicks=snapshot.unique_clicks,
+            clicks=snapshot.clicks,
         )
 
     @classmethod
@@ -136,6 +157,8 @@ class Figures:
         opt_outs: int,
         failure_reasons: list,
         replied_stop: int | None = None,
+        unique_clicks: int = 0,
+        clicks: int = 0,
     ) -> "Figures":
         def count(*statuses: str) -> int:
             return sum(counts.get(status, 0) for status in statuses)
@@ -157,6 +180,8 @@ class Figures:
             cancelled=cancelled,
             unknown=count(Message.Status.UNKNOWN),
             replied_stop=replied_stop,
+            unique_clicks=unique_clicks,
+            clicks=clicks,
         )
 
 
@@ -285,6 +310,7 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
             "skipped_opted_out",
             "opt_outs",
             "failure_reasons",
+            "unique_clicks",
         )
     )
     if not rows:
@@ -297,10 +323,11 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
                 skipped_opted_out=skipped,
                 opt_outs=opt_outs,
                 failure_reasons=reasons,
+                unique_clicks=clicked,
             ),
             rate,
         )
-        for taken_at, counts, rate, skipped, opt_outs, reasons in rows
+        for taken_at, counts, rate, skipped, opt_outs, reasons, clicked in rows
     ]
     zero = Figures(0, 0, 0, 0, 0, 0, 0, 0, 0)
     if campaign.started_at and campaign.started_at < samples[0][0]:
@@ -319,6 +346,11 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
         "failed": ("Failed", [f.failed for _, f, _ in samples]),
         "sent": ("Sent, awaiting receipt", [f.sent for _, f, _ in samples]),
     }
+    if tracks_links(campaign):
+        series["clicked"] = (
+            "Clicked (recipients)",
+            [f.unique_clicks for _, f, _ in samples],
+        )
     highest = max(max(values) for _, values in series.values())
     step = _nice_step(highest)
     y_max = max(step * math.ceil(highest / step), step)
@@ -375,8 +407,13 @@ def delivery_chart(campaign: Campaign) -> Chart | None:
             f"From {format_date(timezone.localtime(start), 'N j, H:i')} to "
             f"{format_date(timezone.localtime(samples[-1][0]), 'N j, H:i')}: "
             f"{last_figures.delivered:,} delivered, {last_figures.failed:,} failed, "
-            f"{last_figures.sent:,} awaiting a receipt; delivery rate "
-            f"{format_rate(last_rate)}."
+            f"{last_figures.sent:,} awaiting a receipt"
+            + (
+                f", {last_figures.unique_clicks:,} clicked"
+                if "clicked" in series
+                else ""
+            )
+            + f"; delivery rate {format_rate(last_rate)}."
         ),
     )
 
@@ -403,6 +440,7 @@ OUTCOMES = {
     "unknown": "Unknown",
     "replied_stop": "Replied STOP afterwards",
     "opted_out_later": "Opted out afterwards, not by a STOP reply",
+    "clicked": "Clicked a link",
 }
 
 #: The outcome of the messages each skip code marks.
@@ -434,6 +472,7 @@ def outcome_condition(outcome: str) -> Q | None:
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
         "opted_out_later": other_opt_out_filter,
+        "clicked": lambda: Q(first_clicked_at__isnull=False),
     }
     condition = conditions.get(outcome)
     return condition() if condition else None
@@ -613,6 +652,18 @@ class Dashboard:
                     f"{OPT_OUT_ATTRIBUTION.days} days of this message",
                 )
             )
+        if tracks_links(self.campaign):
+            cards.append(
+                Card(
+                    "clicked",
+                    "Clicked",
+                    f.unique_clicks,
+                    links["clicked"],
+                    f"{format_rate(f.click_rate)} of delivered "
+                    f"(click-through rate), {f.clicks:,} click"
+                    f"{'' if f.clicks == 1 else 's'} in all",
+                )
+            )
         if f.cancelled:
             cards.append(
                 Card(
@@ -669,12 +720,15 @@ class Dashboard:
                     "replied_stop": figures.stop_replies,
                     "cancelled": figures.cancelled,
                     "unknown": figures.unknown,
+                    "unique_clicks": figures.unique_clicks,
+                    "clicks": figures.clicks,
                 }
                 if figures
                 else None
             ),
             "by_status": snapshot.counts if snapshot else None,
             "delivery_rate": snapshot.delivery_rate if snapshot else None,
+            "click_rate": figures.click_rate if figures else None,
             "cost": str(snapshot.cost) if snapshot else None,
             "currency": self.currency,
             "cost_by_currency": (

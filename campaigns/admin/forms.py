@@ -75,12 +75,17 @@ class CampaignComposerForm(forms.ModelForm):
             "lists",
             "body",
             "opt_out_footer",
+            "track_links",
             "provider",
             "sender",
             "fallback_provider",
             "send_by",
         ]
-        labels = {"opt_out_footer": "Opt-out footer", "lists": "Contact lists"}
+        labels = {
+            "opt_out_footer": "Opt-out footer",
+            "lists": "Contact lists",
+            "track_links": "Track link clicks",
+        }
         help_texts = {
             "body": "Placeholders such as {first_name} or {first_name|there} are "
             "filled in for each contact; the preview below shows the result.",
@@ -145,6 +150,7 @@ class CampaignComposerForm(forms.ModelForm):
                 body=cleaned["body"],
                 footer=cleaned.get("opt_out_footer", self.instance.opt_out_footer),
                 provider=provider,
+                track_links=cleaned.get("track_links", self.instance.track_links),
             ):
                 self.add_error("body", problem)
         for field, message in self.refusals:
@@ -193,6 +199,8 @@ class ComposeForm(forms.Form):
         label="Contact lists", queryset=ContactList.objects.all(), required=False
     )
     provider = forms.ChoiceField(choices=provider_choices, required=False)
+    # Absent (an older page's script): tracked, the campaign's default.
+    track_links = forms.NullBooleanField(required=False)
     sample = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     def clean_lists(self) -> list[ContactList]:
@@ -203,6 +211,9 @@ class ComposeForm(forms.Form):
 
     def clean_provider(self) -> str:
         return self.cleaned_data["provider"] or settings.SMS_DEFAULT_PROVIDER
+
+    def clean_track_links(self) -> bool:
+        return self.cleaned_data["track_links"] is not False
 
     def error_text(self) -> str:
         """The errors in one sentence each, naming the field."""

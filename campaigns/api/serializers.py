@@ -175,6 +175,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "created_at",
             "waiting_reason",
             "fallback_provider",
+            "track_links",
         ]
         read_only_fields = [
             "status",
@@ -240,6 +241,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "currency",
             "submitted_at",
             "updated_at",
+            "clicks",
+            "first_clicked_at",
         ]
         read_only_fields = fields
 
@@ -322,6 +325,12 @@ class RetryOutputSerializer(serializers.Serializer):
     queued = serializers.IntegerField()
 
 
+class ClicksPerHourSerializer(serializers.Serializer):
+    hour = serializers.DateTimeField(help_text="Start of the hour.")
+    clicks = serializers.IntegerField()
+    recipients = serializers.IntegerField(help_text="Recipients who clicked in it.")
+
+
 class StatsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
         choices=Campaign.Status.choices,
@@ -350,6 +359,23 @@ class StatsSerializer(serializers.Serializer):
     )
     skipped_opted_out = serializers.IntegerField(
         help_text='Messages not sent because the recipient had opted out (error_code "opted_out").'
+    )
+    unique_clicks = serializers.IntegerField(
+        help_text="Recipients who clicked a tracked link (link previews and HEAD "
+        "requests are not clicks)."
+    )
+    clicks = serializers.IntegerField(
+        help_text="Clicks on tracked links, a recipient's repeated clicks included."
+    )
+    click_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Click-through rate: unique_clicks / delivered; null before any "
+        "delivery.",
+    )
+    clicks_over_time = ClicksPerHourSerializer(
+        many=True,
+        help_text="Clicks per hour (UTC), oldest first; hours without "
+        "clicks are left out.",
     )
 
 

@@ -9,6 +9,7 @@ bulk), and a 409 with the code "provider_unusable" when the campaign already has
 
 from collections.abc import Callable
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
     extend_schema,
@@ -16,6 +17,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
@@ -27,6 +29,7 @@ from django.db.models import Prefetch, QuerySet
 from contacts.models import ContactList
 from contacts.permissions import CONTACT_DATA_PERMISSION
 from smscampaigns.api_errors import ErrorResponseSerializer
+from smscampaigns.csv_export import CSVRenderer, csv_response
 from smscampaigns.json_limits import LimitedJSONParser
 from smscampaigns.models import Scope
 from smscampaigns.permissions import model_rules, rule
@@ -39,11 +42,16 @@ from ..actions import (
     campaign_schedule,
     campaign_send_now,
 )
+from ..exports import (
+    RESULT_COLUMNS,
+    campaign_results_filename,
+    campaign_results_rows,
+)
 from ..lifecycle import CampaignError
 from ..models import Campaign, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
-from ..stats import campaign_stats
+from ..stats import campaign_clicks_per_hour, campaign_stats
 from ..writes import (
     BodyError,
     NoRecipients,
@@ -183,6 +191,13 @@ class CampaignViewSet(viewsets.ModelViewSet):
         # Its samples are texts rendered with contacts' data.
         "preview": rule(Scope.READ, "campaigns.view_campaign", CONTACT_DATA_PERMISSION),
         "stats": rule(Scope.READ, "campaigns.view_campaign"),
+        # Every recipient's number and name.
+        "export": rule(
+            Scope.READ,
+            "campaigns.view_campaign",
+            "campaigns.view_message",
+            CONTACT_DATA_PERMISSION,
+        ),
         # As in the admin: acting on a campaign needs its change permission.
         "send_test": _CONTROL,
         "send": _CONTROL,
@@ -339,8 +354,31 @@ class CampaignViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def stats(self, request: Request, pk: str | None = None) -> Response:
-        return Response(
-            StatsSerializer(campaign_stats(campaign=self.get_object())).data
+        campaign = self.get_object()
+        stats = campaign_stats(campaign=campaign)
+        figures = {
+            **vars(stats),
+            "click_rate": stats.click_rate,
+            "clicks_over_time": campaign_clicks_per_hour(campaign=campaign),
+        }
+        return Response(StatsSerializer(figures).data)
+
+    @extend_schema(
+        summary="Download the per-recipient results as CSV",
+        description="One row per recipient: "
+        + ", ".join(RESULT_COLUMNS)
+        + ". Streamed as it is read, whatever the campaign's size; dates in UTC "
+        "(ISO 8601). Cells a spreadsheet would run as a formula start with an "
+        "apostrophe.",
+        responses={(200, "text/csv"): OpenApiTypes.STR, **_ID_ERRORS},
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, CSVRenderer])
+    def export(self, request: Request, pk: str | None = None):
+        campaign = self.get_object()
+        return csv_response(
+            campaign_results_filename(campaign),
+            RESULT_COLUMNS,
+            campaign_results_rows(campaign),
         )
 
 

@@ -39,6 +39,7 @@ from providers.encoding import analyze
 from providers.messages import OutboundSms, SendResult
 
 from .. import lifecycle
+from ..links import LinkRenderer, campaign_link_positions
 from ..models import Campaign, DeliveryEvent, Message
 from ..provider_checks import campaign_pause_for_provider
 from ..stats import campaign_snapshot_refresh
@@ -137,6 +138,7 @@ class Dispatcher:
         )
         self._cursor = 0
         self._zones: list[str] | None = None
+        self._renderer: LinkRenderer | None = None
         self._limiters: dict[str, RateLimiter] = {}
         self._claimed_at = timezone.now()
         self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
@@ -383,7 +385,7 @@ class Dispatcher:
     def _send(
         self, campaign: Campaign, backend, alias: str, rows: list[Claimed]
     ) -> None:
-        template = _template(campaign.template_source)
+        renderer = self._text_renderer(campaign)
         sender = campaign.sender
         rendered: dict[str, Rendered] = {}
         outbound: list[OutboundSms] = []
@@ -392,7 +394,8 @@ class Dispatcher:
                 # Rendering a claim takes a while: slots booked for the last one
                 # still start on time.
                 self.pipeline.submit_due()
-            text = template.render(
+            text = renderer.render(
+                message_id=row.id,
                 first_name=row.first_name,
                 last_name=row.last_name,
                 phone=row.to,
@@ -427,6 +430,16 @@ class Dispatcher:
             claimed_at=self._claimed_at,
         )
         self.stats.batches += 1
+
+    def _text_renderer(self, campaign: Campaign) -> LinkRenderer:
+        """The campaign's text with each message's own short links (read once: the
+        text and its links cannot change once sending started)."""
+        if self._renderer is None:
+            self._renderer = LinkRenderer(
+                _template(campaign.template_source),
+                campaign_link_positions(campaign),
+            )
+        return self._renderer
 
     def settle(self) -> None:
         """Wait for every request in flight and record its answer (``run()`` does it

@@ -7,6 +7,7 @@ from contacts.models import Contact, ListMembership, Suppression
 
 from .. import lifecycle
 from ..lifecycle import CampaignError as CampaignError
+from ..links import links_prepare
 from ..models import Campaign, Message
 
 
@@ -22,6 +23,8 @@ def campaign_launch(*, campaign: Campaign) -> int:
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     lifecycle.require(locked, "launch")
     now = timezone.now()
+    # The links first: a dispatcher that sees the messages sees their links too.
+    links_prepare(campaign=locked)
     added = _insert_audience(locked, now)
     # Held since the check (a row lock on PostgreSQL, the write lock on SQLite).
     lifecycle.move(

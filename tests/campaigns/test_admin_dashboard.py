@@ -211,6 +211,8 @@ def test_the_progress_endpoint_answers_json(admin_client, campaign):
         "replied_stop": 1,
         "cancelled": 0,
         "unknown": 1,
+        "unique_clicks": 0,
+        "clicks": 0,
     }
     assert data["delivery_rate"] == pytest.approx(4 / 7)
     assert Decimal(data["cost"]) == Decimal("0.03")

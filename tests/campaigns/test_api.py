@@ -49,6 +49,7 @@ CAMPAIGN_FIELDS = {
     "created_at",
     "waiting_reason",
     "fallback_provider",
+    "track_links",
 }
 MESSAGE_FIELDS = {
     "id",
@@ -67,6 +68,8 @@ MESSAGE_FIELDS = {
     "currency",
     "submitted_at",
     "updated_at",
+    "clicks",
+    "first_clicked_at",
 }
 NOT_EDITABLE = ["sending", "paused", "completed", "cancelled", "failed"]
 

@@ -69,6 +69,7 @@
         const body = byId("id_body");
         const footer = byId("id_opt_out_footer");
         const provider = byId("id_provider");
+        const trackLinks = byId("id_track_links");
         const sampleSelect = byId("composer-sample-select");
         const dataScript = byId("composer-data");
         if (!form || !body || !dataScript) {
@@ -116,6 +117,9 @@
             data.set("opt_out_footer", footer ? footer.value : "");
             if (provider) {
                 data.set("provider", provider.value);
+            }
+            if (trackLinks) {
+                data.set("track_links", trackLinks.checked ? "true" : "false");
             }
             for (const id of chosenLists().sort()) {
                 data.append("lists", id);
@@ -235,6 +239,11 @@
 
             renderCharacters(data);
             renderProblems(data.problems);
+            const links = byId("composer-links");
+            if (links && data.links) {
+                links.textContent = data.links.text;
+                links.hidden = !data.links.text;
+            }
             renderPlaceholders(data.placeholders);
             renderSamples(data);
             const marked = new Set(data.ucs2_characters.map((row) => row.character));
@@ -453,6 +462,9 @@
         }
         if (provider) {
             provider.addEventListener("change", () => schedule());
+        }
+        if (trackLinks) {
+            trackLinks.addEventListener("change", () => schedule());
         }
         if (sampleSelect) {
             sampleSelect.addEventListener("change", () => schedule(0));

@@ -257,6 +257,7 @@ def test_the_message_list_shows_name_and_text_cut_short(admin_client):
         "column-status",
         "column-error_code",
         "column-changed",
+        "column-clicked",
     ]
 
 

@@ -32,22 +32,28 @@ def audience_problem(
     campaign: Campaign,
     *,
     list_ids: list[int] | None = None,
+    segment_ids: list[int] | None = None,
     recipients: int | None = None,
 ) -> str:
     """Why the campaign would reach nobody ("" when it reaches someone): the rule
-    every entry point applies before sending or scheduling. ``list_ids`` and
-    ``recipients`` are the caller's own counts, when it has them (the admin's
-    confirmation pages show them)."""
+    every entry point applies before sending or scheduling. ``list_ids``,
+    ``segment_ids`` and ``recipients`` are the caller's own counts, when it has
+    them (the admin's confirmation pages show them)."""
     if list_ids is None:
         list_ids = list(campaign.lists.values_list("pk", flat=True))
-    if not list_ids:
-        return "it has no lists: choose who gets it on the campaign page first."
+    if segment_ids is None:
+        segment_ids = list(campaign.segments.values_list("pk", flat=True))
+    if not list_ids and not segment_ids:
+        return (
+            "it has no lists or segments: choose who gets it on the campaign page "
+            "first."
+        )
     if recipients is None:
         recipients = 1 if campaign_audience(campaign).exists() else 0
     if not recipients:
         return (
-            "nobody would get it: its lists are empty, or everyone in them opted "
-            "out or is suppressed."
+            "nobody would get it: its lists and segments are empty, or everyone in "
+            "them opted out or is suppressed."
         )
     return ""
 

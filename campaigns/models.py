@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import dateformat, timezone
 
+from .frequency import validate_frequency_cap
+from .segments import Segment  # a model of this app, kept beside its compiler
 from .sending.windows import validate_send_window
 
 
@@ -50,6 +52,12 @@ class Campaign(models.Model):
     lists = models.ManyToManyField(
         "contacts.ContactList", related_name="campaigns", blank=True
     )
+    segments = models.ManyToManyField(
+        Segment,
+        related_name="campaigns",
+        blank=True,
+        help_text="Saved audiences; their contacts get the message too, once each.",
+    )
     provider = models.CharField(
         max_length=32, default=default_provider, validators=[validate_provider_alias]
     )
@@ -69,6 +77,17 @@ class Campaign(models.Model):
         blank=True,
         validators=[validate_send_window],
         help_text='Sending hours: messages go out only between start and end, in each recipient\'s local time, e.g. {"start": "09:00", "end": "20:00", "weekdays": [0, 1, 2, 3, 4]}.',
+    )
+    frequency_cap = models.CharField(
+        max_length=32,
+        blank=True,
+        default="",
+        # Raw INSERTs (bench set-ups, SQL imports) may leave it out.
+        db_default="",
+        validators=[validate_frequency_cap],
+        help_text="At most so many marketing messages per person, e.g. “2 per 7 "
+        "days”; people over it are skipped. Empty: the server's setting; “off”: "
+        "no cap for this campaign.",
     )
     track_links = models.BooleanField(
         default=True,
@@ -197,6 +216,10 @@ class Message(models.Model):
         OPTED_OUT = "opted_out", "Not sent: the recipient had opted out"
         CANCELLED = "cancelled", "Not sent: the campaign was cancelled"
         EXPIRED = "expired", "Not sent: expired, the campaign's send-by time passed"
+        FREQUENCY_CAP = (
+            "frequency_cap",
+            "Not sent: the recipient had reached the frequency cap",
+        )
 
     #: Not handed to the provider yet: waiting in the queue, or being handed now. A
     #: campaign with none left has nothing more to send.
@@ -251,7 +274,8 @@ class Message(models.Model):
 
     class Kind(models.TextChoices):
         CAMPAIGN = "campaign", "Campaign"
-        REPLY = "reply", "Keyword reply"
+        # Answers to an inbound message: keyword confirmations and conversation replies.
+        REPLY = "reply", "Reply"
         TEST = "test", "Test send"
 
     kind = models.CharField(max_length=8, choices=Kind, default=Kind.CAMPAIGN)

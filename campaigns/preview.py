@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Q, QuerySet, Subquery
+from django.utils import timezone
 
 from contacts.models import (
     ConsentEvent,
@@ -18,8 +19,10 @@ from contacts.models import (
     Suppression,
 )
 
+from .frequency import capped_q, effective_cap
 from .links import counted_template
 from .models import Campaign
+from .segments import Segment, audience_q
 from .templating import TemplateError, audience_attribute_keys, validate
 
 
@@ -46,9 +49,20 @@ class Preview:
         return self.price_per_segment * self.segments
 
 
+def campaign_targets(campaign: Campaign):
+    """Contacts in the campaign's lists or segments, each once, before exclusions."""
+    return Contact.objects.filter(
+        audience_q(
+            list_ids=campaign.lists.values_list("pk", flat=True),
+            segments=campaign.segments.all(),
+        )
+    )
+
+
 def campaign_audience(campaign: Campaign):
-    """Contacts the campaign would text now: in its lists, reachable, each once."""
-    return Contact.objects.in_lists(campaign.lists.all()).reachable()
+    """Contacts the campaign would text now: in its lists or segments, reachable,
+    each once. (The frequency cap is judged as each message goes out.)"""
+    return campaign_targets(campaign).reachable()
 
 
 def campaign_preview(*, campaign: Campaign, samples: int = 3) -> Preview:
@@ -57,7 +71,7 @@ def campaign_preview(*, campaign: Campaign, samples: int = 3) -> Preview:
 
     price, currency = price_for(campaign.provider)
     preview = Preview(price_per_segment=price, currency=currency)
-    everyone = Contact.objects.in_lists(campaign.lists.all())
+    everyone = campaign_targets(campaign)
     audience = campaign_audience(campaign)
     preview.problems = validate(
         campaign.body, known_attributes=audience_attribute_keys(audience)
@@ -114,12 +128,17 @@ class Estimate:
     in_lists: int = 0
     """List memberships, counting a contact once per list."""
     contacts: int = 0
-    """Distinct contacts across the lists."""
+    """Distinct contacts across the lists and segments."""
     opted_out: int = 0
     suppressed: int = 0
     """Not opted out, but on the suppression list."""
     recipients: int = 0
-    """Who would get the message: distinct, not opted out, not suppressed."""
+    """Who would get the message: distinct, not opted out, not suppressed, not over
+    the frequency cap."""
+    in_segments: int = 0
+    """Contacts matching any of the segments."""
+    frequency_capped: int = 0
+    """Reachable, but at the frequency cap now: skipped if nothing changes."""
     segments_per_message: float = 0.0
     """Average over the rendered sample (exact when the body has no placeholders)."""
     exact: bool = True
@@ -135,7 +154,7 @@ class Estimate:
 
     @property
     def duplicates(self) -> int:
-        return self.in_lists - self.contacts
+        return self.in_lists + self.in_segments - self.contacts
 
     @property
     def excluded(self) -> int:
@@ -156,9 +175,12 @@ def campaign_estimate(
     lists,
     provider: str,
     opt_out_footer: str = "",
+    segments=(),
+    frequency_cap: str = "",
     track_links: bool = True,
 ) -> Estimate:
-    """Audience after exclusions and the cost of sending ``body`` to ``lists`` now.
+    """Audience after exclusions and the cost of sending ``body`` to ``lists`` and
+    ``segments`` now, with the campaign's ``frequency_cap`` override.
 
     The audience's counts and attribute keys come from :func:`audience_facts`
     (cached: the composer and the confirmation pages share them), then at most
@@ -168,18 +190,23 @@ def campaign_estimate(
     short links recipients get.
     """
     source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
-    list_ids = _list_ids(lists)
-    facts = audience_facts(list_ids) if list_ids else None
+    list_ids, segment_ids = _list_ids(lists), _list_ids(segments)
+    chosen = bool(list_ids or segment_ids)
+    facts = (
+        audience_facts(list_ids, segments=segment_ids, frequency_cap=frequency_cap)
+        if chosen
+        else None
+    )
     try:
         template = counted_template(source, track_links=track_links)
     except TemplateError:
         template = None
     # Only a personalized text differs per contact: otherwise one rendering will do.
     contacts = (
-        audience_sample(list_ids).values_list(
+        audience_sample(list_ids, segment_ids).values_list(
             "first_name", "last_name", "phone", "attributes"
         )
-        if template is not None and template.placeholders and list_ids
+        if template is not None and template.placeholders and chosen
         else []
     )
     estimate = estimate_from_sample(
@@ -191,10 +218,22 @@ def campaign_estimate(
     return estimate
 
 
-def audience_sample(list_ids: list[int]) -> QuerySet:
-    """The first :data:`ESTIMATE_SAMPLE` contacts (by id) the lists would text."""
+def audience_contacts(list_ids: Iterable[int], segment_ids: Iterable[int] = ()):
+    """Contacts in the lists or the segments (by id), each once, before exclusions."""
+    segment_ids = list(segment_ids)
+    segments = Segment.objects.filter(pk__in=segment_ids) if segment_ids else []
+    return Contact.objects.filter(
+        audience_q(list_ids=list(list_ids), segments=segments)
+    )
+
+
+def audience_sample(list_ids: list[int], segment_ids: Iterable[int] = ()) -> QuerySet:
+    """The first :data:`ESTIMATE_SAMPLE` contacts (by id) the lists and segments
+    would text."""
     return (
-        Contact.objects.in_lists(list_ids).reachable().order_by("pk")[:ESTIMATE_SAMPLE]
+        audience_contacts(list_ids, segment_ids)
+        .reachable()
+        .order_by("pk")[:ESTIMATE_SAMPLE]
     )
 
 
@@ -233,6 +272,9 @@ def estimate_from_sample(
         estimate.opted_out = facts.opted_out
         estimate.suppressed = facts.suppressed
         estimate.recipients = facts.recipients
+        # Facts cached before these counts existed have none.
+        estimate.in_segments = getattr(facts, "in_segments", 0)
+        estimate.frequency_capped = getattr(facts, "frequency_capped", 0)
     if template is None:
         return estimate
     if not template.placeholders or not contacts:
@@ -261,7 +303,7 @@ class AudienceFacts:
     in_lists: int
     """List memberships, counting a contact once per list."""
     contacts: int
-    """Distinct contacts across the lists."""
+    """Distinct contacts across the lists and segments."""
     opted_out: int
     suppressed: int
     """Not opted out, but on the suppression list."""
@@ -272,101 +314,149 @@ class AudienceFacts:
     """Recipients whose time zone is not known for sure: none, or several (a mobile
     in a country that spans zones); a send window opens for them only when it is
     open in every zone they may be in."""
+    in_segments: int = 0
+    """Contacts matching any of the segments."""
+    frequency_capped: int = 0
+    """Reachable contacts at the frequency cap now (left out of ``recipients``)."""
 
 
 def audience_facts(
-    lists: Iterable[ContactList | int], *, max_memberships: int | None = None
+    lists: Iterable[ContactList | int],
+    *,
+    segments: Iterable[Segment | int] = (),
+    frequency_cap: str = "",
+    max_memberships: int | None = None,
 ) -> AudienceFacts | None:
-    """The audience of ``lists`` counted and its attribute keys, kept in the cache.
+    """The audience of ``lists`` and ``segments`` counted and its attribute keys,
+    kept in the cache; ``frequency_cap`` is the campaign's override (empty: the
+    setting), to count who is at the cap now.
 
     Counting a million contacts and reading their attribute keys takes a second or
     two and does not depend on the text, so the composer (on every change) and the
     send and schedule confirmation pages share one cached answer. The cache key
-    names the lists (with their creation times: a reused id is another list) and
-    the newest membership, suppression and consent event, read in one query: new
-    members, imports into a list, suppressed numbers, opt-outs and opt-ins count
-    again at once. Removals from a list and edited attributes show within
-    :data:`AUDIENCE_CACHE_SECONDS`. Sending re-checks everything itself.
+    names the lists (with their creation times: a reused id is another list), the
+    segments (with their last change) and the cap, and the newest membership,
+    suppression and consent event, read in one query: new members, imports into a
+    list, suppressed numbers, opt-outs and opt-ins count again at once. Removals
+    from a list, edited attributes, and what segments and the cap read from
+    messages and the clock show within :data:`AUDIENCE_CACHE_SECONDS`. Sending
+    re-checks everything itself.
 
     With ``max_memberships``, an audience that is not cached and has more
     memberships than that is not counted (None), so a page view can leave the
-    counting to a later request.
+    counting to a later request. An audience with segments counts as large: a
+    segment's size is only known by counting it.
     """
     list_ids = sorted(set(_list_ids(lists)))
-    key = _audience_cache_key(list_ids)
+    segment_ids = sorted(set(_list_ids(segments)))
+    cap = effective_cap(frequency_cap)
+    key = _audience_cache_key(list_ids, segment_ids, str(cap or ""))
     facts = cache.get(key)
     if facts is not None:
         return facts
     if max_memberships is not None:
+        if segment_ids:
+            return None
         # Counted up to the limit only: the question is "more than", not how many.
         memberships = ListMembership.objects.filter(contact_list__in=list_ids)
         if memberships.order_by()[: max_memberships + 1].count() > max_memberships:
             return None
-    facts = _count_audience(list_ids)
+    facts = _count_audience(list_ids, segment_ids, cap)
     cache.set(key, facts, AUDIENCE_CACHE_SECONDS)
     return facts
 
 
-def _list_ids(lists: Iterable[ContactList | int]) -> list[int]:
+def _list_ids(lists: Iterable) -> list[int]:
     return [item.pk if hasattr(item, "pk") else int(item) for item in lists]
 
 
-def _audience_cache_key(list_ids: list[int]) -> str:
-    """One query: the lists' creation times and the newest membership, suppression
-    and consent event (primary-key lookups, whatever the tables' sizes)."""
+def _audience_cache_key(list_ids: list[int], segment_ids: list[int], cap: str) -> str:
+    """The lists' creation times, the segments' last changes and the newest
+    membership, suppression and consent event (primary-key lookups, whatever the
+    tables' sizes): one query, two with both lists and segments."""
 
     def newest(queryset: QuerySet) -> Subquery:
         return Subquery(queryset.order_by("-pk").values("pk")[:1])
 
-    rows = list(
-        ContactList.objects.filter(pk__in=list_ids)
-        .order_by("pk")
-        .annotate(
-            newest_membership=newest(ListMembership.objects.all()),
-            newest_suppression=newest(Suppression.objects.all()),
-            newest_consent=newest(ConsentEvent.objects.all()),
+    newest_columns = {
+        "newest_membership": newest(ListMembership.objects.all()),
+        "newest_suppression": newest(Suppression.objects.all()),
+        "newest_consent": newest(ConsentEvent.objects.all()),
+    }
+
+    def rows(queryset: QuerySet, stamp: str, ids: list[int]) -> list[tuple]:
+        if not ids:
+            return []
+        return list(
+            queryset.filter(pk__in=ids)
+            .order_by("pk")
+            .annotate(**newest_columns)
+            .values_list("pk", stamp, *newest_columns)
         )
-        .values_list(
-            "pk",
-            "created_at",
-            "newest_membership",
-            "newest_suppression",
-            "newest_consent",
-        )
-    )
-    names = ";".join(f"{pk}@{created_at.isoformat()}" for pk, created_at, *_ in rows)
-    newest_rows = rows[0][2:] if rows else ()
-    digest = hashlib.sha256(f"{names}|{newest_rows}".encode()).hexdigest()
+
+    list_rows = rows(ContactList.objects.all(), "created_at", list_ids)
+    segment_rows = rows(Segment.objects.all(), "updated_at", segment_ids)
+    names = ";".join(f"{pk}@{stamp.isoformat()}" for pk, stamp, *_ in list_rows)
+    changed = ";".join(f"{pk}@{stamp.isoformat()}" for pk, stamp, *_ in segment_rows)
+    first = (list_rows or segment_rows)[:1]
+    newest_rows = first[0][2:] if first else ()
+    text = f"{names}|{changed}|{segment_ids}|{cap}|{newest_rows}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"campaigns:audience:{digest}"
 
 
-def _count_audience(list_ids: list[int]) -> AudienceFacts:
-    """Memberships with one index-only COUNT; contacts, opt-outs and suppressed
-    numbers with one pass over the audience (a semi-join, filtered counts); the
-    reachable contacts' attribute keys with one more."""
-    in_lists = ListMembership.objects.filter(contact_list__in=list_ids).count()
+def _count_audience(
+    list_ids: list[int], segment_ids: list[int], cap=None
+) -> AudienceFacts:
+    """Memberships with one index-only COUNT; contacts, opt-outs, suppressed
+    numbers, segment matches and contacts at the frequency cap with one pass over
+    the audience (filtered counts); the reachable contacts' attribute keys with
+    one more."""
+    now = timezone.now()
+    in_lists = (
+        ListMembership.objects.filter(contact_list__in=list_ids).count()
+        if list_ids
+        else 0
+    )
+    segments = list(Segment.objects.filter(pk__in=segment_ids))
     suppressed = Q(phone__in=Suppression.objects.values("phone"))
-    counts = Contact.objects.in_lists(list_ids).aggregate(
+    reachable = Q(opted_out_at__isnull=True) & ~suppressed
+    extra = {}
+    if segments:
+        extra["in_segments"] = Count(
+            "pk", filter=audience_q(segments=segments, now=now)
+        )
+    if cap is not None:
+        extra["frequency_capped"] = Count(
+            "pk", filter=reachable & capped_q(cap, now=now)
+        )
+    audience = audience_contacts(list_ids, segment_ids)
+    counts = audience.aggregate(
         contacts=Count("pk"),
         opted_out=Count("pk", filter=Q(opted_out_at__isnull=False)),
         suppressed=Count("pk", filter=Q(opted_out_at__isnull=True) & suppressed),
         # Several zones are stored space-separated (contacts.phones.join_zones).
         uncertain_zones=Count(
             "pk",
-            filter=Q(opted_out_at__isnull=True)
-            & ~suppressed
-            & (Q(time_zone="") | Q(time_zone__contains=" ")),
+            filter=reachable & (Q(time_zone="") | Q(time_zone__contains=" ")),
         ),
+        **extra,
     )
-    keys = audience_attribute_keys(Contact.objects.in_lists(list_ids).reachable())
+    keys = audience_attribute_keys(audience.reachable())
+    capped = counts.get("frequency_capped", 0)
     return AudienceFacts(
         in_lists=in_lists,
         contacts=counts["contacts"],
         opted_out=counts["opted_out"],
         suppressed=counts["suppressed"],
-        recipients=counts["contacts"] - counts["opted_out"] - counts["suppressed"],
+        recipients=counts["contacts"]
+        - counts["opted_out"]
+        - counts["suppressed"]
+        - capped,
         keys=frozenset(keys),
         uncertain_zones=counts["uncertain_zones"],
+        in_segments=counts.get("in_segments", 0),
+        frequency_capped=capped,
     )
 
 

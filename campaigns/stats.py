@@ -58,6 +58,8 @@ class CampaignStats:
     """Recipients who clicked a tracked link (link previews left out)."""
     clicks: int = 0
     """Clicks on tracked links, a recipient's repeated clicks included."""
+    skipped_frequency_cap: int = 0
+    """Messages not sent because the recipient had reached the frequency cap."""
 
     @property
     def click_rate(self) -> float | None:
@@ -75,13 +77,14 @@ def click_rate(unique_clicks: int, delivered: int) -> float | None:
 def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     messages = Message.objects.filter(campaign=campaign).order_by()
     counts = dict.fromkeys(Message.Status.values, 0)
-    skipped = cancelled = 0
+    skipped = cancelled = capped = 0
     cost_by_currency: dict[str, Decimal] = {}
     # Counts and cost in one pass over the campaign's messages (a million rows take a
     # scan each): grouped by status and currency, then added up here.
     rows = messages.values("status", "currency").annotate(
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
+        capped=Count("pk", filter=Q(error_code=Message.SkipReason.FREQUENCY_CAP)),
         # Expired unsent (send-by passed) never reached a carrier either.
         cancelled=Count(
             "pk",
@@ -106,14 +109,17 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         if row["status"] == Message.Status.FAILED:
             skipped += row["opted_out"]
             cancelled += row["cancelled"]
+            capped += row["capped"]
         if row["priced"]:
             currency = row["currency"]
             cost_by_currency[currency] = (
                 cost_by_currency.get(currency, Decimal(0)) + row["total"]
             )
-    # Messages skipped for an opt-out or a cancel are "failed" but never reached a
-    # carrier, so they say nothing about deliverability.
-    outcomes = sum(counts[status] for status in Message.FINAL) - skipped - cancelled
+    # Messages skipped for an opt-out, a cancel or the frequency cap are "failed"
+    # but never reached a carrier, so they say nothing about deliverability.
+    outcomes = (
+        sum(counts[status] for status in Message.FINAL) - skipped - cancelled - capped
+    )
     delivered = counts[Message.Status.DELIVERED]
     delivery_rate = delivered / outcomes if outcomes > 0 else None
 
@@ -137,6 +143,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         cost_by_currency=cost_by_currency,
         skipped_opted_out=skipped,
         skipped_cancelled=cancelled,
+        skipped_frequency_cap=capped,
         unique_clicks=unique_clicks,
         clicks=clicks,
     )
@@ -300,6 +307,7 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
             skipped={
                 Message.SkipReason.OPTED_OUT: stats.skipped_opted_out,
                 Message.SkipReason.CANCELLED: stats.skipped_cancelled,
+                Message.SkipReason.FREQUENCY_CAP: stats.skipped_frequency_cap,
             },
         ),
         unique_clicks=stats.unique_clicks,

@@ -14,14 +14,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Contact, Suppression
+from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
+from contacts.services import blocked_numbers
 
 from . import lifecycle
 from .lifecycle import CampaignError
 from .models import Campaign, Message, default_opt_out_footer
 from .preview import campaign_audience
 from .provider_checks import require_usable, text_length_problems
+from .segments import audience_q
 from .sending.direct import message_create_direct
 from .sending.queue import enqueue_dispatch
 from .templating import TemplateError, audience_attribute_keys, parse, validate
@@ -31,10 +33,13 @@ CONTENT_FIELDS = (
     "body",
     "opt_out_footer",
     "lists",
+    "segments",
     "provider",
     "sender",
     "track_links",
 )
+#: Content fields that are sets of related rows, compared by id.
+_AUDIENCE_FIELDS = ("lists", "segments")
 #: States in which the content may still change and the campaign may be deleted.
 EDITABLE = frozenset({Campaign.Status.DRAFT, Campaign.Status.SCHEDULED})
 #: Most numbers one bulk request may name.
@@ -135,7 +140,7 @@ def campaign_create_adhoc(
             created_by=created_by,
         )
         contacts = _upsert_contacts(parsed)
-        blocked = _blocked_numbers(numbers)
+        blocked = blocked_numbers(numbers)
         queued = [
             Message(
                 kind=Message.Kind.CAMPAIGN,
@@ -196,28 +201,24 @@ def _contacts_by_number(numbers: Sequence[str]) -> dict[str, tuple[int, str]]:
     return found
 
 
-def _blocked_numbers(numbers: Sequence[str]) -> set[str]:
-    """The numbers that must not get marketing: opted out or suppressed."""
-    blocked: set[str] = set()
-    for chunk in _chunks(numbers):
-        blocked.update(
-            Contact.objects.filter(
-                phone__in=chunk, opted_out_at__isnull=False
-            ).values_list("phone", flat=True)
-        )
-        blocked.update(
-            Suppression.objects.filter(phone__in=chunk).values_list("phone", flat=True)
-        )
-    return blocked
-
-
 # --- Stored campaigns ------------------------------------------------------------
 
 
 def _check_body(
-    body: str, lists: Iterable, *, footer: str, provider: str, track_links: bool = True
+    body: str,
+    lists: Iterable,
+    *,
+    footer: str,
+    provider: str,
+    segments: Iterable = (),
+    track_links: bool = True,
 ) -> None:
-    problems = body_problems(body, Contact.objects.in_lists(list(lists)))
+    problems = body_problems(
+        body,
+        Contact.objects.filter(
+            audience_q(list_ids=[item.pk for item in lists], segments=list(segments))
+        ),
+    )
     problems += text_length_problems(
         body=body, footer=footer, provider=provider, track_links=track_links
     )
@@ -227,11 +228,11 @@ def _check_body(
 
 @transaction.atomic
 def campaign_create(
-    *, lists: Iterable = (), created_by=None, **fields: Any
+    *, lists: Iterable = (), segments: Iterable = (), created_by=None, **fields: Any
 ) -> Campaign:
     """A draft campaign; its body is checked against its audience's attributes, and
     its providers must be usable (:class:`~campaigns.provider_checks.ProviderUnusable`)."""
-    lists = list(lists)
+    lists, segments = list(lists), list(segments)
     require_usable(
         field="provider",
         alias=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
@@ -242,10 +243,12 @@ def campaign_create(
         lists,
         footer=fields.get("opt_out_footer", default_opt_out_footer()),
         provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+        segments=segments,
         track_links=fields.get("track_links", True),
     )
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
+    campaign.segments.set(segments)
     return campaign
 
 
@@ -255,14 +258,17 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     while :func:`content_locked` allows it (raises :class:`CampaignError`
     otherwise); the name and the delivery settings may change at any time."""
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
-    current_lists = set(locked.lists.values_list("pk", flat=True))
+    current = {
+        name: set(getattr(locked, name).values_list("pk", flat=True))
+        for name in _AUDIENCE_FIELDS
+    }
     changed = [
         name
         for name in CONTENT_FIELDS
         if name in fields
         and (
-            {item.pk for item in fields[name]} != current_lists
-            if name == "lists"
+            {item.pk for item in fields[name]} != current[name]
+            if name in _AUDIENCE_FIELDS
             else fields[name] != getattr(locked, name)
         )
     ]
@@ -276,16 +282,27 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     for name in ("provider", "fallback_provider"):
         if name in fields and fields[name] != getattr(locked, name):
             require_usable(field=name, alias=fields[name])
-    if {"body", "lists", "opt_out_footer", "provider", "track_links"} & set(changed):
+    changed_content = {
+        "body",
+        "lists",
+        "segments",
+        "opt_out_footer",
+        "provider",
+        "track_links",
+    }
+    if changed_content & set(changed):
         lists = fields["lists"] if "lists" in fields else locked.lists.all()
+        segments = fields["segments"] if "segments" in fields else locked.segments.all()
         _check_body(
             fields.get("body", locked.body),
             lists,
             footer=fields.get("opt_out_footer", locked.opt_out_footer),
             provider=fields.get("provider", locked.provider),
+            segments=segments,
             track_links=fields.get("track_links", locked.track_links),
         )
     lists = fields.pop("lists", None)
+    segments = fields.pop("segments", None)
     # Only the fields given: the status belongs to campaigns.lifecycle.
     if "status" in fields:
         raise TypeError("campaign_update() does not change the status")
@@ -294,6 +311,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
     locked.save(update_fields=[*fields, "updated_at"])
     if lists is not None:
         locked.lists.set(lists)
+    if segments is not None:
+        locked.segments.set(segments)
     campaign.refresh_from_db()
     return campaign
 
@@ -365,7 +384,7 @@ def campaign_send_test(
     """
     require_usable(field="provider", alias=campaign.provider)
     text = campaign_test_text(campaign, with_contact_data=with_contact_data)
-    blocked = _blocked_numbers(numbers)
+    blocked = blocked_numbers(numbers)
     if blocked:
         raise RecipientsOptedOut([n for n in numbers if n in blocked])
     # Every row first, then the sends (on commit): a failure creates none of them.

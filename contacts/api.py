@@ -26,7 +26,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
 
 from smscampaigns.api_errors import ErrorResponseSerializer
-from smscampaigns.csv_export import CSVRenderer, csv_response
+from smscampaigns.csv_export import CSVRenderer, JSONErrorsMixin, csv_response
 from smscampaigns.json_limits import LargeJSONParser, LimitedJSONParser
 from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
@@ -108,7 +108,7 @@ class _DeleteWithBodySchema(AutoSchema):
         description="Delete a contact. Its consent history (opt-outs, opt-ins) is kept.",
     ),
 )
-class ContactViewSet(viewsets.ModelViewSet):
+class ContactViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
     """People who can get messages. ``opted_out`` changes only through the opt-out and
     opt-in actions, which record the consent event."""
 

@@ -1,6 +1,6 @@
 """Operations on people and lists that touch more than one row or model."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.db import IntegrityError, connection, connections, transaction
@@ -347,6 +347,28 @@ def opted_out_numbers_keep(*, contacts: QuerySet[Contact], note: str) -> None:
     ]
     with connections[contacts.db].cursor() as cursor:
         cursor.execute(sql, [*params, *selected_params])
+
+
+_NUMBERS_CHUNK = 1000
+
+
+def blocked_numbers(numbers: Sequence[str]) -> set[str]:
+    """Of ``numbers`` (E.164), those nobody may text but to answer STOP, START or
+    HELP: their contact opted out, or they are on the suppression list. The rule
+    test sends, ad-hoc sends and conversation replies apply (a campaign's launch
+    applies it in SQL)."""
+    blocked: set[str] = set()
+    for start in range(0, len(numbers), _NUMBERS_CHUNK):
+        chunk = numbers[start : start + _NUMBERS_CHUNK]
+        blocked.update(
+            Contact.objects.filter(
+                phone__in=chunk, opted_out_at__isnull=False
+            ).values_list("phone", flat=True)
+        )
+        blocked.update(
+            Suppression.objects.filter(phone__in=chunk).values_list("phone", flat=True)
+        )
+    return blocked
 
 
 @transaction.atomic

@@ -28,6 +28,18 @@ class SmsAdminSite(admin.AdminSite):
     index_title = "SMS campaigns"
     index_template = "admin/smscampaigns_index.html"
 
+    def index(self, request, extra_context=None):
+        # Imported here: the site is created before the apps' models are ready.
+        from contacts.permissions import can_view_contact_data
+        from webhooks.conversations import unread_count
+
+        extra_context = dict(extra_context or {})
+        if can_view_contact_data(request.user) and request.user.has_perm(
+            "webhooks.view_inboundmessage"
+        ):
+            extra_context["unread_replies"] = unread_count()
+        return super().index(request, extra_context)
+
     def get_app_list(self, request, app_label=None):
         apps = super().get_app_list(request, app_label)
         apps.sort(key=lambda app: _position(APP_ORDER, app["app_label"]))

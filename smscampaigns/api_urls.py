@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from campaigns.api import views as campaigns_api
 from contacts import api as contacts_api
+from webhooks import api as webhooks_api
 
 from .models import Scope
 from .permissions import rule
@@ -23,6 +24,10 @@ router.register("contacts", contacts_api.ContactViewSet, basename="contact")
 router.register("lists", contacts_api.ContactListViewSet, basename="list")
 router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 router.register("messages", campaigns_api.MessageViewSet, basename="message")
+router.register("segments", campaigns_api.SegmentViewSet, basename="segment")
+router.register(
+    "conversations", webhooks_api.ConversationViewSet, basename="conversation"
+)
 
 urlpatterns = [
     # Before the router, so "import" and "bulk" are not read as object ids.

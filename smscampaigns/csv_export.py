@@ -130,11 +130,10 @@ def csv_response(
 
 
 class CSVRenderer(BaseRenderer):
-    """Lets an API export answer ``Accept: text/csv``.
+    """Lets an API export answer ``Accept: text/csv`` (or ``?format=csv``).
 
-    The export itself is a streamed response that no renderer touches; this one
-    renders only the errors an export may answer with, as the API's JSON error
-    body.
+    The export itself is a streamed response that no renderer touches; an error is
+    JSON all the same (:class:`JSONErrorsMixin`).
     """
 
     media_type = "text/csv"
@@ -143,3 +142,14 @@ class CSVRenderer(BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
         return JSONRenderer().render(data)
+
+
+class JSONErrorsMixin:
+    """For API views with a CSV export: whatever the client asked for, an answer
+    that is not the file (an error, a 429) is the API's usual JSON."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if isinstance(getattr(request, "accepted_renderer", None), CSVRenderer):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)

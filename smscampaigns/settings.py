@@ -344,6 +344,18 @@ SMS_ALLOW_DEVELOPMENT_PROVIDERS = env.bool(
 # Each campaign keeps its own copy, which a marketer may change or clear.
 SMS_OPT_OUT_FOOTER = env.str("SMS_OPT_OUT_FOOTER", default="Reply STOP to opt out")
 
+# At most so many marketing (campaign) messages per person in a period, e.g.
+# "2 per 7 days"; "off" for none. A campaign may set its own or "off". Messages
+# beyond it are skipped when their turn comes (reason "frequency cap"); keyword
+# replies, confirmations and test sends never count and are never capped.
+SMS_FREQUENCY_CAP = env.str("SMS_FREQUENCY_CAP", default="off")
+try:
+    from campaigns.frequency import parse_cap
+
+    parse_cap(SMS_FREQUENCY_CAP)
+except ValueError as error:
+    raise ImproperlyConfigured(f"SMS_FREQUENCY_CAP: {error}") from None
+
 # Price per segment for cost estimates (prices vary by destination: set what your
 # contract says for your main market).
 SMS_PRICE_CURRENCY = env.str("SMS_PRICE_CURRENCY", default="USD")
@@ -427,6 +439,9 @@ SMS_REPLY_HELP = env.str(
     "SMS_REPLY_HELP",
     default="{program}: Help at {help_contact}. Msg frequency varies. Msg & data rates may apply. Reply STOP to opt out.",
 )
+# A reply is linked to the last campaign message sent to its number from the number
+# it was sent to, within this many hours (0: replies are never linked).
+SMS_REPLY_ATTRIBUTION_HOURS = env.int("SMS_REPLY_ATTRIBUTION_HOURS", default=72)
 
 if SMS_WEBHOOK_ALLOW_UNSIGNED and not DEBUG:
     raise ImproperlyConfigured(

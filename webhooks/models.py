@@ -28,6 +28,22 @@ class InboundMessage(models.Model):
     )
     received_at = models.DateTimeField(default=timezone.now)
     payload = models.JSONField(default=dict, blank=True)
+    read_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When someone first opened its conversation; empty: unread. "
+        "Keyword replies (STOP, START, HELP) are answered automatically and "
+        "arrive read.",
+    )
+    in_reply_to = models.ForeignKey(
+        "campaigns.Message",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="inbound_replies",
+        help_text="The campaign message this answers: the last one sent to this "
+        "number from the number it was sent to, within SMS_REPLY_ATTRIBUTION_HOURS.",
+    )
 
     class Meta:
         constraints = [
@@ -45,6 +61,13 @@ class InboundMessage(models.Model):
             # The inbox lists the newest first: without it every view sorts all
             # replies (joined to their contacts), 0.3 s for 50,000.
             models.Index(fields=["-received_at", "-id"], name="inbound_newest_first"),
+            # The unread counts (admin index, inbox, conversations) read the few
+            # unread rows, not the whole inbox.
+            models.Index(
+                fields=["contact"],
+                name="inbound_unread",
+                condition=models.Q(read_at__isnull=True),
+            ),
         ]
         # Marketers read these as their inbox (the menu's name for them,
         # smscampaigns.admin_site); counts read "4 inbound replies".
@@ -54,6 +77,10 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_number}: {self.text[:40]}"
+
+    @property
+    def is_unread(self) -> bool:
+        return self.read_at is None
 
 
 class RejectedCallback(models.Model):

@@ -2,7 +2,7 @@
 
 import logging
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -12,8 +12,10 @@ from campaigns.models import Message
 from campaigns.sending.direct import message_create_direct
 from contacts.models import Contact, Source
 from contacts.phones import mask_phone, sender_key
-from contacts.services import contact_opt_in, contact_opt_out
+from contacts.services import blocked_numbers, contact_opt_in, contact_opt_out
+from providers import get_provider, provider_problem
 from providers.messages import InboundSms
+from smscampaigns.storable import unstorable_text
 
 from .keywords import match_keyword
 from .models import InboundMessage
@@ -38,6 +40,7 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
     sender = _normalize(inbound.from_number)
     keyword = match_keyword(inbound.text, inbound.keyword_hint)
     contact = Contact.objects.filter(phone=sender).first()
+    received_at = inbound.received_at or timezone.now()
     message = InboundMessage.objects.create(
         provider=provider,
         provider_message_id=inbound.provider_message_id[:64],
@@ -46,7 +49,16 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
         text=inbound.text,
         keyword=keyword,
         contact=contact,
-        received_at=inbound.received_at or timezone.now(),
+        received_at=received_at,
+        # A keyword is answered for the marketer: nothing waits for them to read.
+        read_at=timezone.now() if keyword else None,
+        in_reply_to=answered_message(
+            contact=contact,
+            sender=sender,
+            our_number=inbound.to_number,
+            provider=provider,
+            received_at=received_at,
+        ),
         payload=dict(inbound.payload),
     )
     consent = {
@@ -70,6 +82,45 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
     if keyword:
         logger.info("%s keyword %s from %s", provider, keyword, mask_phone(sender))
     return message
+
+
+def answered_message(
+    *,
+    contact: Contact | None,
+    sender: str,
+    our_number: str,
+    provider: str,
+    received_at: datetime,
+) -> Message | None:
+    """The campaign message a reply from ``sender`` to ``our_number`` answers: the
+    last one sent to that number from that number within
+    SMS_REPLY_ATTRIBUTION_HOURS before it came. A message sent from the provider's
+    default number (no sender of its own) counts when the reply came in through
+    the same provider. None when there is none (or no contact: campaign messages
+    are found through their contact, whose index makes it one short lookup)."""
+    hours = settings.SMS_REPLY_ATTRIBUTION_HOURS
+    if contact is None or hours <= 0:
+        return None
+    ours = sender_key(our_number) if our_number else ""
+    recent = (
+        Message.objects.filter(
+            contact=contact,
+            to=sender,
+            kind=Message.Kind.CAMPAIGN,
+            submitted_at__gte=received_at - timedelta(hours=hours),
+            submitted_at__lte=received_at,
+        )
+        .order_by("-submitted_at", "-id")
+        .only("pk", "sender", "provider", "campaign_id")
+    )
+    # A contact gets a few campaign messages a day at most: the newest few are read.
+    for message in recent[:50]:
+        if message.sender:
+            if ours and sender_key(message.sender) == ours:
+                return message
+        elif message.provider == provider:
+            return message
+    return None
 
 
 # Digits (a number or a short code) can be answered; an alphanumeric sender ID
@@ -96,6 +147,11 @@ def _reply(inbound: InboundMessage, template: str) -> Message | None:
     )
     if recent.exists():
         return None
+    return _answer(inbound, text)
+
+
+def _answer(inbound: InboundMessage, text: str) -> Message:
+    """Queue ``text`` to the sender of ``inbound``: the one way replies leave."""
     # Out through the provider it came in on, from the number it was sent to.
     return message_create_direct(
         to=inbound.from_number,
@@ -104,8 +160,84 @@ def _reply(inbound: InboundMessage, template: str) -> Message | None:
         sender=inbound.to_number,
         kind=Message.Kind.REPLY,
         contact=inbound.contact,
-        # Sent by the worker (or Celery): the vendor's webhook is answered now.
+        # Sent by the worker (or Celery): neither the vendor's webhook nor the
+        # marketer waits for the vendor that sends it.
         background=True,
+    )
+
+
+class ReplyRefused(ValueError):
+    """A conversation reply that may not be sent; the message says why, for the
+    person who wrote it."""
+
+    def __init__(self, message: str, *, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+#: Longest reply accepted, whatever the provider: ten concatenated GSM-7 segments.
+MAX_REPLY_LENGTH = 1600
+
+
+@transaction.atomic
+def conversation_reply(*, contact: Contact, text: str) -> Message:
+    """Answer ``contact`` with ``text``: queued as a reply message from the number
+    they last wrote to, through the provider their text came in on, and sent by the
+    worker. Their unread messages are marked read (answering means they were read).
+
+    Raises :class:`ReplyRefused` when the text is empty, too long or holds what
+    cannot be stored, when the contact never wrote to us (there is no number to
+    answer from), when they opted out or are suppressed, or when the provider
+    cannot be used.
+    """
+    text = text.strip()
+    if not text:
+        raise ReplyRefused("Write a reply first: the text is empty.", code="blank")
+    if len(text) > MAX_REPLY_LENGTH:
+        raise ReplyRefused(
+            f"The reply is {len(text)} characters; at most {MAX_REPLY_LENGTH} "
+            "are accepted.",
+            code="max_length",
+        )
+    if problem := unstorable_text(text):
+        raise ReplyRefused(f"The reply contains {problem}.", code="invalid")
+    # Locked: two replies at once are both sent, but never past an opt-out
+    # recorded in between (contact_opt_out updates this row).
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    if blocked_numbers([contact.phone]):
+        raise ReplyRefused(
+            f"{contact.phone} opted out or is suppressed: no reply can be sent "
+            "to them until they text START.",
+            code="opted_out",
+        )
+    last = (
+        InboundMessage.objects.filter(contact=contact, from_number=contact.phone)
+        .order_by("-received_at", "-id")
+        .first()
+    )
+    if last is None:
+        raise ReplyRefused(
+            f"{contact.phone} has not written to any of your numbers: there is no "
+            "conversation to answer.",
+            code="no_conversation",
+        )
+    if problem := provider_problem(last.provider):
+        raise ReplyRefused(
+            f"The reply cannot go out through {last.provider!r}, the provider their "
+            f"message came in on: {problem}.",
+            code="provider_unusable",
+        )
+    if problem := get_provider(last.provider).text_problem(text):
+        raise ReplyRefused(problem, code="max_length")
+    message = _answer(last, text)
+    conversation_mark_read(contact=contact)
+    return message
+
+
+def conversation_mark_read(*, contact: Contact) -> int:
+    """Mark the contact's unread messages read; returns how many were unread."""
+    return InboundMessage.objects.filter(contact=contact, read_at__isnull=True).update(
+        read_at=timezone.now()
     )
 
 

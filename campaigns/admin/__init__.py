@@ -27,6 +27,7 @@ from .dashboard import (
     message_search,
 )
 from .exports import ExportMixin
+from .segments import SegmentAdmin as SegmentAdmin  # registers the builder
 
 
 def can_see_contacts(request: HttpRequest) -> bool:

@@ -43,6 +43,7 @@ from ..actions import (
     campaign_schedule,
     campaign_send_now,
 )
+from ..frequency import cap_description, effective_cap
 from ..lifecycle import CampaignError
 from ..models import Campaign, Message
 from ..preview import (
@@ -169,6 +170,8 @@ class Progress:
     """Not sent: the recipient had opted out."""
     cancelled: int = 0
     """Not sent: the campaign was cancelled."""
+    frequency_capped: int = 0
+    """Not sent: the recipient had reached the frequency cap."""
     unknown: int = 0
     handed: int = 0
     """Ever handed to the provider and accepted, whatever happened next."""
@@ -246,6 +249,8 @@ def confirmation_fingerprint(
         campaign.sender,
         campaign.send_window,
         sorted(list_ids),
+        sorted(campaign.segments.values_list("pk", flat=True)),
+        campaign.frequency_cap,
         [str(figure) for figure in shown],
     ]
     digest = hashlib.sha256(json.dumps(parts, default=str).encode())
@@ -264,6 +269,7 @@ def launched_progress(campaign: Campaign) -> Progress:
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
         cancelled=Count("pk", filter=Q(error_code=Message.SkipReason.CANCELLED)),
+        capped=Count("pk", filter=Q(error_code=Message.SkipReason.FREQUENCY_CAP)),
         handed=Count("pk", filter=submitted),
         handed_segments=Sum("segments", filter=submitted),
     )
@@ -285,7 +291,8 @@ def launched_progress(campaign: Campaign) -> Progress:
         elif status in Message.FAILURES:
             progress.opted_out += row["opted_out"]
             progress.cancelled += row["cancelled"]
-            failed = n - row["opted_out"] - row["cancelled"]
+            progress.frequency_capped += row["capped"]
+            failed = n - row["opted_out"] - row["cancelled"] - row["capped"]
             progress.failed += failed
             if status == Message.Status.FAILED:
                 progress.retryable = failed
@@ -471,6 +478,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
         """Send now and schedule: the audience, the cost and the text, refused when
         nobody would get it or the text cannot go out."""
         list_ids = self._list_ids(campaign)
+        segment_ids = self._segment_ids(campaign)
         estimate = self._estimate(campaign, list_ids)
         sample, problem = campaign_sample(
             campaign, with_contact_data=can_see_contacts(request)
@@ -478,8 +486,12 @@ class CampaignActionsMixin(admin.ModelAdmin):
         problems = estimate.problems or ([problem] if problem else [])
         provider_problem = campaign_providers_problem(campaign)
         # The services' own rule (campaigns.actions), on the figures shown.
+        # Those at the frequency cap now may not be when their turn comes.
         empty = audience_problem(
-            campaign, list_ids=list_ids, recipients=estimate.recipients
+            campaign,
+            list_ids=list_ids,
+            segment_ids=segment_ids,
+            recipients=estimate.recipients + estimate.frequency_capped,
         )
         if provider_problem:
             refusal = provider_problem
@@ -494,8 +506,9 @@ class CampaignActionsMixin(admin.ModelAdmin):
             "sample": sample,
             "problems": problems,
             "provider_problem": provider_problem,
-            "no_lists": not list_ids,
-            "empty_audience": bool(list_ids) and estimate.recipients == 0,
+            "no_lists": not list_ids and not segment_ids,
+            "empty_audience": bool(list_ids or segment_ids)
+            and estimate.recipients + estimate.frequency_capped == 0,
             "refusal": refusal,
             "fingerprint": confirmation_fingerprint(
                 campaign, list_ids, estimate.recipients
@@ -727,6 +740,8 @@ class CampaignActionsMixin(admin.ModelAdmin):
         try:
             copy = campaign_create(
                 lists=campaign.lists.all(),
+                segments=campaign.segments.all(),
+                frequency_cap=campaign.frequency_cap,
                 created_by=request.user,
                 name=page["copy_name"],
                 body=campaign.body,
@@ -741,8 +756,8 @@ class CampaignActionsMixin(admin.ModelAdmin):
             )
         self.message_user(
             request,
-            f"“{copy}” is a draft copy of “{campaign}”: same text, lists and "
-            "provider, no schedule and no sending hours. Change it, then send it "
+            f"“{copy}” is a draft copy of “{campaign}”: same text, lists, "
+            "segments and provider, no schedule and no sending hours. Change it, then send it "
             "when ready.",
             messages.SUCCESS,
         )
@@ -853,10 +868,15 @@ class CampaignActionsMixin(admin.ModelAdmin):
     def _list_ids(self, campaign: Campaign) -> list[int]:
         return list(campaign.lists.order_by("pk").values_list("pk", flat=True))
 
+    def _segment_ids(self, campaign: Campaign) -> list[int]:
+        return list(campaign.segments.order_by("pk").values_list("pk", flat=True))
+
     def _estimate(self, campaign: Campaign, list_ids: list[int]) -> Estimate:
         return campaign_estimate(
             body=campaign.body,
             lists=list_ids,
+            segments=self._segment_ids(campaign),
+            frequency_cap=campaign.frequency_cap,
             provider=campaign.provider,
             opt_out_footer=campaign.opt_out_footer,
             track_links=campaign.track_links,
@@ -869,16 +889,21 @@ class CampaignActionsMixin(admin.ModelAdmin):
             FigureRow(
                 "Recipients",
                 number(estimate.recipients),
-                f"{number(estimate.contacts)} contacts in the campaign's lists",
+                f"{number(estimate.contacts)} contacts in the campaign's lists"
+                + (" and segments" if estimate.in_segments else ""),
                 html_id="confirm-recipients",
             ),
             FigureRow(
                 "Left out",
                 number(estimate.excluded),
-                f"{number(estimate.opted_out)} opted out, "
-                f"{number(estimate.suppressed)} on the suppression list; "
-                f"{number(estimate.duplicates)} duplicates across lists get one "
-                "message each",
+                self._left_out_note(campaign, estimate),
+            ),
+            FigureRow(
+                "Frequency cap",
+                cap_description(campaign.frequency_cap),
+                "People who got that many marketing messages in that time are "
+                "skipped when their message's turn comes",
+                html_id="confirm-frequency-cap",
             ),
             FigureRow(
                 "Segments per message",
@@ -909,6 +934,20 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 else "",
             ),
         ]
+
+    def _left_out_note(self, campaign: Campaign, estimate: Estimate) -> str:
+        capped = (
+            f", {number(estimate.frequency_capped)} at the frequency cap"
+            if effective_cap(campaign.frequency_cap)
+            else ""
+        )
+        across = "lists and segments" if estimate.in_segments else "lists"
+        return (
+            f"{number(estimate.opted_out)} opted out, "
+            f"{number(estimate.suppressed)} on the suppression list{capped}; "
+            f"{number(estimate.duplicates)} duplicates across {across} get one "
+            "message each"
+        )
 
     def _unit_cost(
         self, request: HttpRequest, campaign: Campaign, progress: Progress
@@ -974,6 +1013,15 @@ class CampaignActionsMixin(admin.ModelAdmin):
                     "Cancelled",
                     number(progress.cancelled),
                     "not sent: the campaign was cancelled",
+                )
+            )
+        if progress.frequency_capped:
+            rows.append(
+                FigureRow(
+                    "Frequency cap",
+                    number(progress.frequency_capped),
+                    "not sent: had had as many marketing messages as the cap allows",
+                    html_id="confirm-frequency-capped",
                 )
             )
         if with_unknown:

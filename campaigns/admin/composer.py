@@ -36,6 +36,7 @@ from ..preview import (
     render_for,
 )
 from ..provider_checks import ProviderUnusable
+from ..segments import Segment
 from ..sending.windows import SendWindow, WindowError
 from ..templating import (
     CONTACT_FIELD_NAMES,
@@ -69,17 +70,25 @@ MESSAGE_FIELDSET = "Message"
 
 
 def audience_facts(
-    contact_lists: Sequence[ContactList], *, small_only: bool = False
+    contact_lists: Sequence[ContactList],
+    *,
+    segments: Sequence[Segment] = (),
+    frequency_cap: str = "",
+    small_only: bool = False,
 ) -> AudienceFacts | None:
-    """The audience of ``contact_lists`` counted, with its attribute keys, from the
-    cache the confirmation pages share (see campaigns.preview.audience_facts).
+    """The audience of ``contact_lists`` and ``segments`` counted, with its
+    attribute keys, from the cache the confirmation pages share (see
+    campaigns.preview.audience_facts).
 
     With ``small_only`` (a page view), an audience that is not cached and has more
-    than :data:`INLINE_AUDIENCE_LIMIT` memberships is not counted (None): the page
-    then leaves it to the panel's first request.
+    than :data:`INLINE_AUDIENCE_LIMIT` memberships (or any segment) is not counted
+    (None): the page then leaves it to the panel's first request.
     """
     return shared_audience_facts(
-        contact_lists, max_memberships=INLINE_AUDIENCE_LIMIT if small_only else None
+        contact_lists,
+        segments=segments,
+        frequency_cap=frequency_cap,
+        max_memberships=INLINE_AUDIENCE_LIMIT if small_only else None,
     )
 
 
@@ -117,6 +126,8 @@ def composition(
     opt_out_footer: str,
     lists: Sequence[ContactList],
     provider: str,
+    segments: Sequence[Segment] = (),
+    frequency_cap: str = "",
     track_links: bool = True,
     sample: int | None = None,
     with_contact_data: bool = True,
@@ -138,14 +149,27 @@ def composition(
     :data:`ESTIMATE_SAMPLE` contacts.
     """
     list_ids = [item.pk for item in lists]
+    segment_ids = [item.pk for item in segments]
+    has_audience = bool(list_ids or segment_ids)
     facts = None
-    if list_ids and audience != SKIP:
-        facts = audience_facts(lists, small_only=audience == COUNT_IF_SMALL)
-    pending = bool(list_ids) and audience != SKIP and facts is None
+    if has_audience and audience != SKIP:
+        facts = audience_facts(
+            lists,
+            segments=segments,
+            frequency_cap=frequency_cap,
+            small_only=audience == COUNT_IF_SMALL,
+        )
+    pending = has_audience and audience != SKIP and facts is None
     keys = facts.keys if facts else frozenset()
 
     columns = ("pk", "first_name", "last_name", "phone", "attributes")
-    rows = list(audience_sample(list_ids).values_list(*columns)) if list_ids else []
+    # A page view with segments leaves the sample to the panel's first request
+    # too: matching a segment's first contacts may mean scanning the table.
+    rows = (
+        list(audience_sample(list_ids, segment_ids).values_list(*columns))
+        if has_audience and not (pending and segment_ids)
+        else []
+    )
     chosen = None
     if with_contact_data:
         chosen = next((row for row in rows if row[0] == sample), None)
@@ -211,7 +235,7 @@ def composition(
         "sample": chosen[0] if chosen else None,
         "links": links_summary(links, track_links=track_links),
         "contacts_hidden": not with_contact_data,
-        "lists_chosen": bool(list_ids),
+        "lists_chosen": has_audience,
         "audience_pending": pending,
         "audience": None,
         "cost": None,
@@ -226,6 +250,8 @@ def composition(
     )
     result["audience"] = {
         "in_lists": estimate.in_lists,
+        "in_segments": estimate.in_segments,
+        "frequency_capped": estimate.frequency_capped,
         "contacts": estimate.contacts,
         "duplicates": estimate.duplicates,
         "opted_out": estimate.opted_out,
@@ -283,9 +309,11 @@ def text_runs(text: str, marked: set[str]) -> list[tuple[str, bool]]:
 #: exclusion). composer.js writes the same rows.
 AUDIENCE_ROWS = [
     ("composer-in-lists", "In the lists", "in_lists", False),
-    ("composer-duplicates", "Duplicates across lists", "duplicates", True),
+    ("composer-in-segments", "In the segments", "in_segments", False),
+    ("composer-duplicates", "Duplicates across lists and segments", "duplicates", True),
     ("composer-opted-out", "Opted out", "opted_out", True),
     ("composer-suppressed", "Suppressed", "suppressed", True),
+    ("composer-frequency-cap", "At the frequency cap", "frequency_capped", True),
     ("composer-recipients", "Recipients", "recipients", False),
     # Not a subtraction: recipients whose send window follows several zones.
     ("composer-uncertain-zones", "Time zone uncertain", "uncertain_zones", False),
@@ -356,7 +384,7 @@ class _Refused(Exception):
 class ComposerMixin(admin.ModelAdmin):
     form = CampaignComposerForm
     search_fields = ["name", "body"]
-    filter_horizontal = ["lists"]
+    filter_horizontal = ["lists", "segments"]
     readonly_fields = [
         "status_shown",
         "scheduled_at",
@@ -376,14 +404,21 @@ class ComposerMixin(admin.ModelAdmin):
             main += [("status_shown", "scheduled_at"), "sending_hours"]
         fieldsets: list = [
             (None, {"fields": main}),
-            ("Audience", {"fields": ["lists"]}),
+            ("Audience", {"fields": ["lists", "segments"]}),
             (
                 MESSAGE_FIELDSET,
                 {"fields": ["body", "opt_out_footer", "track_links"]},
             ),
             (
                 "Delivery",
-                {"fields": [("provider", "fallback_provider"), "sender", "send_by"]},
+                {
+                    "fields": [
+                        ("provider", "fallback_provider"),
+                        "sender",
+                        "send_by",
+                        "frequency_cap",
+                    ]
+                },
             ),
         ]
         if obj is not None:
@@ -471,7 +506,10 @@ class ComposerMixin(admin.ModelAdmin):
                 campaign_update(campaign=obj, **fields)
                 return
             created = campaign_create(
-                lists=fields.pop("lists", ()), created_by=request.user, **fields
+                lists=fields.pop("lists", ()),
+                segments=fields.pop("segments", ()),
+                created_by=request.user,
+                **fields,
             )
         except BodyError as error:
             raise _Refused([("body", problem) for problem in error.problems]) from error
@@ -485,7 +523,7 @@ class ComposerMixin(admin.ModelAdmin):
         obj._state.adding = False
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
-        # The lists were saved by the service, under its content lock.
+        # The lists and segments were saved by the service, under its content lock.
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
@@ -639,12 +677,22 @@ def _typed_values(form) -> dict[str, Any]:
     errors), initial, or the campaign's own for fields that are read-only."""
     instance = form.instance
     values: dict[str, Any] = {}
-    for name in ("body", "opt_out_footer", "provider", "lists", "track_links"):
+    for name in (
+        "body",
+        "opt_out_footer",
+        "provider",
+        "lists",
+        "segments",
+        "frequency_cap",
+        "track_links",
+    ):
         if name in form.fields:
             values[name] = form[name].value()
-        elif name == "lists":
+        elif name in ("lists", "segments"):
             values[name] = (
-                list(instance.lists.values_list("pk", flat=True)) if instance.pk else []
+                list(getattr(instance, name).values_list("pk", flat=True))
+                if instance.pk
+                else []
             )
         else:
             values[name] = getattr(instance, name)

@@ -115,6 +115,8 @@ class Figures:
         """Opted out after the message by a vendor's signal, the admin or the API."""
         return self.opt_outs - self.stop_replies
 
+    frequency_capped: int = 0
+    """Not sent: the recipient had reached the frequency cap."""
     unique_clicks: int = 0
     """Recipients who clicked a tracked link."""
     clicks: int = 0
@@ -129,7 +131,7 @@ class Figures:
 
     @property
     def not_sent(self) -> int:
-        return self.skipped_opted_out + self.cancelled
+        return self.skipped_opted_out + self.cancelled + self.frequency_capped
 
     @property
     def done_percent(self) -> float:
@@ -163,23 +165,29 @@ class Figures:
         def count(*statuses: str) -> int:
             return sum(counts.get(status, 0) for status in statuses)
 
-        cancelled = sum(
-            reason["count"]
-            for reason in failure_reasons
-            if reason.get("skipped")
-            and reason.get("code") == Message.SkipReason.CANCELLED
-        )
+        def skipped(code: str) -> int:
+            return sum(
+                reason["count"]
+                for reason in failure_reasons
+                if reason.get("skipped") and reason.get("code") == code
+            )
+
+        cancelled = skipped(Message.SkipReason.CANCELLED)
+        capped = skipped(Message.SkipReason.FREQUENCY_CAP)
         return cls(
             total=sum(counts.values()),
             queued=count(*Message.IN_FLIGHT),
             sent=count(Message.Status.SUBMITTED, Message.Status.SENT),
             delivered=count(Message.Status.DELIVERED),
-            failed=max(count(*Message.FAILURES) - skipped_opted_out - cancelled, 0),
+            failed=max(
+                count(*Message.FAILURES) - skipped_opted_out - cancelled - capped, 0
+            ),
             skipped_opted_out=skipped_opted_out,
             opt_outs=opt_outs,
             cancelled=cancelled,
             unknown=count(Message.Status.UNKNOWN),
             replied_stop=replied_stop,
+            frequency_capped=capped,
             unique_clicks=unique_clicks,
             clicks=clicks,
         )
@@ -199,7 +207,7 @@ def progress_bar(figures: Figures, *, width: float = 100.0) -> list[BarSegment]:
     parts = [
         ("delivered", "Delivered", figures.delivered),
         ("failed", "Failed", figures.failed),
-        ("skipped", "Not sent (opted out or cancelled)", figures.not_sent),
+        ("skipped", "Not sent (opted out, cancelled or capped)", figures.not_sent),
         ("unknown", "Unknown", figures.unknown),
         ("sent", "Sent, awaiting receipt", figures.sent),
     ]
@@ -437,6 +445,7 @@ OUTCOMES = {
     "failed": "Failed (sent, not delivered)",
     "opted_out": "Not sent: had opted out",
     "cancelled": "Not sent: campaign cancelled",
+    "frequency_cap": "Not sent: frequency cap",
     "unknown": "Unknown",
     "replied_stop": "Replied STOP afterwards",
     "opted_out_later": "Opted out afterwards, not by a STOP reply",
@@ -447,6 +456,7 @@ OUTCOMES = {
 _SKIPPED_OUTCOMES = {
     Message.SkipReason.OPTED_OUT: "opted_out",
     Message.SkipReason.CANCELLED: "cancelled",
+    Message.SkipReason.FREQUENCY_CAP: "frequency_cap",
 }
 
 
@@ -468,6 +478,9 @@ def outcome_condition(outcome: str) -> Q | None:
         ),
         "cancelled": lambda: Q(
             status=status.FAILED, error_code=Message.SkipReason.CANCELLED
+        ),
+        "frequency_cap": lambda: Q(
+            status=status.FAILED, error_code=Message.SkipReason.FREQUENCY_CAP
         ),
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
@@ -674,6 +687,16 @@ class Dashboard:
                     "not sent: the campaign was cancelled",
                 )
             )
+        if f.frequency_capped:
+            cards.append(
+                Card(
+                    "frequency-cap",
+                    "Not sent: frequency cap",
+                    f.frequency_capped,
+                    links["frequency_cap"],
+                    "had had as many marketing messages as the cap allows",
+                )
+            )
         return cards
 
     @property
@@ -719,6 +742,7 @@ class Dashboard:
                     "opt_outs": figures.opt_outs,
                     "replied_stop": figures.stop_replies,
                     "cancelled": figures.cancelled,
+                    "frequency_capped": figures.frequency_capped,
                     "unknown": figures.unknown,
                     "unique_clicks": figures.unique_clicks,
                     "clicks": figures.clicks,

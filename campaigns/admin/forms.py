@@ -11,9 +11,11 @@ from contacts.models import Contact, ContactList
 from contacts.querysets import member_count
 from providers import provider_problem, usable_providers
 
-from ..api.serializers import MAX_BODY_LENGTH, MAX_LISTS
+from ..api.serializers import MAX_BODY_LENGTH, MAX_LISTS, MAX_SEGMENTS
+from ..frequency import validate_frequency_cap
 from ..models import Campaign, default_provider
 from ..provider_checks import text_length_problems
+from ..segments import Segment, audience_q
 from ..writes import body_problems
 
 
@@ -73,6 +75,7 @@ class CampaignComposerForm(forms.ModelForm):
         fields = [
             "name",
             "lists",
+            "segments",
             "body",
             "opt_out_footer",
             "track_links",
@@ -80,6 +83,7 @@ class CampaignComposerForm(forms.ModelForm):
             "sender",
             "fallback_provider",
             "send_by",
+            "frequency_cap",
         ]
         labels = {
             "opt_out_footer": "Opt-out footer",
@@ -94,6 +98,8 @@ class CampaignComposerForm(forms.ModelForm):
             "out; clear it only for messages people asked for, such as reminders.",
             "lists": "Everyone in these lists gets the message once, except people "
             "who opted out or are suppressed.",
+            "segments": "Saved audiences (Campaigns, then Segments): everyone they match "
+            "gets the message too, once, with the same exclusions.",
         }
         widgets = {
             "body": forms.Textarea(
@@ -139,10 +145,17 @@ class CampaignComposerForm(forms.ModelForm):
             )
         # Unknown placeholders are judged against the chosen lists' contacts, so
         # not when the lists themselves were invalid.
-        lists_invalid = "lists" in self.fields and "lists" not in cleaned
+        lists_invalid = any(
+            name in self.fields and name not in cleaned
+            for name in ("lists", "segments")
+        )
         if "body" in cleaned and not lists_invalid:
+            audience = audience_q(
+                list_ids=[item.pk for item in self._chosen(cleaned, "lists")],
+                segments=self._chosen(cleaned, "segments"),
+            )
             for problem in body_problems(
-                cleaned["body"], Contact.objects.in_lists(self._chosen_lists(cleaned))
+                cleaned["body"], Contact.objects.filter(audience)
             ):
                 self.add_error("body", problem)
         if "body" in cleaned and provider:
@@ -157,12 +170,12 @@ class CampaignComposerForm(forms.ModelForm):
             self.add_error(field if field in self.fields else None, message)
         return cleaned
 
-    def _chosen_lists(self, cleaned: dict) -> list:
-        if "lists" in self.fields:
-            return list(cleaned["lists"])
+    def _chosen(self, cleaned: dict, name: str) -> list:
+        if name in self.fields:
+            return list(cleaned[name])
         if self.instance.pk is None:
             return []
-        return list(self.instance.lists.all())
+        return list(getattr(self.instance, name).all())
 
 
 class ListIdsField(forms.ModelMultipleChoiceField):
@@ -198,10 +211,22 @@ class ComposeForm(forms.Form):
     lists = ListIdsField(
         label="Contact lists", queryset=ContactList.objects.all(), required=False
     )
+    segments = ListIdsField(
+        label="Segments", queryset=Segment.objects.all(), required=False
+    )
+    frequency_cap = forms.CharField(
+        required=False, max_length=32, validators=[validate_frequency_cap]
+    )
     provider = forms.ChoiceField(choices=provider_choices, required=False)
     # Absent (an older page's script): tracked, the campaign's default.
     track_links = forms.NullBooleanField(required=False)
     sample = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+    def clean_segments(self) -> list[Segment]:
+        segments = list(self.cleaned_data["segments"])
+        if len(segments) > MAX_SEGMENTS:
+            raise forms.ValidationError(f"Choose at most {MAX_SEGMENTS} segments.")
+        return segments
 
     def clean_lists(self) -> list[ContactList]:
         lists = list(self.cleaned_data["lists"])

@@ -7,19 +7,23 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 
 from contacts.models import ContactList
 from contacts.phones import InvalidPhoneNumber, normalize_phone
 
 from .. import lifecycle
+from ..frequency import validate_frequency_cap
 from ..models import Campaign, Message
+from ..segments import Segment, clean_conditions
 from ..sending.windows import SendWindow, WindowError
 from ..writes import MAX_BULK_RECIPIENTS
 
 #: Longest body the API accepts: ten concatenated GSM-7 segments and some more.
 MAX_BODY_LENGTH = 1600
 MAX_LISTS = 100
+MAX_SEGMENTS = 20
 MAX_TEST_NUMBERS = 10
 # A schedule a little in the past is "now" sent from a slow clock, not a mistake.
 SCHEDULE_PAST_LEEWAY = timedelta(minutes=1)
@@ -126,8 +130,40 @@ class ListIdsField(serializers.ListField):
         return [item.pk for item in data.all()]
 
 
+class SegmentIdsField(ListIdsField):
+    """Segment ids, checked in one query; read back as ids."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", MAX_SEGMENTS)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> list[Segment]:
+        ids = list(dict.fromkeys(serializers.ListField.to_internal_value(self, data)))
+        found = Segment.objects.in_bulk(ids)
+        missing = [pk for pk in ids if pk not in found]
+        if missing:
+            raise serializers.ValidationError(
+                f"No segment with id {', '.join(map(str, missing))}."
+            )
+        return [found[pk] for pk in ids]
+
+
 class CampaignSerializer(serializers.ModelSerializer):
     lists = ListIdsField(required=False, help_text="Ids of the contact lists to text.")
+    segments = SegmentIdsField(
+        required=False,
+        help_text="Ids of segments to text too; a contact in several lists or "
+        "segments gets one message.",
+    )
+    frequency_cap = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        validators=[validate_frequency_cap],
+        help_text='At most so many marketing messages per person, e.g. "2 per 7 '
+        'days"; "off": no cap for this campaign; empty: the server\'s '
+        "SMS_FREQUENCY_CAP.",
+    )
     body = serializers.CharField(
         max_length=MAX_BODY_LENGTH,
         trim_whitespace=False,
@@ -163,6 +199,8 @@ class CampaignSerializer(serializers.ModelSerializer):
             "body",
             "opt_out_footer",
             "lists",
+            "segments",
+            "frequency_cap",
             "provider",
             "sender",
             "status",
@@ -360,6 +398,10 @@ class StatsSerializer(serializers.Serializer):
     skipped_opted_out = serializers.IntegerField(
         help_text='Messages not sent because the recipient had opted out (error_code "opted_out").'
     )
+    skipped_frequency_cap = serializers.IntegerField(
+        help_text="Messages not sent because the recipient had reached the frequency "
+        'cap (error_code "frequency_cap").'
+    )
     unique_clicks = serializers.IntegerField(
         help_text="Recipients who clicked a tracked link (link previews and HEAD "
         "requests are not clicks)."
@@ -402,4 +444,64 @@ class BulkOutputSerializer(serializers.Serializer):
     skipped = serializers.ListField(
         child=serializers.CharField(),
         help_text="Valid numbers left out: opted out or suppressed.",
+    )
+
+
+# --- Segments ------------------------------------------------------------------------
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    conditions = serializers.JSONField(
+        help_text="A list of conditions, each an object with a type: list, country, "
+        "field, attribute, opted_in, received, clicked or quiet (see the README's marketer's "
+        'guide); "negate": true turns one around.'
+    )
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "name",
+            "description",
+            "match",
+            "conditions",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_conditions(self, value: Any) -> list[dict]:
+        try:
+            return clean_conditions(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from error
+
+    def validate_name(self, value: str) -> str:
+        others = Segment.objects.filter(name=value)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.exists():
+            raise serializers.ValidationError(f"A segment named {value!r} exists.")
+        return value
+
+
+class SegmentCountSerializer(serializers.Serializer):
+    contacts = serializers.IntegerField(help_text="Contacts matching now.")
+    reachable = serializers.IntegerField(
+        help_text="Of those, who may get marketing: not opted out, not suppressed."
+    )
+
+
+class SegmentContactSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    phone = serializers.CharField()
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    country = serializers.CharField()
+    opted_out = serializers.BooleanField()
+
+
+class SegmentPreviewSerializer(SegmentCountSerializer):
+    sample = SegmentContactSerializer(
+        many=True, help_text="The first matching contacts, by id."
     )

@@ -29,7 +29,7 @@ from django.db.models import Prefetch, QuerySet
 from contacts.models import ContactList
 from contacts.permissions import CONTACT_DATA_PERMISSION
 from smscampaigns.api_errors import ErrorResponseSerializer
-from smscampaigns.csv_export import CSVRenderer, csv_response
+from smscampaigns.csv_export import CSVRenderer, JSONErrorsMixin, csv_response
 from smscampaigns.json_limits import LimitedJSONParser
 from smscampaigns.models import Scope
 from smscampaigns.permissions import model_rules, rule
@@ -51,6 +51,13 @@ from ..lifecycle import CampaignError
 from ..models import Campaign, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
+from ..segments import (
+    Segment,
+    SegmentInUse,
+    segment_counts,
+    segment_delete,
+    segment_sample,
+)
 from ..stats import campaign_clicks_per_hour, campaign_stats
 from ..writes import (
     BodyError,
@@ -72,12 +79,16 @@ from .serializers import (
     RetryInputSerializer,
     RetryOutputSerializer,
     ScheduleInputSerializer,
+    SegmentCountSerializer,
+    SegmentPreviewSerializer,
+    SegmentSerializer,
     StatsSerializer,
     TestSendInputSerializer,
     TestSendOutputSerializer,
 )
 
 PREVIEW_SAMPLES = 5
+SEGMENT_PREVIEW_SAMPLES = 10
 
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input; `fields` names each field and what is wrong with it.",
@@ -181,7 +192,7 @@ _ID_ERRORS = errors(404)
         responses={204: None, **errors(404, 409)},
     ),
 )
-class CampaignViewSet(viewsets.ModelViewSet):
+class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
     serializer_class = CampaignSerializer
     filter_backends: list = []
     parser_classes = [LimitedJSONParser]
@@ -210,7 +221,8 @@ class CampaignViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[Campaign]:
         return Campaign.objects.prefetch_related(
-            Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk"))
+            Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk")),
+            Prefetch("segments", queryset=Segment.objects.order_by("pk").only("pk")),
         )
 
     def perform_create(self, serializer: CampaignSerializer) -> None:
@@ -440,4 +452,85 @@ class BulkMessageApi(APIView):
             raise exceptions.ValidationError({"message": error.problems}) from error
         return Response(
             BulkOutputSerializer(result).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+_SEGMENT = SegmentSerializer
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List segments", responses={200: _SEGMENT, **errors()}),
+    retrieve=extend_schema(
+        summary="Get a segment", responses={200: _SEGMENT, **_ID_ERRORS}
+    ),
+    create=extend_schema(
+        summary="Create a segment",
+        description="A saved audience: contacts matching all (or any) of its "
+        "conditions when a campaign uses it.",
+        responses={201: _SEGMENT, **errors(400)},
+    ),
+    update=extend_schema(
+        summary="Replace a segment", responses={200: _SEGMENT, **errors(400, 404)}
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a segment",
+        responses={200: _SEGMENT, **errors(400, 404)},
+    ),
+    destroy=extend_schema(
+        summary="Delete a segment",
+        description="Refused (409) while a campaign that has not finished uses it.",
+        responses={204: None, **errors(404, 409)},
+    ),
+)
+class SegmentViewSet(viewsets.ModelViewSet):
+    """Saved audiences. Like lists, they are written with the write_contacts scope."""
+
+    serializer_class = SegmentSerializer
+    queryset = Segment.objects.order_by("name", "pk")
+    filter_backends: list = []
+    parser_classes = [LimitedJSONParser]
+    api_rules = {
+        **model_rules("campaigns.segment", write_scope=Scope.WRITE_CONTACTS),
+        "count": rule(Scope.READ, "campaigns.view_segment"),
+        # Its sample shows contacts' numbers and names.
+        "preview": rule(Scope.READ, "campaigns.view_segment", CONTACT_DATA_PERMISSION),
+    }
+
+    def perform_destroy(self, instance: Segment) -> None:
+        try:
+            segment_delete(segment=instance)
+        except SegmentInUse as error:
+            raise Conflict(str(error)) from error
+
+    @extend_schema(
+        summary="Count the contacts a segment matches now",
+        responses={200: SegmentCountSerializer, **_ID_ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def count(self, request: Request, pk: str | None = None) -> Response:
+        counts = segment_counts(self.get_object().q())
+        return Response(SegmentCountSerializer(counts).data)
+
+    @extend_schema(
+        summary="Count a segment and show its first contacts",
+        description=f"The counts, and the first {SEGMENT_PREVIEW_SAMPLES} "
+        "matching contacts by id.",
+        responses={200: SegmentPreviewSerializer, **_ID_ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def preview(self, request: Request, pk: str | None = None) -> Response:
+        q = self.get_object().q()
+        sample = [
+            {
+                "id": contact.pk,
+                "phone": contact.phone,
+                "first_name": contact.first_name,
+                "last_name": contact.last_name,
+                "country": contact.country,
+                "opted_out": contact.opted_out,
+            }
+            for contact in segment_sample(q, limit=SEGMENT_PREVIEW_SAMPLES)
+        ]
+        return Response(
+            SegmentPreviewSerializer({**segment_counts(q), "sample": sample}).data
         )

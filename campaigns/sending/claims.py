@@ -3,7 +3,8 @@
 One ``WITH picked AS (SELECT … FOR UPDATE SKIP LOCKED) UPDATE … RETURNING`` picks the
 next queued messages in id order (a keyset cursor: dead index entries behind it are
 never rescanned), marks them "sending" (or "failed" when the recipient opted out since
-launch) and returns what the sender needs. PostgreSQL skips rows another dispatcher
+launch, or has reached the campaign's frequency cap, see campaigns.frequency) and
+returns what the sender needs. PostgreSQL skips rows another dispatcher
 holds; SQLite has no row locks, but its IMMEDIATE transactions let one writer at a time
 through, which is just as safe.
 """
@@ -18,11 +19,13 @@ from django.db.models import F
 
 from contacts.models import Contact, Suppression
 
-from ..models import Message
+from ..frequency import capped_sql, effective_cap
+from ..models import Campaign, Message
 from .arrays import int_array
-from .deadline import campaign_send_by, expire_unsent
+from .deadline import expire_unsent
 
 OPTED_OUT_REASON = "Recipient opted out before this message was sent"
+FREQUENCY_CAP_REASON = "Recipient had reached the frequency cap ({cap})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class Claimed:
 class Claim:
     messages: list[Claimed]
     opted_out: int
+    """Messages skipped instead of claimed: opted out or at the frequency cap."""
     last_id: int | None
     send_by: datetime | None = None
     """The campaign's send-by time: what the messages' ``OutboundSms.expires_at``
@@ -57,9 +61,14 @@ def claim_batch(
     zones: list[str] | None = None,
     session_id: int | None = None,
 ) -> Claim:
+    send_by, cap_text = (
+        Campaign.objects.filter(pk=campaign_id)
+        .values_list("send_by", "frequency_cap")
+        .first()
+    ) or (None, "")
     # Past the campaign's send-by time nothing more is handed over.
-    send_by = campaign_send_by(campaign_id)
     expire_unsent(campaign_id=campaign_id, now=now, send_by=send_by)
+    cap = effective_cap(cap_text)
     qn = connection.ops.quote_name
     postgres = connection.vendor == "postgresql"
     message = qn(Message._meta.db_table)
@@ -73,6 +82,16 @@ def claim_batch(
         zone_filter = f"AND m.{qn('time_zone')} IN ({', '.join(['%s'] * len(zones))})"
         zone_params = list(zones)
     lock = "FOR UPDATE OF m SKIP LOCKED" if postgres else ""
+    skip = "(picked.opted_out OR picked.capped)"
+    if cap is None:
+        capped, cap_params = "FALSE", []
+    else:
+        capped = capped_sql(message_alias="m", qn=qn)
+        cap_params = [
+            connection.ops.adapt_datetimefield_value(now - cap.period),
+            cap.count - 1,
+        ]
+    skip_reason = FREQUENCY_CAP_REASON.format(cap=cap)
     sql = f"""
         WITH picked AS (
             SELECT m.{qn("id")} AS picked_id,
@@ -80,7 +99,8 @@ def claim_batch(
                             WHERE c.{qn("id")} = m.{qn("contact_id")}
                               AND c.{qn("opted_out_at")} IS NOT NULL)
                     OR EXISTS (SELECT 1 FROM {suppression} s
-                               WHERE s.{qn("phone")} = m.{qn("to")})) AS opted_out
+                               WHERE s.{qn("phone")} = m.{qn("to")})) AS opted_out,
+                   {capped} AS capped
             FROM {message} m
             WHERE m.{qn("campaign_id")} = %s
               AND m.{qn("kind")} = %s
@@ -93,20 +113,25 @@ def claim_batch(
             {lock}
         )
         UPDATE {message} AS t
-        SET {qn("status")} = CASE WHEN picked.opted_out THEN %s ELSE %s END,
-            {qn("error_code")} = CASE WHEN picked.opted_out THEN %s ELSE t.{qn("error_code")} END,
-            {qn("error_reason")} = CASE WHEN picked.opted_out THEN %s ELSE t.{qn("error_reason")} END,
-            {qn("provider")} = CASE WHEN picked.opted_out THEN t.{qn("provider")} ELSE %s END,
-            {qn("attempts")} = t.{qn("attempts")} + CASE WHEN picked.opted_out THEN 0 ELSE 1 END,
+        SET {qn("status")} = CASE WHEN {skip} THEN %s ELSE %s END,
+            {qn("error_code")} = CASE WHEN picked.opted_out THEN %s
+                                      WHEN picked.capped THEN %s
+                                      ELSE t.{qn("error_code")} END,
+            {qn("error_reason")} = CASE WHEN picked.opted_out THEN %s
+                                        WHEN picked.capped THEN %s
+                                        ELSE t.{qn("error_reason")} END,
+            {qn("provider")} = CASE WHEN {skip} THEN t.{qn("provider")} ELSE %s END,
+            {qn("attempts")} = t.{qn("attempts")} + CASE WHEN {skip} THEN 0 ELSE 1 END,
             {qn("status_changed_at")} = %s,
             {qn("handed_at")} = NULL,
-            {qn("claimed_by_id")} = CASE WHEN picked.opted_out THEN NULL ELSE CAST(%s AS bigint) END
+            {qn("claimed_by_id")} = CASE WHEN {skip} THEN NULL ELSE CAST(%s AS bigint) END
         FROM picked
         WHERE t.{qn("id")} = picked.picked_id
         RETURNING {qn("id")}, {qn("status")}, {qn("to")}, {qn("sender")},
                   {qn("client_reference")}, {qn("attempts")}, {qn("contact_id")}
     """  # identifiers come from the models; every value is a parameter
     params = [
+        *cap_params,
         campaign_id,
         Message.Kind.CAMPAIGN,
         Message.Status.QUEUED,
@@ -117,7 +142,9 @@ def claim_batch(
         Message.Status.FAILED,
         Message.Status.SENDING,
         Message.SkipReason.OPTED_OUT,
+        Message.SkipReason.FREQUENCY_CAP,
         OPTED_OUT_REASON,
+        skip_reason,
         provider,
         stamp,
         session_id,

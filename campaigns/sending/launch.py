@@ -3,22 +3,23 @@
 from django.db import connection, transaction
 from django.utils import timezone
 
-from contacts.models import Contact, ListMembership, Suppression
+from contacts.models import Contact, Suppression
 
 from .. import lifecycle
 from ..lifecycle import CampaignError as CampaignError
 from ..links import links_prepare
 from ..models import Campaign, Message
+from ..segments import audience_q, where_sql
 
 
 @transaction.atomic
 def campaign_launch(*, campaign: Campaign) -> int:
     """Queue one message per eligible recipient and mark the campaign sending.
 
-    Eligible: in any of the campaign's lists (once, however many lists), not opted
-    out, not suppressed. Runs as one INSERT … SELECT so a million recipients never
+    Eligible: in any of the campaign's lists or segments (once, however many),
+    not opted out, not suppressed. Runs as one INSERT … SELECT so a million recipients never
     pass through Python; the (campaign, contact) unique constraint makes a second
-    launch add only contacts that joined the lists since. Returns how many were added.
+    launch add only contacts that joined its audience since. Returns how many were added.
     """
     locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
     lifecycle.require(locked, "launch")
@@ -36,18 +37,27 @@ def campaign_launch(*, campaign: Campaign) -> int:
 
 def _insert_audience(campaign: Campaign, now) -> int:
     list_ids = list(campaign.lists.values_list("pk", flat=True))
-    if not list_ids:
+    segments = list(campaign.segments.all())
+    if not list_ids and not segments:
         return 0
     message, contact = Message._meta, Contact._meta
-    membership, suppression = ListMembership._meta, Suppression._meta
+    suppression = Suppression._meta
     qn = connection.ops.quote_name
+    # The contacts table goes unaliased: the audience's conditions (lists and
+    # segments, campaigns.segments.audience_q) are inlined as the ORM compiles
+    # them, naming it. Inline, not "id IN (subquery)": under an OR PostgreSQL
+    # cannot turn that into a join, and a million ids outgrow a hashed subplan.
+    c = qn(contact.db_table)
+    who, who_params = where_sql(
+        audience_q(list_ids=list_ids, segments=segments, now=now), connection
+    )
     # Our own references: 32 hex characters is how Django stores a UUIDField on SQLite.
     if connection.vendor == "postgresql":
         # Random after a prefix that grows with the contact id, so a launch's
         # references land next to each other in the unique index instead of on a
         # million random pages (that write amplification dominated launch time).
         new_reference = (
-            f"overlay(gen_random_uuid()::text placing lpad(to_hex(c.{qn('id')}), 8, '0') "
+            f"overlay(gen_random_uuid()::text placing lpad(to_hex({c}.{qn('id')}), 8, '0') "
             "from 1 for 8)::uuid"
         )
     else:
@@ -58,24 +68,19 @@ def _insert_audience(campaign: Campaign, now) -> int:
         "encoding", "segments", "currency", "attempts", "queued_at", "status_changed_at",
         "time_zone",
     ]  # fmt: skip
-    placeholders = ", ".join(["%s"] * len(list_ids))
     sql = f"""
         INSERT INTO {qn(message.db_table)} ({", ".join(qn(c) for c in columns)})
-        SELECT %s, %s, c.{qn("id")}, c.{qn("phone")}, '', %s, %s,
+        SELECT %s, %s, {c}.{qn("id")}, {c}.{qn("phone")}, '', %s, %s,
                '', {new_reference}, %s, '', '',
                '', 1, '', 0, %s, %s,
-               c.{qn("time_zone")}
-        FROM {qn(contact.db_table)} c
-        WHERE c.{qn("opted_out_at")} IS NULL
-          AND EXISTS (
-              SELECT 1 FROM {qn(membership.db_table)} m
-              WHERE m.{qn("contact_id")} = c.{qn("id")}
-                AND m.{qn("contact_list_id")} IN ({placeholders})
-          )
+               {c}.{qn("time_zone")}
+        FROM {c}
+        WHERE {c}.{qn("opted_out_at")} IS NULL
+          AND ({who})
           AND NOT EXISTS (
-              SELECT 1 FROM {qn(suppression.db_table)} s WHERE s.{qn("phone")} = c.{qn("phone")}
+              SELECT 1 FROM {qn(suppression.db_table)} s WHERE s.{qn("phone")} = {c}.{qn("phone")}
           )
-        ORDER BY c.{qn("id")}
+        ORDER BY {c}.{qn("id")}
         ON CONFLICT DO NOTHING
     """
     params = [
@@ -86,7 +91,7 @@ def _insert_audience(campaign: Campaign, now) -> int:
         Message.Status.QUEUED,
         connection.ops.adapt_datetimefield_value(now),
         connection.ops.adapt_datetimefield_value(now),
-        *list_ids,
+        *who_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

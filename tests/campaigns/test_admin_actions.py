@@ -234,7 +234,7 @@ def test_send_is_disabled_and_refused_when_the_text_has_problems(
 def test_a_campaign_without_lists_cannot_be_sent_or_scheduled(admin_client, action):
     campaign = CampaignFactory(provider="locmem", body="Hi")
     html = admin_client.get(action_url(campaign, action)).content.decode()
-    assert "This campaign has no lists yet" in html
+    assert "This campaign has no lists or segments yet" in html
     assert figure(html, "confirm-recipients") == "0"
     assert re.search(r'id="confirm-action" value="[^"]+" disabled>', html)
 

@@ -566,6 +566,8 @@ def test_the_audience_after_exclusions_and_its_cost(admin_client, spring):
 
     assert data["audience"] == {
         "in_lists": 5,
+        "in_segments": 0,
+        "frequency_capped": 0,
         "contacts": 4,
         "duplicates": 1,
         "opted_out": 1,

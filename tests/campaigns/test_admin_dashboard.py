@@ -210,6 +210,7 @@ def test_the_progress_endpoint_answers_json(admin_client, campaign):
         "opt_outs": 1,
         "replied_stop": 1,
         "cancelled": 0,
+        "frequency_capped": 0,
         "unknown": 1,
         "unique_clicks": 0,
         "clicks": 0,

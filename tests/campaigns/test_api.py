@@ -38,6 +38,8 @@ CAMPAIGN_FIELDS = {
     "body",
     "opt_out_footer",
     "lists",
+    "segments",
+    "frequency_cap",
     "provider",
     "sender",
     "status",

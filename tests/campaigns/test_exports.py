@@ -196,10 +196,12 @@ def test_the_api_answers_accept_text_csv_and_its_errors_in_json(campaign):
     client = api_client(Scope.READ)
     ok = client.get(f"/api/v1/campaigns/{campaign.pk}/export/", HTTP_ACCEPT="text/csv")
     assert ok.status_code == 200
-    missing = client.get("/api/v1/campaigns/999/export/")
-    assert missing.status_code == 404
-    assert missing["Content-Type"] == "application/json"
-    assert missing.json()["error"]["status"] == 404
+    for asked in ({"HTTP_ACCEPT": "text/csv"}, {"data": {"format": "csv"}}, {}):
+        missing = client.get("/api/v1/campaigns/999/export/", **asked)
+        assert missing.status_code == 404
+        # An error is JSON, whatever was asked for.
+        assert missing["Content-Type"] == "application/json"
+        assert missing.json()["error"]["status"] == 404
 
 
 def test_the_api_export_needs_a_read_key_or_contact_permissions(client, campaign):

@@ -109,8 +109,8 @@ def test_api_send_of_an_empty_audience_is_409_and_changes_nothing(api, empty):
     error = response.json()["error"]
     assert error["code"] == "conflict"
     assert error["message"] == (
-        f"Campaign {empty.pk} cannot be sent: nobody would get it: its lists are "
-        "empty, or everyone in them opted out or is suppressed."
+        f"Campaign {empty.pk} cannot be sent: nobody would get it: its lists and "
+        "segments are empty, or everyone in them opted out or is suppressed."
     )
     empty.refresh_from_db()
     assert (empty.status, empty.scheduled_at) == (Status.DRAFT, None)

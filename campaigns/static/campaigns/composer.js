@@ -69,6 +69,7 @@
         const body = byId("id_body");
         const footer = byId("id_opt_out_footer");
         const provider = byId("id_provider");
+        const frequencyCap = byId("id_frequency_cap");
         const trackLinks = byId("id_track_links");
         const sampleSelect = byId("composer-sample-select");
         const dataScript = byId("composer-data");
@@ -92,21 +93,21 @@
 
         panel.classList.add("composer--live");
 
-        function chosenLists() {
+        function chosenIds(name) {
             // filter_horizontal: the chosen box (its options can be hidden by the
             // filter, so read SelectBox's cache when there is one).
-            const chosen = byId("id_lists_to");
+            const chosen = byId(`id_${name}_to`);
             if (chosen) {
-                const cache = window.SelectBox && window.SelectBox.cache["id_lists_to"];
+                const cache = window.SelectBox && window.SelectBox.cache[`id_${name}_to`];
                 const options = cache || Array.from(chosen.options);
                 return options.map((option) => option.value);
             }
-            const select = byId("id_lists");
+            const select = byId(`id_${name}`);
             if (select && select.options) {
                 return Array.from(select.selectedOptions, (option) => option.value);
             }
             return Array.from(
-                form.querySelectorAll("input[name=lists]:checked"),
+                form.querySelectorAll(`input[name=${name}]:checked`),
                 (input) => input.value,
             );
         }
@@ -121,8 +122,13 @@
             if (trackLinks) {
                 data.set("track_links", trackLinks.checked ? "true" : "false");
             }
-            for (const id of chosenLists().sort()) {
-                data.append("lists", id);
+            for (const name of ["lists", "segments"]) {
+                for (const id of chosenIds(name).sort()) {
+                    data.append(name, id);
+                }
+            }
+            if (frequencyCap) {
+                data.set("frequency_cap", frequencyCap.value);
             }
             if (sampleSelect && sampleSelect.value) {
                 data.set("sample", sampleSelect.value);
@@ -349,9 +355,11 @@
         // admin_composer.py).
         const AUDIENCE_ROWS = [
             ["composer-in-lists", "in_lists", false],
+            ["composer-in-segments", "in_segments", false],
             ["composer-duplicates", "duplicates", true],
             ["composer-opted-out", "opted_out", true],
             ["composer-suppressed", "suppressed", true],
+            ["composer-frequency-cap", "frequency_capped", true],
             ["composer-recipients", "recipients", false],
             ["composer-uncertain-zones", "uncertain_zones", false],
         ];
@@ -469,13 +477,19 @@
         if (sampleSelect) {
             sampleSelect.addEventListener("change", () => schedule(0));
         }
-        const listsRow = form.querySelector(".field-lists") || byId("id_lists");
-        if (listsRow) {
-            listsRow.addEventListener("change", () => schedule());
-            listsRow.addEventListener("click", () => schedule());
-            // Moving lists between the two boxes of filter_horizontal rebuilds the
+        if (frequencyCap) {
+            frequencyCap.addEventListener("input", () => schedule());
+        }
+        for (const name of ["lists", "segments"]) {
+            const row = form.querySelector(`.field-${name}`) || byId(`id_${name}`);
+            if (!row) {
+                continue;
+            }
+            row.addEventListener("change", () => schedule());
+            row.addEventListener("click", () => schedule());
+            // Moving items between the two boxes of filter_horizontal rebuilds the
             // chosen box's options; refresh() skips calls that change nothing.
-            new MutationObserver(() => schedule()).observe(listsRow, {
+            new MutationObserver(() => schedule()).observe(row, {
                 childList: true,
                 subtree: true,
             });

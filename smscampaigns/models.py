@@ -107,3 +107,31 @@ def clean_scopes(scopes: Iterable[str]) -> list[str]:
     if not chosen:
         raise ValueError(f"Choose at least one scope: {', '.join(Scope.values)}.")
     return [scope for scope in Scope.values if scope in chosen]
+
+
+class MetricValue(models.Model):
+    """One figure behind ``/metrics``: a counter, a histogram bucket or sum, or a gauge.
+
+    Kept in the database rather than in each process, so one scrape of any web
+    process sees what every gunicorn worker, ``run_worker`` and Celery worker on
+    every machine recorded (smscampaigns/metrics.py). Each process adds to its own
+    ``shard`` of a figure so that busy processes do not queue on one row; a scrape
+    adds the shards up.
+    """
+
+    name = models.CharField(max_length=100)
+    labels = models.CharField(
+        max_length=255, blank=True, help_text="The label pairs, as sorted JSON."
+    )
+    shard = models.PositiveSmallIntegerField(default=0)
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["name", "labels", "shard"], name="metricvalue_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels} = {self.value}"

@@ -192,6 +192,12 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=1
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 
+# /metrics (Prometheus) answers only "Authorization: Bearer <METRICS_TOKEN>"; it is
+# a 404 while this is empty. Exempt from the https redirect so a Prometheus on this
+# machine can scrape gunicorn directly (the token would have been sent already).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
+
 # The OpenAPI schema and the interactive docs need a login (a staff session, or any
 # API key for the schema) unless this is on; on by default only with DEBUG.
 API_DOCS_PUBLIC = env.bool("API_DOCS_PUBLIC", default=DEBUG)
@@ -241,14 +247,20 @@ CONTACT_IMPORT_BACKGROUND_BYTES = env.int(
 )
 
 # --- Logging ------------------------------------------------------------------
+# "json": one JSON object a line (time, level, logger, message, extra fields; phone
+# numbers masked, secret-looking fields redacted) for a log collector.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "smscampaigns.log_format.JsonFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
@@ -310,6 +322,9 @@ if CELERY_BROKER_URL and not CACHE_URL:
         "such as redis://127.0.0.1:6379/1"
     )
 CELERY_TASK_ALWAYS_EAGER = False
+# Celery's worker replaces the root logger's handlers with its own format unless told
+# not to: JSON logs stay JSON in the workers too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = LOG_FORMAT != "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
@@ -424,6 +439,9 @@ SMS_KEYWORDS_OPT_IN = env.list(
     "SMS_KEYWORDS_OPT_IN", default=["START", "UNSTOP", "YES", "RESUME"]
 )
 SMS_KEYWORDS_HELP = env.list("SMS_KEYWORDS_HELP", default=["HELP", "INFO"])
+# The answers that confirm a keyword sign-up (double opt-in) while one is pending for
+# the number; otherwise a YES keeps its meaning above.
+SMS_KEYWORDS_CONFIRM = env.list("SMS_KEYWORDS_CONFIRM", default=["YES", "Y"])
 # Automatic replies; {program} and {help_contact} are filled in.
 SMS_PROGRAM_NAME = env.str("SMS_PROGRAM_NAME", default="smscampaigns")
 SMS_HELP_CONTACT = env.str("SMS_HELP_CONTACT", default="support@example.com")
@@ -434,6 +452,10 @@ SMS_REPLY_OPT_OUT = env.str(
 SMS_REPLY_OPT_IN = env.str(
     "SMS_REPLY_OPT_IN",
     default="{program}: You are subscribed again. Msg & data rates may apply. Reply STOP to opt out.",
+)
+SMS_REPLY_SIGNUP_EXPIRED = env.str(
+    "SMS_REPLY_SIGNUP_EXPIRED",
+    default="{program}: That sign-up has expired. Text {keyword} again to join.",
 )
 SMS_REPLY_HELP = env.str(
     "SMS_REPLY_HELP",

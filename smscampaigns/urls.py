@@ -6,6 +6,7 @@ from campaigns.redirects import short_link
 
 from .api_docs import docs_view, schema_view
 from .health import health
+from .metrics_view import metrics_view
 from .views import favicon
 
 urlpatterns = [
@@ -18,6 +19,8 @@ urlpatterns = [
     path("api/schema/", schema_view, name="schema"),
     path("api/docs/", docs_view, name="api-docs"),
     path("health/", health, name="health"),
+    # No trailing slash: Prometheus' default metrics_path.
+    path("metrics", metrics_view, name="metrics"),
     # Short links in campaign texts; smscampaigns.wsgi answers them first.
     path("l/<str:code>", short_link, name="short-link"),
 ]

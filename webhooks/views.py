@@ -1,3 +1,6 @@
+import functools
+import time
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -5,11 +8,50 @@ from django.views.decorators.csrf import csrf_exempt
 
 from providers import get_provider
 from providers.messages import Callback
+from smscampaigns import metrics
 
 from .handlers import handle_callback
 
 
+def _measured(view):
+    """Each callback's duration and outcome, for /metrics."""
+
+    @functools.wraps(view)
+    def measured(request: HttpRequest, alias: str, kind: str) -> HttpResponse:
+        started = time.perf_counter()
+        response = None
+        try:
+            response = view(request, alias, kind)
+            return response
+        finally:
+            metrics.webhook_observe(
+                # Only configured aliases: any path would otherwise add a series.
+                vendor=alias if alias in settings.SMS_PROVIDERS else "other",
+                kind=kind,
+                outcome=_outcome(response),
+                seconds=time.perf_counter() - started,
+            )
+
+    return measured
+
+
+def _outcome(response: HttpResponse | None) -> str:
+    code = response.status_code if response is not None else 500
+    if code < 300:
+        return "accepted"
+    if code >= 500:
+        return "error"
+    return {
+        400: "malformed",
+        401: "unauthorized",
+        404: "unknown_provider",
+        405: "bad_method",
+        411: "malformed",
+    }.get(code, str(code))
+
+
 @csrf_exempt
+@_measured
 def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonResponse:
     """A vendor's delivery receipt (kind "status") or inbound message (kind "inbound")."""
     if request.method not in ("POST", "GET"):

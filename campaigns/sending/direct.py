@@ -3,6 +3,7 @@
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -16,6 +17,7 @@ from django.utils import timezone
 from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms, SendResult
+from smscampaigns import metrics
 from smscampaigns.celery import broker_configured
 
 from ..models import Message
@@ -257,7 +259,11 @@ def message_deliver(
         return message
     try:
         with while_sending():
+            started = time.perf_counter()
             [result] = backend.send_messages([outbound])
+            metrics.send_duration_observe(
+                message.provider, time.perf_counter() - started
+            )
     except Exception:
         # A bug or misconfiguration, not a vendor answer: leave the message visible
         # as "unknown" (it may or may not have left) for an operator to look at.
@@ -285,7 +291,9 @@ def message_record_result(*, message: Message, result: SendResult) -> None:
         segments=message.segments,
         attempts=message.attempts,
     )
-    outcome = record_batch(rendered=[rendered], results=[result])
+    outcome = record_batch(
+        rendered=[rendered], results=[result], provider=message.provider
+    )
     if outcome.submitted:
         message.provider_message_id = result.provider_message_id
         delivery_events_apply_pending(messages=[message])

@@ -450,7 +450,8 @@ class Dispatcher:
         self, alias: str, sent: list[Rendered], results: list[SendResult]
     ) -> bool:
         """Store a group of answers (the pipeline's callback); False stops sending."""
-        return self._after(alias, record_batch(rendered=sent, results=results), sent)
+        outcome = record_batch(rendered=sent, results=results, provider=alias)
+        return self._after(alias, outcome, sent)
 
     def _after(self, alias: str, outcome, sent: list[Rendered]) -> bool:
         """Account for recorded answers; False when sending should stop."""

@@ -32,6 +32,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from providers.messages import OutboundSms, SendError, SendErrorKind, SendResult
+from smscampaigns import metrics
 
 from .claims import mark_handed, release_unsent
 from .liveness import Liveness
@@ -253,7 +254,7 @@ class SendPipeline:
                 self._in_flight.append(
                     _InFlight(
                         future=self._pool().submit(
-                            _send_at, booked.start, booked.send, kept
+                            _send_at, booked.start, booked.send, kept, booked.alias
                         ),
                         alias=booked.alias,
                         sent=[rendered[m.reference] for m in kept],
@@ -372,12 +373,17 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-def _send_at(start: float, send: Send, messages: list[OutboundSms]):
-    """In a sending thread: start the request at its slot (monotonic time)."""
+def _send_at(start: float, send: Send, messages: list[OutboundSms], alias: str = ""):
+    """In a sending thread: start the request at its slot (monotonic time), and time
+    it for /metrics."""
     delay = start - time.monotonic()
     if delay > 0:
         time.sleep(delay)
-    return send(messages)
+    started = time.perf_counter()
+    try:
+        return send(messages)
+    finally:
+        metrics.send_duration_observe(alias, time.perf_counter() - started)
 
 
 def _results(request: _InFlight) -> list[SendResult]:

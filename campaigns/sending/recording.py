@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from providers.messages import SendErrorKind, SendResult
+from smscampaigns import metrics
 
 from ..models import Message
 from .arrays import bool_array, int_array, text_array
@@ -53,6 +54,7 @@ def record_batch(
     rendered: Sequence[Rendered],
     results: Sequence[SendResult],
     now: datetime | None = None,
+    provider: str = "",
 ) -> BatchOutcome:
     """Store what was sent and how the vendor answered, for every claimed message.
 
@@ -64,6 +66,8 @@ def record_batch(
 
     Only messages still in "sending" change status: a delivery receipt that overtook
     its send result has already moved the message further, and stays.
+
+    ``provider`` labels the figures added to ``/metrics`` (smscampaigns/metrics.py).
     """
     now = now or timezone.now()
     outcome = BatchOutcome()
@@ -153,6 +157,14 @@ def record_batch(
             error_reason=reason,
             status_changed_at=now,
         )
+    metrics.sends_record(
+        provider=provider,
+        accepted=len(provider_ids),
+        failed=outcome.failed,
+        unknown=outcome.unknown,
+        retried=outcome.retried,
+        throttled=outcome.throttled,
+    )
     return outcome
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from smscampaigns import metrics
 from smscampaigns.celery import broker_configured
 
 from ..models import Campaign
@@ -48,6 +49,8 @@ def tick() -> dict[str, int]:
     """One round of the scheduler: start due campaigns, recover messages orphaned by
     dead workers, restart dispatch for sending campaigns nobody is working on, and
     snapshot the progress of sending campaigns."""
+    # The workers' heartbeat on /metrics, whether or not anything is sending.
+    metrics.scheduler_tick_record()
     started = 0
     for campaign in due_campaigns():
         if broker_configured():

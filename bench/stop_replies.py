@@ -15,6 +15,11 @@ confirmations. Then it checks, from the database and the stand-in's log:
 
 ``--rate R`` paces the arrivals at R STOPs/s in all (0: each connection sends its next
 STOP as soon as the last is answered, i.e. a closed loop at full concurrency).
+
+``--signup`` is the sign-up storm (issue #14) instead: N new numbers text a list's
+keyword (JOIN), each gets the confirmation question; then each answers YES, becomes a
+contact and a member and gets the welcome text. Both phases are timed alike, and it
+checks every question and every welcome taken by the vendor exactly once.
 """
 
 import argparse
@@ -33,7 +38,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import standin
-from common import create_contacts, machine_load, setup_django, verdict
+from common import (
+    AREA_CODES,
+    FIRST_EXCHANGE,
+    LINES_PER_EXCHANGE,
+    create_contacts,
+    machine_load,
+    setup_django,
+    verdict,
+)
 from loadgen import http_request
 from receipts import (
     Credentials,
@@ -58,6 +71,11 @@ def main() -> None:
     parser.add_argument("--direct-concurrency", type=int, default=200)
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument(
+        "--signup",
+        action="store_true",
+        help="a sign-up storm (keyword, then YES from each of N new numbers)",
+    )
     args = parser.parse_args()
 
     setup_django(args.database_url)
@@ -67,8 +85,11 @@ def main() -> None:
     from contacts.models import Contact, Suppression
     from webhooks.models import InboundMessage
 
-    create_contacts(args.stops)
-    phones = list(Contact.objects.order_by("pk").values_list("phone", flat=True))
+    if args.signup:
+        phones = _signup_setup(args.stops)
+    else:
+        create_contacts(args.stops)
+        phones = list(Contact.objects.order_by("pk").values_list("phone", flat=True))
     connection.close()
 
     credentials = Credentials.random()
@@ -98,11 +119,13 @@ def main() -> None:
             "SMS_DIRECT_CONCURRENCY": str(args.direct_concurrency),
         }
     )
+    first_word = SIGNUP_KEYWORD if args.signup else "STOP"
     requests = [
-        _signed_stop(port, phone, credentials.vonage_secret) for phone in phones
+        _signed_stop(port, phone, credentials.vonage_secret, first_word)
+        for phone in phones
     ]
     print(
-        f"{args.stops:,} STOPs, {args.concurrency} concurrent, provider answers after "
+        f"{args.stops:,} {first_word}s, {args.concurrency} concurrent, provider answers after "
         f"{args.latency:g} s, gunicorn {args.workers} sync workers, "
         f"run_worker sending {args.direct_concurrency} at a time ({machine_load()})"
     )
@@ -119,7 +142,9 @@ def main() -> None:
         # Warm-up, not timed: every worker has imported Django, loaded the URLconf
         # and created the provider (and the database has seen the queries).
         warmup = [
-            _signed_stop(port, f"+1999555{n:04d}", credentials.vonage_secret)
+            _signed_stop(
+                port, f"+1999555{n:04d}", credentials.vonage_secret, first_word
+            )
             for n in range(20 * args.workers)
         ]
         asyncio.run(_load(port, warmup, args.workers, 0))
@@ -128,18 +153,21 @@ def main() -> None:
             _load(port, requests, args.concurrency, args.rate)
         )
         load_seconds = time.monotonic() - started
-        # The confirmations: every one sent once, however long the vendor takes.
-        deadline = (
-            time.monotonic()
-            + 120
-            + args.stops * args.latency / max(args.direct_concurrency, 1)
-        )
-        while time.monotonic() < deadline:
-            pending = Message.objects.filter(kind="reply", status__in=["queued", "sending"]).count()  # fmt: skip
-            if not pending:
-                break
-            time.sleep(1)
-        sent_seconds = time.monotonic() - started
+        sent_seconds = _wait_sent(Message, args, started)
+        if args.signup:
+            # The questions, as the vendor took them, before the YESes bring welcomes.
+            asked = standin.summarize(scratch / "vonage.jsonl")
+            _report_load("keywords", latencies, statuses, load_seconds)
+            yeses = [
+                _signed_stop(port, phone, credentials.vonage_secret, "YES")
+                for phone in phones
+            ]
+            started = time.monotonic()
+            latencies, statuses = asyncio.run(
+                _load(port, yeses, args.concurrency, args.rate)
+            )
+            load_seconds = time.monotonic() - started
+            welcomed_seconds = _wait_sent(Message, args, started)
     finally:
         for process in (worker, server):
             process.send_signal(signal.SIGTERM)
@@ -151,6 +179,11 @@ def main() -> None:
         vendor.stop()
 
     summary = standin.summarize(scratch / "vonage.jsonl")
+    if args.signup:
+        _report_load("YESes", latencies, statuses, load_seconds)
+        _report_signup(phones, asked, summary, sent_seconds, welcomed_seconds)
+        print(f"logs in {scratch}")
+        return
     ok = sum(1 for s in statuses if 200 <= s < 300)
     stored = InboundMessage.objects.filter(
         keyword="opt_out", from_number__in=phones
@@ -173,7 +206,71 @@ def main() -> None:
     print(f"logs in {scratch}")
 
 
-def _signed_stop(port: int, phone: str, secret: str) -> bytes:
+SIGNUP_KEYWORD = "JOIN"
+
+
+def _signup_setup(count: int) -> list[str]:
+    """A list with the keyword JOIN (default texts, 24 h window) and ``count`` numbers
+    that are nobody's yet, as create_contacts would number them."""
+    from contacts.models import ContactList, SignupKeyword
+
+    SignupKeyword.objects.create(
+        contact_list=ContactList.objects.create(name="Sign-ups"),
+        keyword=SIGNUP_KEYWORD,
+    )
+    lines, areas = LINES_PER_EXCHANGE, len(AREA_CODES)
+    return [
+        f"+1{AREA_CODES[(i // lines) % areas]}{FIRST_EXCHANGE + i // lines // areas}"
+        f"{i % lines:04d}"
+        for i in range(count)
+    ]
+
+
+def _wait_sent(message_model, args, started: float) -> float:
+    """Wait until the worker has sent every reply queued; seconds since ``started``."""
+    deadline = (
+        time.monotonic()
+        + 120
+        + args.stops * args.latency / max(args.direct_concurrency, 1)
+    )
+    while time.monotonic() < deadline:
+        pending = message_model.objects.filter(kind="reply", status__in=["queued", "sending"]).count()  # fmt: skip
+        if not pending:
+            break
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+def _report_load(label: str, latencies, statuses, seconds: float) -> None:
+    ok = sum(1 for s in statuses if 200 <= s < 300)
+    ms = sorted(value * 1000 for value in latencies)
+
+    def pct(p: float) -> float:
+        return ms[min(len(ms) - 1, int(len(ms) * p))]
+
+    print(f"{label}: {ok:,} of {len(statuses):,} webhooks answered 2xx in {seconds:.1f} s ({len(statuses) / seconds:.0f}/s)")  # fmt: skip
+    print(f"  latency p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {ms[-1]:.1f} ms (target p99 < {TARGET_P99_MS:g} ms: {verdict(pct(0.99), TARGET_P99_MS, higher_is_better=False)})")  # fmt: skip
+
+
+def _report_signup(phones, asked, summary, asked_seconds, welcomed_seconds) -> None:
+    from campaigns.models import Message
+    from contacts.models import ConsentEvent, Contact, ListMembership, PendingSignup
+
+    once = sum(1 for phone in phones if asked.by_to[phone] == 1)
+    twice = sum(1 for phone in phones if summary.by_to[phone] == 2)
+    replies = Message.objects.filter(kind="reply", to__in=phones)
+    questions = replies.filter(body__contains="Reply YES").count()
+    welcomes = replies.filter(body__contains="Welcome").count()
+    print(f"questions: {questions:,} queued; the vendor took {once:,} of {len(phones):,} numbers' question exactly once (all sent {asked_seconds:.0f} s after the first keyword)")  # fmt: skip
+    print(f"welcomes: {welcomes:,} queued; the vendor took exactly 2 texts (question + welcome) for {twice:,} of {len(phones):,} numbers ({summary.duplicates - len(phones)} extra in all; all sent {welcomed_seconds:.0f} s after the first YES)")  # fmt: skip
+    print(
+        f"contacts {Contact.objects.count():,}, members {ListMembership.objects.count():,}, "
+        f"sign-up consent events {ConsentEvent.objects.exclude(keyword='').count():,}, "
+        f"still pending {PendingSignup.objects.count():,}"
+    )
+
+
+def _signed_stop(port: int, phone: str, secret: str, text: str = "STOP") -> bytes:
     import hashlib
     import json
 
@@ -187,8 +284,8 @@ def _signed_stop(port: int, phone: str, secret: str) -> bytes:
             "from": phone.lstrip("+"),
             "timestamp": "2025-01-01T12:00:00.000Z",
             "message_type": "text",
-            "text": "STOP",
-            "sms": {"num_messages": "1", "keyword": "STOP"},
+            "text": text,
+            "sms": {"num_messages": "1", "keyword": text},
         },
         separators=(",", ":"),
     ).encode()

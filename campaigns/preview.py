@@ -2,7 +2,7 @@
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -174,6 +174,7 @@ def campaign_estimate(
     segments=(),
     frequency_cap: str = "",
     track_links: bool = True,
+    variants: Sequence[tuple[str, int]] = (),
 ) -> Estimate:
     """Audience after exclusions and the cost of sending ``body`` to ``lists`` and
     ``segments`` now, with the campaign's ``frequency_cap`` override.
@@ -183,9 +184,10 @@ def campaign_estimate(
     :data:`ESTIMATE_SAMPLE` messages are rendered, whatever the audience's size, so
     the composer can ask on every change. Works for unsaved campaigns (the admin's
     form): pass the fields, not a campaign. Tracked links are counted as the
-    short links recipients get.
+    short links recipients get. ``variants`` are the campaign's other texts with
+    their shares (percent): segments per message are then the average over the
+    texts, weighted by their shares.
     """
-    source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
     list_ids, segment_ids = _list_ids(lists), _list_ids(segments)
     chosen = bool(list_ids or segment_ids)
     facts = (
@@ -193,25 +195,57 @@ def campaign_estimate(
         if chosen
         else None
     )
-    try:
-        template = counted_template(source, track_links=track_links)
-    except TemplateError:
-        template = None
+    templates = [
+        _counted_or_none(text, opt_out_footer, track_links)
+        for text in (body, *(text for text, _ in variants))
+    ]
+    template = templates[0]
     # Only a personalized text differs per contact: otherwise one rendering will do.
-    contacts = (
+    personal = any(t is not None and t.placeholders for t in templates)
+    contacts = list(
         audience_sample(list_ids, segment_ids).values_list(
             "first_name", "last_name", "phone", "attributes"
         )
-        if template is not None and template.placeholders and chosen
+        if personal and chosen
         else []
     )
     estimate = estimate_from_sample(
-        template=template, contacts=list(contacts), facts=facts, provider=provider
+        template=template, contacts=contacts, facts=facts, provider=provider
     )
+    if variants:
+        others = [
+            (
+                estimate_from_sample(
+                    template=other, contacts=contacts, facts=facts, provider=provider
+                ),
+                share,
+            )
+            for other, (_, share) in zip(templates[1:], variants, strict=True)
+        ]
+        weigh_variants(estimate, others)
     estimate.problems = validate(
         body, known_attributes=facts.keys if facts is not None else ()
     )
     return estimate
+
+
+def _counted_or_none(body: str, footer: str, track_links: bool):
+    source = Campaign(body=body, opt_out_footer=footer).template_source
+    try:
+        return counted_template(source, track_links=track_links)
+    except TemplateError:
+        return None
+
+
+def weigh_variants(main: Estimate, others: list[tuple[Estimate, int]]) -> None:
+    """Make ``main`` (variant A's estimate) stand for every text: segments per
+    message averaged over the texts, weighted by their shares (A gets the rest)."""
+    a_share = 100 - sum(share for _, share in others)
+    main.segments_per_message = (
+        main.segments_per_message * a_share
+        + sum(other.segments_per_message * share for other, share in others)
+    ) / 100
+    main.exact = main.exact and all(other.exact for other, _ in others)
 
 
 def audience_contacts(list_ids: Iterable[int], segment_ids: Iterable[int] = ()):

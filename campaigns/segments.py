@@ -282,6 +282,21 @@ def validate_conditions(value: Any) -> None:
     clean_conditions(value)
 
 
+#: Conditions on what people wrote or were given: counting contacts by them, one
+#: character at a time, would spell out numbers and names.
+DETAIL_TYPES = frozenset({"field", "attribute"})
+DETAILS_HIDDEN = (
+    "Conditions on contacts' names, numbers and attributes are counted only for "
+    "people who may see contacts."
+)
+
+
+def reads_contact_details(conditions: Iterable[dict]) -> bool:
+    """Whether counting ``conditions`` would tell something about contacts'
+    details: only people who may see contacts count those."""
+    return any(condition.get("type") in DETAIL_TYPES for condition in conditions)
+
+
 # --- The compiler -------------------------------------------------------------------
 
 

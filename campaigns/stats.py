@@ -15,7 +15,7 @@ points (every snapshot of the last hour, then one per 10 minutes for a day, then
 per hour, and always the first).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from contacts.models import ConsentEvent
 
-from .models import Campaign, CampaignSnapshot, LinkClick, Message
+from .models import Campaign, CampaignSnapshot, LinkClick, Message, variant_label
 
 #: How long after a message was submitted an opt-out from its recipient counts
 #: against the campaign.
@@ -55,6 +55,9 @@ class CampaignStats:
     """Clicks on tracked links, a recipient's repeated clicks included."""
     skipped_frequency_cap: int = 0
     """Messages not sent because the recipient had reached the frequency cap."""
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per text variant ("A", "B"…): messages, delivered, unique_clicks, clicks and
+    opt_outs; empty for a campaign with one text."""
 
     @property
     def click_rate(self) -> float | None:
@@ -76,7 +79,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     cost_by_currency: dict[str, Decimal] = {}
     # Counts and cost in one pass over the campaign's messages (a million rows take a
     # scan each): grouped by status and currency, then added up here.
-    rows = messages.values("status", "currency").annotate(
+    rows = messages.values("status", "currency", "variant").annotate(
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
         capped=Count("pk", filter=Q(error_code=Message.SkipReason.FREQUENCY_CAP)),
@@ -97,10 +100,20 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         clicks=Sum("clicks"),
     )
     unique_clicks = clicks = 0
+    variants: dict[str, dict[str, int]] = {}
     for row in rows:
         counts[row["status"]] += row["n"]
         unique_clicks += row["clicked"]
         clicks += row["clicks"] or 0
+        if row["variant"] is not None:
+            figures = variants.setdefault(
+                variant_label(row["variant"]), dict.fromkeys(VARIANT_FIGURES, 0)
+            )
+            figures["messages"] += row["n"]
+            if row["status"] == Message.Status.DELIVERED:
+                figures["delivered"] += row["n"]
+            figures["unique_clicks"] += row["clicked"]
+            figures["clicks"] += row["clicks"] or 0
         if row["status"] == Message.Status.FAILED:
             skipped += row["opted_out"]
             cancelled += row["cancelled"]
@@ -126,10 +139,25 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     else:
         currency, cost = settings.SMS_PRICE_CURRENCY, Decimal(0)
 
+    if variants:
+        opt_outs_by_variant = (
+            Message.objects.filter(replied_stop_filter(), campaign=campaign)
+            .order_by()
+            .values_list("variant")
+            .annotate(n=Count("pk"))
+        )
+        opt_outs = 0
+        for number, n in opt_outs_by_variant:
+            opt_outs += n
+            if number is not None and variant_label(number) in variants:
+                variants[variant_label(number)]["opt_outs"] = n
+        variants = dict(sorted(variants.items()))
+    else:
+        opt_outs = campaign_opt_out_count(campaign=campaign)
     return CampaignStats(
         counts=counts,
         delivery_rate=delivery_rate,
-        opt_outs=campaign_opt_out_count(campaign=campaign),
+        opt_outs=opt_outs,
         cost=cost,
         currency=currency,
         cost_by_currency=cost_by_currency,
@@ -138,7 +166,31 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         skipped_frequency_cap=capped,
         unique_clicks=unique_clicks,
         clicks=clicks,
+        variants=variants,
     )
+
+
+#: What campaign_stats counts per text variant.
+VARIANT_FIGURES = ("messages", "delivered", "unique_clicks", "clicks", "opt_outs")
+
+
+def variant_figures(*, campaign: Campaign, stats: dict[str, dict]) -> list[dict]:
+    """``stats`` (CampaignStats.variants, or a snapshot's) as rows, A first, with
+    each variant's set share and click-through rate."""
+    if not stats:
+        return []
+    shares = {
+        variant_label(number): share for number, share in campaign.variant_shares()
+    }
+    return [
+        {
+            "variant": label,
+            "share": shares.get(label),
+            **figures,
+            "click_rate": click_rate(figures["unique_clicks"], figures["delivered"]),
+        }
+        for label, figures in sorted(stats.items())
+    ]
 
 
 def campaign_clicks_per_hour(*, campaign: Campaign) -> list[dict]:
@@ -278,6 +330,7 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         ),
         unique_clicks=stats.unique_clicks,
         clicks=stats.clicks,
+        variants=stats.variants,
     )
     campaign_snapshots_prune(campaign_id=campaign.pk, now=taken_at)
     return snapshot

@@ -1,5 +1,6 @@
 import uuid
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.cache import cache
@@ -23,8 +24,11 @@ from .models import (
     ContactList,
     ImportJob,
     ListMembership,
+    PendingSignup,
+    SignupKeyword,
     Source,
     Suppression,
+    normalize_signup_keyword,
 )
 from .permissions import ContactDataAdminMixin
 from .querysets import member_count
@@ -163,7 +167,7 @@ class ConsentEventInline(admin.TabularInline):
     model = ConsentEvent
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "source", "text", "provider"]
+    fields = ["created_at", "kind", "source", "keyword", "text", "provider"]
     readonly_fields = fields
     verbose_name_plural = "consent history"
 
@@ -415,17 +419,51 @@ class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
         }
 
 
+class SignupKeywordForm(forms.ModelForm):
+    class Meta:
+        model = SignupKeyword
+        fields = ["keyword", "confirm_within_hours", "question", "welcome"]
+        widgets = {
+            "question": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+            "welcome": forms.Textarea(attrs={"rows": 3, "cols": 80}),
+        }
+
+    def clean_keyword(self) -> str:
+        # As stored, so two rows of one form ("join", "JOIN") are seen as the same.
+        return normalize_signup_keyword(self.cleaned_data["keyword"])
+
+
+class SignupKeywordInline(admin.StackedInline):
+    """Keywords people text to join the list (double opt-in: question, YES, welcome)."""
+
+    model = SignupKeyword
+    form = SignupKeywordForm
+    extra = 0
+    verbose_name_plural = "sign-up keywords (people text one to join this list)"
+
+
 @admin.register(ContactList)
 class ContactListAdmin(admin.ModelAdmin):
-    list_display = ["name", "members", "description", "created_at"]
+    list_display = ["name", "members", "keywords", "description", "created_at"]
     search_fields = ["name"]
+    inlines = [SignupKeywordInline]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {"title": "Contact lists", **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(member_count=member_count())
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(member_count=member_count())
+            .prefetch_related("signup_keywords")
+        )
+
+    @admin.display(description="Sign-up keywords")
+    def keywords(self, contact_list: ContactList) -> str:
+        words = [k.keyword for k in contact_list.signup_keywords.all()]
+        return ", ".join(words) or "—"
 
     @admin.display(description="Members", ordering="member_count")
     def members(self, contact_list: ContactList) -> str:
@@ -545,9 +583,17 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 @admin.register(ConsentEvent)
 class ConsentEventAdmin(ContactDataAdminMixin, admin.ModelAdmin):
-    list_display = ["created_at", "phone", "kind", "source", "provider", "text"]
+    list_display = [
+        "created_at",
+        "phone",
+        "kind",
+        "source",
+        "provider",
+        "keyword",
+        "text",
+    ]
     list_filter = ["kind", "source", "provider"]
-    search_fields = ["phone", "text"]
+    search_fields = ["phone", "text", "keyword"]
     list_select_related = ["contact"]
 
     # The consent trail is evidence: nobody edits or deletes it from the admin.
@@ -614,3 +660,20 @@ class SuppressionAdmin(ContactDataAdminMixin, admin.ModelAdmin):
                 "lifts an opt-out.",
                 messages.WARNING,
             )
+
+
+@admin.register(PendingSignup)
+class PendingSignupAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+    """Numbers asked to confirm a keyword sign-up that have not answered YES yet."""
+
+    list_display = ["phone", "signup_keyword", "requested_at", "expires_at"]
+    list_select_related = ["signup_keyword"]
+    list_filter = ["signup_keyword"]
+    search_fields = ["phone"]
+
+    # Written by the inbound flow only: a YES, a STOP or a new keyword changes them.
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

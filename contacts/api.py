@@ -244,9 +244,11 @@ class ContactListViewSet(viewsets.ModelViewSet):
 
     def get_queryset(self) -> QuerySet[ContactList]:
         # Meta.ordering does not apply to an aggregated query: order explicitly.
-        return ContactList.objects.annotate(
-            contact_count=Count("memberships")
-        ).order_by("name", "id")
+        return (
+            ContactList.objects.annotate(contact_count=Count("memberships"))
+            .prefetch_related("signup_keywords")
+            .order_by("name", "id")
+        )
 
     def perform_create(self, serializer: ContactListSerializer) -> None:
         self._save(serializer)

@@ -1,13 +1,16 @@
+import re
 import uuid
+from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.utils import timezone
 
 from .fields import PhoneNumberField
-from .phones import SENDER_MAX_LENGTH, parse_phone, sender_key
+from .phones import SENDER_MAX_LENGTH, mask_phone, parse_phone, sender_key
 from .querysets import AppendOnlyQuerySet, ContactQuerySet, SuppressionQuerySet
 from .validators import validate_attributes
 
@@ -196,6 +199,34 @@ class ConsentEvent(models.Model):
     )
     provider = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # A keyword sign-up (double opt-in) keeps what the person was asked and when:
+    # ``text`` is their YES, ``created_at`` the time of it. The database defaults
+    # serve the set-based INSERT … SELECT of bulk opt-ins, which names its columns.
+    keyword = models.CharField(
+        max_length=20,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The sign-up keyword texted, for a keyword sign-up.",
+    )
+    question = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The confirmation question the person answered, for a keyword "
+        "sign-up.",
+    )
+    requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the sign-up keyword arrived."
+    )
+    contact_list = models.ForeignKey(
+        ContactList,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The list joined, for a keyword sign-up.",
+    )
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -215,6 +246,145 @@ class ConsentEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("ConsentEvent rows are append-only")
+
+
+#: Sign-up keywords are one word of letters or digits, as carriers print them on
+#: signs and in ads ("Text JOIN to …").
+_SIGNUP_KEYWORD = re.compile(r"[^\W_]{2,20}")
+
+DEFAULT_SIGNUP_QUESTION = (
+    "{program}: Reply YES to get {list} texts. Msg frequency varies. "
+    "Msg&data rates may apply. Reply STOP to opt out."
+)
+DEFAULT_SIGNUP_WELCOME = (
+    "{program}: Welcome to {list}! Msg&data rates may apply. "
+    "Reply HELP for help, STOP to opt out."
+)
+_PLACEHOLDERS = re.compile(r"\{(program|list|keyword)\}")
+
+
+def normalize_signup_keyword(text: str) -> str:
+    """The stored form of a keyword: trimmed, upper case ("join " means JOIN)."""
+    return text.strip().upper()
+
+
+class SignupKeyword(models.Model):
+    """A word people text to our number to join a list, with double opt-in: they get
+    the question first and join only when they answer YES in time."""
+
+    contact_list = models.ForeignKey(
+        ContactList, models.CASCADE, related_name="signup_keywords"
+    )
+    keyword = models.CharField(
+        max_length=20,
+        help_text="One word people text to join, e.g. JOIN or VIP (letters and "
+        "digits; any case matches).",
+    )
+    question = models.TextField(
+        "confirmation question",
+        default=DEFAULT_SIGNUP_QUESTION,
+        help_text="Sent when the keyword arrives. It must ask for YES and say how to "
+        "opt out (STOP). {program}, {list} and {keyword} are filled in.",
+    )
+    welcome = models.TextField(
+        "welcome text",
+        default=DEFAULT_SIGNUP_WELCOME,
+        help_text="Sent after the YES. It must say how to opt out (STOP). {program}, "
+        "{list} and {keyword} are filled in.",
+    )
+    confirm_within_hours = models.PositiveIntegerField(
+        "confirmation window (hours)",
+        default=24,
+        validators=[MinValueValidator(1), MaxValueValidator(720)],
+        help_text="A YES later than this after the question does not sign up.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Stored in upper case: unique regardless of how it was typed.
+            models.UniqueConstraint(
+                fields=["keyword"], name="signupkeyword_unique_keyword"
+            )
+        ]
+        ordering = ["keyword"]
+        verbose_name = "sign-up keyword"
+
+    def __str__(self) -> str:
+        return self.keyword
+
+    def save(self, *args, **kwargs) -> None:
+        self.keyword = normalize_signup_keyword(self.keyword)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.keyword = normalize_signup_keyword(self.keyword)
+        errors: dict[str, str] = {}
+        if not _SIGNUP_KEYWORD.fullmatch(self.keyword):
+            errors["keyword"] = "Use one word of 2 to 20 letters or digits."
+        else:
+            # The inbound code's own reading of STOP / START / HELP (and YES):
+            # a sign-up keyword must never shadow one of them.
+            from webhooks.keywords import reserved_meaning
+
+            meaning = reserved_meaning(self.keyword)
+            if meaning:
+                errors["keyword"] = (
+                    f"{self.keyword} is already a keyword for everyone who texts "
+                    f"us: {meaning}. Choose another word."
+                )
+        if not re.search(r"\bSTOP\b", self.question, re.IGNORECASE):
+            errors["question"] = "Say how to opt out (Reply STOP to opt out)."
+        elif not re.search(r"\bYES\b", self.question, re.IGNORECASE):
+            errors["question"] = "Ask for YES (Reply YES to …)."
+        if not re.search(r"\bSTOP\b", self.welcome, re.IGNORECASE):
+            errors["welcome"] = "Say how to opt out (Reply STOP to opt out)."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def confirm_within(self) -> timedelta:
+        return timedelta(hours=self.confirm_within_hours)
+
+    def render(self, template: str) -> str:
+        """``template`` (the question or the welcome) as sent."""
+        # Not str.format: a marketer's stray brace must not break a sign-up.
+        values = {
+            "program": settings.SMS_PROGRAM_NAME,
+            "list": self.contact_list.name,
+            "keyword": self.keyword,
+        }
+        return _PLACEHOLDERS.sub(lambda m: values[m.group(1)], template)
+
+
+class PendingSignup(models.Model):
+    """A number that texted a sign-up keyword and was asked to confirm. One per
+    number (a newer keyword replaces the older one); it is deleted when the number
+    answers YES, or texts STOP."""
+
+    phone = models.CharField(max_length=SENDER_MAX_LENGTH)
+    signup_keyword = models.ForeignKey(
+        SignupKeyword, models.CASCADE, related_name="pending_signups"
+    )
+    keyword_text = models.TextField(help_text="The keyword message as received.")
+    question = models.TextField(help_text="The confirmation question as sent.")
+    provider = models.CharField(max_length=32, blank=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["phone"], name="pendingsignup_unique_phone")
+        ]
+        ordering = ["-requested_at"]
+        verbose_name = "pending sign-up"
+
+    def __str__(self) -> str:
+        return f"{mask_phone(self.phone)}: {self.signup_keyword}"
+
+    @property
+    def expired(self) -> bool:
+        return timezone.now() >= self.expires_at
 
 
 class Suppression(models.Model):

@@ -12,7 +12,13 @@ from drf_spectacular.utils import extend_schema_field
 from phonenumbers import SUPPORTED_REGIONS
 from rest_framework import serializers
 
-from .models import Contact, ContactList, ImportJob, validate_time_zone
+from .models import (
+    Contact,
+    ContactList,
+    ImportJob,
+    SignupKeyword,
+    validate_time_zone,
+)
 from .phones import InvalidPhoneNumber, parse_phone, zones_of
 from .validators import attributes_problem
 
@@ -235,14 +241,24 @@ def duplicate_phone_message(e164: str, contact_id: int) -> str:
     return f"A contact with phone {e164} already exists (id {contact_id})."
 
 
+class SignupKeywordSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SignupKeyword
+        fields = ["keyword", "question", "welcome", "confirm_within_hours"]
+        read_only_fields = fields
+
+
 class ContactListSerializer(serializers.ModelSerializer):
     name = StrictCharField(max_length=200)
     description = StrictCharField(max_length=5000, allow_blank=True, required=False)
     contact_count = serializers.IntegerField(read_only=True)
+    # Set up in the admin (the list's page); shown here so an integration can tell
+    # people which word to text.
+    signup_keywords = SignupKeywordSerializer(many=True, read_only=True)
 
     class Meta:
         model = ContactList
-        fields = ["id", "name", "description", "contact_count"]
+        fields = ["id", "name", "description", "contact_count", "signup_keywords"]
         validators = []
 
     def validate_name(self, value: str) -> str:

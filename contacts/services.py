@@ -12,10 +12,12 @@ from .models import (
     Contact,
     ContactList,
     ListMembership,
+    PendingSignup,
+    SignupKeyword,
     Source,
     Suppression,
 )
-from .phones import parse_phone, sender_key
+from .phones import InvalidPhoneNumber, parse_phone, sender_key
 from .querysets import SuppressionProtected
 
 
@@ -120,6 +122,7 @@ def contacts_opt_out(*, contacts: QuerySet[Contact], source: str) -> int:
             targets = Contact.objects.filter(pk__in=ids, opted_out_at__isnull=True)
             changed += _record_consent(targets, ConsentEvent.Kind.OPT_OUT, source, now)
             targets.update(opted_out_at=now, opt_out_source=source, updated_at=now)
+            _signups_cancel(Contact.objects.filter(pk__in=ids).values("phone"))
     return changed
 
 
@@ -243,16 +246,25 @@ def contact_opt_out(
         provider=provider,
         created_at=now,
     )
+    # STOP outranks a sign-up still waiting for its YES: the YES must not undo it.
+    _signups_cancel([e164])
     return event, changed
 
 
 @transaction.atomic
 def contact_opt_in(
-    *, phone: str, source: str, text: str = "", provider: str = ""
+    *,
+    phone: str,
+    source: str,
+    text: str = "",
+    provider: str = "",
+    signup: PendingSignup | None = None,
 ) -> tuple[ConsentEvent, bool]:
     """Record that ``phone`` gave consent again, reversing an earlier opt-out.
 
     Suppressions added by hand or for invalid numbers stay: only an opt-out is reversed.
+    ``signup``, when the consent is the YES to a keyword sign-up, gives the event its
+    keyword, question, list and the time the keyword arrived.
     Returns the event and whether the state changed.
     """
     e164 = _consent_phone(phone)
@@ -268,6 +280,14 @@ def contact_opt_in(
     removed = Suppression.objects.filter(
         phone=e164, reason=Suppression.Reason.OPT_OUT
     ).lift_opt_outs()
+    evidence = {}
+    if signup is not None:
+        evidence = {
+            "keyword": signup.signup_keyword.keyword,
+            "question": signup.question,
+            "requested_at": signup.requested_at,
+            "contact_list": signup.signup_keyword.contact_list,
+        }
     event = ConsentEvent.objects.create(
         phone=e164,
         contact=contact,
@@ -276,6 +296,7 @@ def contact_opt_in(
         text=text,
         provider=provider,
         created_at=now,
+        **evidence,
     )
     return event, changed or bool(removed)
 
@@ -401,6 +422,7 @@ def suppression_add(
             text=note,
             created_at=now,
         )
+        _signups_cancel([e164])
     return suppression, created
 
 
@@ -441,3 +463,97 @@ def contact_list_get_or_create(*, name: str) -> tuple[ContactList, bool]:
     except IntegrityError:
         # Created by someone else since the lookup.
         return ContactList.objects.get(name__iexact=name), False
+
+
+# --- Keyword sign-up (double opt-in) --------------------------------------------------
+
+
+def signup_request(
+    *, phone: str, signup_keyword: SignupKeyword, text: str, provider: str = ""
+) -> tuple[PendingSignup | None, bool]:
+    """``phone`` texted ``signup_keyword``: keep the sign-up waiting for its YES.
+
+    Nothing changes for the number yet (an opted-out number stays opted out until
+    the YES). One sign-up waits per number: a newer keyword replaces the older one
+    and starts its window again. Returns it (its ``question`` is the text to send),
+    or None for a sender that cannot become a contact (a short code, an alphanumeric
+    ID), and whether it repeats the same keyword while that one was still waiting.
+    """
+    try:
+        e164 = parse_phone(phone).e164
+    except InvalidPhoneNumber:
+        return None, False
+    now = timezone.now()
+    repeat = PendingSignup.objects.filter(
+        phone=e164, signup_keyword=signup_keyword, expires_at__gt=now
+    ).exists()
+    pending, _ = PendingSignup.objects.update_or_create(
+        phone=e164,
+        defaults={
+            "signup_keyword": signup_keyword,
+            "keyword_text": text,
+            "question": signup_keyword.render(signup_keyword.question),
+            "provider": provider,
+            "requested_at": now,
+            "expires_at": now + signup_keyword.confirm_within,
+        },
+    )
+    return pending, repeat
+
+
+def signup_pending(*, phone: str) -> PendingSignup | None:
+    """The sign-up waiting for ``phone``'s YES (perhaps expired), with its keyword and
+    list."""
+    return (
+        PendingSignup.objects.select_related("signup_keyword__contact_list")
+        .filter(phone=sender_key(phone))
+        .first()
+    )
+
+
+@transaction.atomic
+def signup_confirm(
+    *, pending: PendingSignup, text: str, provider: str = ""
+) -> tuple[Contact, ConsentEvent] | None:
+    """The YES to a waiting sign-up: the number becomes a contact (if new) and a member
+    of the keyword's list.
+
+    The consent goes through :func:`contact_opt_in`, the one path that may lift an
+    opt-out, with the keyword, the question and both times on its ConsentEvent.
+    Returns the contact and the event, or None when the sign-up was confirmed,
+    cancelled (STOP) or replaced meanwhile, or has expired: nothing happens then.
+    """
+    if pending.expired:
+        return None
+    # Claimed by deleting it: of two YESes at once, one finds nothing to delete.
+    claimed, _ = PendingSignup.objects.filter(
+        pk=pending.pk, signup_keyword_id=pending.signup_keyword_id
+    ).delete()
+    if not claimed:
+        return None
+    contact, _ = Contact.objects.get_or_create(phone=pending.phone)
+    event, _ = contact_opt_in(
+        phone=contact.phone,
+        source=Source.KEYWORD,
+        text=text,
+        provider=provider,
+        signup=pending,
+    )
+    list_add_contacts(
+        contact_list=pending.signup_keyword.contact_list,
+        contacts=[contact],
+        source=Source.KEYWORD,
+    )
+    return contact, event
+
+
+def signup_expire(*, pending: PendingSignup) -> bool:
+    """Forget a sign-up whose window has passed; return whether it was still there."""
+    deleted, _ = PendingSignup.objects.filter(
+        pk=pending.pk, expires_at__lte=timezone.now()
+    ).delete()
+    return bool(deleted)
+
+
+def _signups_cancel(phones: Iterable[str] | QuerySet) -> None:
+    PendingSignup.objects.filter(phone__in=phones).delete()

@@ -7,7 +7,14 @@ APP_ORDER = ("campaigns", "contacts", "webhooks", "smscampaigns", "auth")
 #: Models within an app, most used first; unnamed models follow alphabetically.
 MODEL_ORDER = {
     "campaigns": ("Campaign", "Message", "DeliveryEvent"),
-    "contacts": ("Contact", "ContactList", "ImportJob", "ConsentEvent", "Suppression"),
+    "contacts": (
+        "Contact",
+        "ContactList",
+        "ImportJob",
+        "ConsentEvent",
+        "Suppression",
+        "PendingSignup",
+    ),
     "webhooks": ("InboundMessage", "RejectedCallback"),
 }
 

@@ -436,6 +436,9 @@ SMS_KEYWORDS_OPT_IN = env.list(
     "SMS_KEYWORDS_OPT_IN", default=["START", "UNSTOP", "YES", "RESUME"]
 )
 SMS_KEYWORDS_HELP = env.list("SMS_KEYWORDS_HELP", default=["HELP", "INFO"])
+# The answers that confirm a keyword sign-up (double opt-in) while one is pending for
+# the number; otherwise a YES keeps its meaning above.
+SMS_KEYWORDS_CONFIRM = env.list("SMS_KEYWORDS_CONFIRM", default=["YES", "Y"])
 # Automatic replies; {program} and {help_contact} are filled in.
 SMS_PROGRAM_NAME = env.str("SMS_PROGRAM_NAME", default="smscampaigns")
 SMS_HELP_CONTACT = env.str("SMS_HELP_CONTACT", default="support@example.com")
@@ -446,6 +449,10 @@ SMS_REPLY_OPT_OUT = env.str(
 SMS_REPLY_OPT_IN = env.str(
     "SMS_REPLY_OPT_IN",
     default="{program}: You are subscribed again. Msg & data rates may apply. Reply STOP to opt out.",
+)
+SMS_REPLY_SIGNUP_EXPIRED = env.str(
+    "SMS_REPLY_SIGNUP_EXPIRED",
+    default="{program}: That sign-up has expired. Text {keyword} again to join.",
 )
 SMS_REPLY_HELP = env.str(
     "SMS_REPLY_HELP",

@@ -3,7 +3,7 @@
 import factory
 
 from campaigns.models import Campaign, Message
-from contacts.models import Contact, ContactList, ListMembership
+from contacts.models import Contact, ContactList, ListMembership, SignupKeyword
 
 _AREA_CODES = ["415", "212", "312", "206", "512", "617", "303", "404", "702", "808"]
 
@@ -33,6 +33,14 @@ class ListMembershipFactory(factory.django.DjangoModelFactory):
 
     contact_list = factory.SubFactory(ContactListFactory)
     contact = factory.SubFactory(ContactFactory)
+
+
+class SignupKeywordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SignupKeyword
+
+    contact_list = factory.SubFactory(ContactListFactory)
+    keyword = factory.Sequence(lambda n: f"JOIN{n}")
 
 
 class CampaignFactory(factory.django.DjangoModelFactory):

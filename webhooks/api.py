@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from campaigns.api.serializers import MessageSerializer
@@ -177,7 +178,6 @@ _UNREAD_PARAM = OpenApiParameter(
     ),
 )
 class ConversationViewSet(viewsets.GenericViewSet):
-    lookup_value_regex = r"\d+"
     parser_classes = [LimitedJSONParser]
     filter_backends: list = []
     serializer_class = ConversationSerializer
@@ -202,6 +202,10 @@ class ConversationViewSet(viewsets.GenericViewSet):
         return conversations(unread_only=unread in ("1", "true", "yes"))
 
     def get_object(self) -> Contact:
+        # Any id routes here, so a malformed one is refused after the permission
+        # check (403 before 404, as on every other endpoint).
+        if not self.kwargs["pk"].isdigit():
+            raise Http404
         contact = get_object_or_404(Contact, pk=self.kwargs["pk"])
         self.check_object_permissions(self.request, contact)
         return contact

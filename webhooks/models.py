@@ -10,6 +10,8 @@ class InboundMessage(models.Model):
         OPT_OUT = "opt_out", "Opt-out (STOP)"
         OPT_IN = "opt_in", "Opt-in (START)"
         HELP = "help", "Help"
+        SIGNUP = "signup", "Sign-up keyword"
+        CONFIRM = "confirm", "Sign-up confirmation (YES)"
 
     provider = models.CharField(max_length=32)
     provider_message_id = models.CharField(max_length=64, blank=True)

@@ -10,14 +10,22 @@ from django.utils import timezone
 
 from campaigns.models import Message
 from campaigns.sending.direct import message_create_direct
-from contacts.models import Contact, Source
+from contacts.models import Contact, PendingSignup, Source
 from contacts.phones import mask_phone, sender_key
-from contacts.services import blocked_numbers, contact_opt_in, contact_opt_out
+from contacts.services import (
+    blocked_numbers,
+    contact_opt_in,
+    contact_opt_out,
+    signup_confirm,
+    signup_expire,
+    signup_pending,
+    signup_request,
+)
 from providers import get_provider, provider_problem
 from providers.messages import InboundSms
 from smscampaigns.storable import unstorable_text
 
-from .keywords import match_keyword
+from .keywords import is_confirmation, match_keyword, match_signup_keyword
 from .models import InboundMessage
 
 logger = logging.getLogger(__name__)
@@ -39,6 +47,20 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
             return existing
     sender = _normalize(inbound.from_number)
     keyword = match_keyword(inbound.text, inbound.keyword_hint)
+    # STOP and HELP come first, whatever is pending; a YES answers a waiting sign-up
+    # before it means START; a sign-up keyword is only ever read in what is left.
+    pending = signup_keyword = None
+    if keyword not in (
+        InboundMessage.Keyword.OPT_OUT,
+        InboundMessage.Keyword.HELP,
+    ) and is_confirmation(inbound.text):
+        pending = signup_pending(phone=sender)
+        if pending is not None:
+            keyword = InboundMessage.Keyword.CONFIRM
+    if not keyword:
+        signup_keyword = match_signup_keyword(inbound.text)
+        if signup_keyword is not None:
+            keyword = InboundMessage.Keyword.SIGNUP
     contact = Contact.objects.filter(phone=sender).first()
     received_at = inbound.received_at or timezone.now()
     message = InboundMessage.objects.create(
@@ -75,9 +97,48 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
         _reply(message, settings.SMS_REPLY_OPT_IN)
     elif keyword == InboundMessage.Keyword.HELP:
         _reply(message, settings.SMS_REPLY_HELP)
+    elif keyword == InboundMessage.Keyword.CONFIRM:
+        _signup_confirm(message, pending)
+    elif keyword == InboundMessage.Keyword.SIGNUP:
+        pending, repeat = signup_request(
+            phone=sender,
+            signup_keyword=signup_keyword,
+            text=inbound.text,
+            provider=provider,
+        )
+        if pending is not None:
+            # A keyword repeated while its question waits is asked once per reply
+            # window; a new sign-up (after a STOP, say) is always asked.
+            _send_reply(message, pending.question, once_in_window=repeat)
     if keyword:
         logger.info("%s keyword %s from %s", provider, keyword, mask_phone(sender))
     return message
+
+
+def _signup_confirm(message: InboundMessage, pending: PendingSignup) -> None:
+    signup_keyword = pending.signup_keyword
+    if pending.expired:
+        # Told once that it came too late (a second late YES finds nothing waiting
+        # and means what YES means without a sign-up).
+        if signup_expire(pending=pending):
+            _send_reply(
+                message,
+                signup_keyword.render(settings.SMS_REPLY_SIGNUP_EXPIRED),
+            )
+        return
+    confirmed = signup_confirm(
+        pending=pending, text=message.text, provider=message.provider
+    )
+    if confirmed is None:
+        return  # another request confirmed or cancelled it first
+    contact, _ = confirmed
+    message.contact = contact
+    message.save(update_fields=["contact"])
+    # Once per confirmed sign-up (the confirmation claimed it), not once per window:
+    # a number may leave with STOP and join again within minutes.
+    _send_reply(
+        message, signup_keyword.render(signup_keyword.welcome), once_in_window=False
+    )
 
 
 def answered_message(
@@ -125,6 +186,15 @@ _REPLYABLE = re.compile(r"\+?\d{3,15}")
 
 
 def _reply(inbound: InboundMessage, template: str) -> Message | None:
+    text = template.format(
+        program=settings.SMS_PROGRAM_NAME, help_contact=settings.SMS_HELP_CONTACT
+    )
+    return _send_reply(inbound, text)
+
+
+def _send_reply(
+    inbound: InboundMessage, text: str, *, once_in_window: bool = True
+) -> Message | None:
     if not _REPLYABLE.fullmatch(inbound.from_number):
         logger.info(
             "%s: no automatic reply to sender %s",
@@ -132,16 +202,13 @@ def _reply(inbound: InboundMessage, template: str) -> Message | None:
             mask_phone(inbound.from_number),
         )
         return None
-    text = template.format(
-        program=settings.SMS_PROGRAM_NAME, help_contact=settings.SMS_HELP_CONTACT
-    )
     recent = Message.objects.filter(
         kind=Message.Kind.REPLY,
         to=inbound.from_number,
         body=text,
         queued_at__gte=timezone.now() - REPLY_WINDOW,
     )
-    if recent.exists():
+    if once_in_window and recent.exists():
         return None
     return _answer(inbound, text)
 

@@ -860,6 +860,9 @@ class CampaignActionsMixin(admin.ModelAdmin):
             provider=campaign.provider,
             opt_out_footer=campaign.opt_out_footer,
             track_links=campaign.track_links,
+            variants=list(
+                campaign.variants.order_by("position").values_list("body", "share")
+            ),
         )
 
     def _estimate_rows(self, campaign: Campaign, estimate: Estimate) -> list[FigureRow]:

@@ -60,6 +60,7 @@ from ..stats import (
     campaign_progress,
     click_rate,
     replied_stop_filter,
+    variant_figures,
 )
 
 #: The "refresh" link may ask for figures this fresh (a new count at most this often).
@@ -667,6 +668,16 @@ class Dashboard:
             )
         return cards
 
+    @cached_property
+    def variant_rows(self) -> list[dict]:
+        """Figures per text variant (A first), for a campaign with several texts."""
+        if not self.snapshot or not self.snapshot.variants:
+            return []
+        rows = variant_figures(campaign=self.campaign, stats=self.snapshot.variants)
+        for row in rows:
+            row["click_rate_text"] = format_rate(row["click_rate"])
+        return rows
+
     @property
     def headline(self) -> str:
         f = self.figures
@@ -728,6 +739,10 @@ class Dashboard:
                 else None
             ),
             "failure_reasons": snapshot.failure_reasons if snapshot else [],
+            "variants": [
+                {k: v for k, v in row.items() if k != "click_rate_text"}
+                for row in self.variant_rows
+            ],
         }
 
 

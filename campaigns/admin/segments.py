@@ -22,12 +22,14 @@ from contacts.permissions import can_view_contact_data
 
 from ..models import Campaign
 from ..segments import (
+    DETAILS_HIDDEN,
     FIELDS,
     Segment,
     SegmentInUse,
     clean_conditions,
     conditions_q,
     describe_condition,
+    reads_contact_details,
     segment_counts,
     segment_delete,
     segment_sample,
@@ -160,11 +162,15 @@ class SegmentAdmin(admin.ModelAdmin):
         if not form.is_valid():
             problems = [error for errors in form.errors.values() for error in errors]
             return JsonResponse({"problems": problems}, status=400)
+        with_contacts = can_view_contact_data(request.user)
+        conditions = form.cleaned_data["conditions"]
+        if not with_contacts and reads_contact_details(conditions):
+            return JsonResponse({"problems": [DETAILS_HIDDEN]}, status=403)
         return JsonResponse(
             builder_answer(
                 match=form.cleaned_data["match"],
-                conditions=form.cleaned_data["conditions"],
-                with_contacts=can_view_contact_data(request.user),
+                conditions=conditions,
+                with_contacts=with_contacts,
             )
         )
 

@@ -27,11 +27,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, QuerySet
 
 from contacts.models import ContactList
-from contacts.permissions import CONTACT_DATA_PERMISSION
+from contacts.permissions import CONTACT_DATA_PERMISSION, can_view_contact_data
 from smscampaigns.api_errors import ErrorResponseSerializer
 from smscampaigns.csv_export import CSVRenderer, JSONErrorsMixin, csv_response
 from smscampaigns.json_limits import LimitedJSONParser
-from smscampaigns.models import Scope
+from smscampaigns.models import ApiKey, Scope
 from smscampaigns.permissions import model_rules, rule
 
 from ..actions import (
@@ -48,17 +48,19 @@ from ..exports import (
     campaign_results_rows,
 )
 from ..lifecycle import CampaignError
-from ..models import Campaign, Message
+from ..models import Campaign, CampaignVariant, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
 from ..segments import (
+    DETAILS_HIDDEN,
     Segment,
     SegmentInUse,
+    reads_contact_details,
     segment_counts,
     segment_delete,
     segment_sample,
 )
-from ..stats import campaign_clicks_per_hour, campaign_stats
+from ..stats import campaign_clicks_per_hour, campaign_stats, variant_figures
 from ..writes import (
     BodyError,
     NoRecipients,
@@ -140,7 +142,7 @@ def _run(service: Callable, **kwargs):
     except CampaignError as error:
         raise Conflict(str(error)) from error
     except BodyError as error:
-        raise exceptions.ValidationError({"body": error.problems}) from error
+        raise exceptions.ValidationError({error.field: error.problems}) from error
 
 
 def _run_input(service: Callable, **kwargs):
@@ -223,6 +225,7 @@ class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
         return Campaign.objects.prefetch_related(
             Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk")),
             Prefetch("segments", queryset=Segment.objects.order_by("pk").only("pk")),
+            Prefetch("variants", queryset=CampaignVariant.objects.order_by("position")),
         )
 
     def perform_create(self, serializer: CampaignSerializer) -> None:
@@ -372,6 +375,7 @@ class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
             **vars(stats),
             "click_rate": stats.click_rate,
             "clicks_over_time": campaign_clicks_per_hour(campaign=campaign),
+            "variants": variant_figures(campaign=campaign, stats=stats.variants),
         }
         return Response(StatsSerializer(figures).data)
 
@@ -508,8 +512,16 @@ class SegmentViewSet(viewsets.ModelViewSet):
     )
     @action(detail=True, methods=["get"])
     def count(self, request: Request, pk: str | None = None) -> Response:
-        counts = segment_counts(self.get_object().q())
-        return Response(SegmentCountSerializer(counts).data)
+        segment = self.get_object()
+        # API keys read contacts with the read scope anyway; people need the
+        # admin's contact permission to count by contacts' details.
+        if (
+            not isinstance(request.auth, ApiKey)
+            and not can_view_contact_data(request.user)
+            and reads_contact_details(segment.conditions)
+        ):
+            raise exceptions.PermissionDenied(DETAILS_HIDDEN)
+        return Response(SegmentCountSerializer(segment_counts(segment.q())).data)
 
     @extend_schema(
         summary="Count a segment and show its first contacts",

@@ -124,10 +124,16 @@ def test_without_contact_permission_the_count_shows_no_contacts(client, contacts
         )
     )
     client.force_login(user)
-    body = client.post(COUNT, {"conditions": json.dumps(AUSTIN)}).json()
+    us = [{"type": "country", "countries": ["US"]}]
+    body = client.post(COUNT, {"conditions": json.dumps(us)}).json()
     assert body["contacts"] == 2
     assert body["sample"] == []
     assert body["contacts_hidden"] is True
+    # Counting by details would spell them out, a character at a time.
+    probe = [{"type": "field", "field": "phone", "op": "contains", "value": "+1415"}]
+    response = client.post(COUNT, {"conditions": json.dumps(probe)})
+    assert response.status_code == 403
+    assert "may see contacts" in response.json()["problems"][0]
 
 
 def test_a_segment_in_use_is_not_deleted_from_the_admin(admin_client):

@@ -149,10 +149,16 @@ def test_preview_shows_numbers_only_to_who_may_see_contacts(segment):
     )
     client = APIClient()
     client.force_login(user)
-    assert client.get(f"/api/v1/segments/{segment.pk}/count/").status_code == 200
     response = client.get(f"/api/v1/segments/{segment.pk}/preview/")
     assert response.status_code == 403
     assert "+1" not in response.content.decode()
+    # Its condition is on an attribute: not counted for them either.
+    assert client.get(f"/api/v1/segments/{segment.pk}/count/").status_code == 403
+    by_country = Segment.objects.create(
+        name="US", conditions=[{"type": "country", "countries": ["US"]}]
+    )
+    response = client.get(f"/api/v1/segments/{by_country.pk}/count/")
+    assert response.json() == {"contacts": 3, "reachable": 3}
 
 
 def test_campaigns_accept_segments_beside_lists(api, segment):

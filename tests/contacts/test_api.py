@@ -356,6 +356,7 @@ def test_lists_crud_with_contact_counts(client):
         "name": "VIP",
         "description": "Best customers",
         "contact_count": 0,
+        "signup_keywords": [],
     }
     list_id = created.json()["id"]
     contact_list = ContactList.objects.get(pk=list_id)
@@ -378,8 +379,8 @@ def test_list_index_counts_members_in_one_query(client, django_assert_max_num_qu
         for contact in ContactFactory.create_batch(size):
             ListMembershipFactory(contact=contact, contact_list=contact_list)
 
-    # Auth (2), count, page.
-    with django_assert_max_num_queries(4):
+    # Auth (2), count, page, the page's sign-up keywords.
+    with django_assert_max_num_queries(5):
         response = client.get("/api/v1/lists/")
 
     counts = sorted(row["contact_count"] for row in response.json()["results"])

@@ -197,6 +197,8 @@ def test_reply_to_someone_who_never_wrote_is_a_400(api):
 
 def test_an_unknown_conversation_is_a_404(api):
     assert api.get("/api/v1/conversations/999999/").status_code == 404
+    assert api.get("/api/v1/conversations/abc/").status_code == 404
+    assert staff_client().get("/api/v1/conversations/abc/").status_code == 403
     assert (
         api.post("/api/v1/conversations/999999/reply/", {"text": "Hi"}).status_code
         == 404

@@ -88,7 +88,11 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
     publish(EventType.MESSAGE_INBOUND, lambda: inbound_data(message))
     consent = {
         "phone": sender,
-        "source": Source.KEYWORD,
+        # The vendor's reading of a text that is no keyword here (Plivo's
+        # MessageIntent): its signal, not a STOP reply.
+        "source": Source.KEYWORD
+        if not keyword or match_keyword(inbound.text) == keyword
+        else Source.PROVIDER,
         "text": inbound.text,
         "provider": provider,
     }

@@ -36,13 +36,22 @@ def import_job_create(
     file: UploadedFile,
     contact_list: ContactList | None = None,
     region: str = "",
+    encoding: str = "",
+    delimiter: str = "",
+    keypad_letters: bool = False,
     created_by_key: ApiKey | None = None,
 ) -> ImportJob:
-    """Store ``file`` and queue its import; return the pending job."""
+    """Store ``file`` and queue its import; return the pending job.
+
+    A blank ``encoding`` or ``delimiter`` is told from the file when it runs.
+    """
     job = import_job_store(
         file=file,
         contact_list=contact_list,
         region=region,
+        encoding=encoding,
+        delimiter=delimiter,
+        keypad_letters=keypad_letters,
         created_by_key=created_by_key,
     )
     import_job_enqueue(job_id=job.pk)
@@ -55,6 +64,9 @@ def import_job_store(
     contact_list: ContactList | None = None,
     new_list_name: str = "",
     region: str = "",
+    encoding: str = "",
+    delimiter: str = "",
+    keypad_letters: bool = False,
     created_by_key: ApiKey | None = None,
     created_by: AbstractBaseUser | None = None,
 ) -> ImportJob:
@@ -67,6 +79,9 @@ def import_job_store(
         contact_list=contact_list,
         new_list_name=new_list_name,
         region=region,
+        encoding=encoding,
+        delimiter=delimiter,
+        keypad_letters=keypad_letters,
         # Control characters (NUL above all) cannot be stored in PostgreSQL text.
         file_name="".join(c for c in file.name or "" if c.isprintable())[:255],
         created_by_key=created_by_key,
@@ -162,6 +177,9 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
                 columns=job.columns,
                 contact_list=job.contact_list,
                 region=job.region or None,
+                encoding=job.encoding or None,
+                delimiter=job.delimiter or None,
+                keypad_letters=job.keypad_letters,
                 on_chunk=heartbeat,
             )
     except ContactImportError as exc:

@@ -69,9 +69,14 @@ def http_request(
 
 
 def run_load(
-    port: int, plans: Sequence[Sequence[Request]], *, timeout: float = 30.0
+    port: int,
+    plans: Sequence[Sequence[Request]],
+    *,
+    timeout: float = 30.0,
+    accept: tuple[int, int] = (200, 300),
 ) -> LoadResult:
     """Send each plan's requests in order from its own process, all plans at once.
+    Answers with a status outside ``accept`` (a half-open range) are failures.
 
     The processes are forked (so the requests are not copied through a pipe) and
     started together behind a barrier; the wall time runs from the barrier to the last
@@ -83,7 +88,9 @@ def run_load(
     for plan in plans:
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(
-            target=_client, args=(port, plan, barrier, sender, timeout), daemon=True
+            target=_client,
+            args=(port, plan, barrier, sender, timeout, accept),
+            daemon=True,
         )
         process.start()
         sender.close()
@@ -101,7 +108,7 @@ def run_load(
         times, statuses = report["latencies"], report["statuses"]
         for request, latency, status in zip(plan, times, statuses, strict=True):
             latencies.setdefault(request.label, []).append(latency)
-            if not 200 <= status < 300:
+            if not accept[0] <= status < accept[1]:
                 by_status = failures.setdefault(request.label, {})
                 by_status[status] = by_status.get(status, 0) + 1
         sample_failure = sample_failure or report["sample_failure"]
@@ -122,6 +129,7 @@ def _client(
     barrier: "multiprocessing.synchronize.Barrier",
     pipe: Connection,
     timeout: float,
+    accept: tuple[int, int] = (200, 300),
 ) -> None:
     # Preallocated, so appending costs nothing during the run.
     latencies = array("d", bytes(8 * len(plan)))
@@ -139,7 +147,7 @@ def _client(
         latencies[index] = perf_counter() - sent_at
         status = int(response[9:12]) if response.startswith(b"HTTP/1.") else 0
         statuses[index] = status
-        if not 200 <= status < 300 and not sample_failure:
+        if not accept[0] <= status < accept[1] and not sample_failure:
             sample_failure = response[:2000] or b"(no response)"
     ended = perf_counter()
     cpu_after = os.times()

@@ -3,6 +3,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import dateformat, timezone
 
@@ -159,6 +160,24 @@ class Campaign(models.Model):
             zone = ZoneInfo(name)
         local = self.scheduled_at.astimezone(zone)
         return f"{dateformat.format(local, 'D j M Y, H:i')} ({name})"
+
+    def variant_shares(self) -> list[tuple[int, int]]:
+        """(variant number, percent of recipients), A (0: the campaign's own text)
+        first; [] for a campaign with one text. A gets what the others leave."""
+        others = list(
+            self.variants.order_by("position").values_list("position", "share")
+        )
+        if not others:
+            return []
+        return [(0, 100 - sum(share for _, share in others)), *others]
+
+    def variant_source(self, number: int) -> str:
+        """What is rendered for recipients of variant ``number`` (0: the campaign's
+        own body), footer included."""
+        if not number:
+            return self.template_source
+        body = self.variants.get(position=number).body
+        return Campaign(body=body, opt_out_footer=self.opt_out_footer).template_source
 
     def status_counts(self) -> dict[str, int]:
         """Messages per status, in one GROUP BY answered from the (campaign, status) index."""
@@ -341,6 +360,12 @@ class Message(models.Model):
         help_text="The recipient's time zone(s), for send windows: one, or several "
         "space-separated when the number may be in any of them.",
     )
+    variant = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Which of the campaign's texts it got: 0 for A (the campaign's "
+        "own), 1 for B, 2 for C, 3 for D; empty for a campaign with one text.",
+    )
     # Raw INSERTs (launch) leave both out: the database fills them in.
     clicks = models.PositiveIntegerField(
         default=0,
@@ -474,6 +499,12 @@ class CampaignSnapshot(models.Model):
     counts = models.JSONField(default=dict, help_text="Messages per status.")
     delivery_rate = models.FloatField(null=True, blank=True)
     opt_outs = models.PositiveIntegerField(default=0)
+    replied_stop = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Those of opt_outs who replied STOP; empty in snapshots taken "
+        "before it was counted apart.",
+    )
     skipped_opted_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=5, default=0)
     currency = models.CharField(max_length=3, blank=True)
@@ -493,6 +524,12 @@ class CampaignSnapshot(models.Model):
     )
     unique_clicks = models.PositiveIntegerField(
         default=0, help_text="Recipients who clicked a tracked link."
+    )
+    variants = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Figures per text variant: {"A": {"messages", "delivered", '
+        '"unique_clicks", "opt_outs"}, …}; empty for a campaign with one text.',
     )
     clicks = models.PositiveIntegerField(
         default=0, help_text="Clicks on tracked links, repeated ones included."
@@ -533,6 +570,49 @@ class ThrottleState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+#: Variant numbers as marketers name them.
+VARIANT_LABELS = "ABCD"
+
+
+def variant_label(number: int | None) -> str:
+    return "" if number is None else VARIANT_LABELS[number]
+
+
+class CampaignVariant(models.Model):
+    """Another text of a campaign, sent to a share of its recipients picked at
+    random (an A/B test). The campaign's own body is variant A and gets the share
+    the others leave; B, C and D are rows (``position`` 1 to 3)."""
+
+    campaign = models.ForeignKey(
+        Campaign, models.CASCADE, related_name="variants", db_index=False
+    )
+    position = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(3)]
+    )
+    body = models.TextField(
+        help_text="This variant's message; placeholders as in the main text."
+    )
+    share = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(98)],
+        help_text="Percent of the recipients who get this text.",
+    )
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "position"], name="campaignvariant_position"
+            ),
+        ]
+        ordering = ["campaign", "position"]
+
+    def __str__(self) -> str:
+        return f"Variant {self.label}"
+
+    @property
+    def label(self) -> str:
+        return variant_label(self.position)
 
 
 class TrackedLink(models.Model):

@@ -2,9 +2,9 @@
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -144,6 +144,10 @@ class Estimate:
     exact: bool = True
     """False when segments were averaged over a sample of the audience."""
     encoding: str = ""
+    """The most common encoding among the rendered messages."""
+    encodings: dict[str, int] = field(default_factory=dict)
+    """How many rendered messages use each encoding, most common first: a
+    personalized text may need UCS-2 for some contacts only (a name with "Ł")."""
     price_per_segment: Decimal = Decimal(0)
     currency: str = ""
     problems: list[str] = field(default_factory=list)
@@ -162,7 +166,7 @@ class Estimate:
 
     @property
     def cost(self) -> Decimal:
-        return (self.price_per_segment * self.segments).quantize(Decimal("0.01"))
+        return round_cost(self.price_per_segment * self.segments)
 
 
 def campaign_estimate(
@@ -174,6 +178,7 @@ def campaign_estimate(
     segments=(),
     frequency_cap: str = "",
     track_links: bool = True,
+    variants: Sequence[tuple[str, int]] = (),
 ) -> Estimate:
     """Audience after exclusions and the cost of sending ``body`` to ``lists`` and
     ``segments`` now, with the campaign's ``frequency_cap`` override.
@@ -183,9 +188,10 @@ def campaign_estimate(
     :data:`ESTIMATE_SAMPLE` messages are rendered, whatever the audience's size, so
     the composer can ask on every change. Works for unsaved campaigns (the admin's
     form): pass the fields, not a campaign. Tracked links are counted as the
-    short links recipients get.
+    short links recipients get. ``variants`` are the campaign's other texts with
+    their shares (percent): segments per message are then the average over the
+    texts, weighted by their shares.
     """
-    source = Campaign(body=body, opt_out_footer=opt_out_footer).template_source
     list_ids, segment_ids = _list_ids(lists), _list_ids(segments)
     chosen = bool(list_ids or segment_ids)
     facts = (
@@ -193,25 +199,57 @@ def campaign_estimate(
         if chosen
         else None
     )
-    try:
-        template = counted_template(source, track_links=track_links)
-    except TemplateError:
-        template = None
+    templates = [
+        _counted_or_none(text, opt_out_footer, track_links)
+        for text in (body, *(text for text, _ in variants))
+    ]
+    template = templates[0]
     # Only a personalized text differs per contact: otherwise one rendering will do.
-    contacts = (
+    personal = any(t is not None and t.placeholders for t in templates)
+    contacts = list(
         audience_sample(list_ids, segment_ids).values_list(
             "first_name", "last_name", "phone", "attributes"
         )
-        if template is not None and template.placeholders and chosen
+        if personal and chosen
         else []
     )
     estimate = estimate_from_sample(
-        template=template, contacts=list(contacts), facts=facts, provider=provider
+        template=template, contacts=contacts, facts=facts, provider=provider
     )
+    if variants:
+        others = [
+            (
+                estimate_from_sample(
+                    template=other, contacts=contacts, facts=facts, provider=provider
+                ),
+                share,
+            )
+            for other, (_, share) in zip(templates[1:], variants, strict=True)
+        ]
+        weigh_variants(estimate, others)
     estimate.problems = validate(
         body, known_attributes=facts.keys if facts is not None else ()
     )
     return estimate
+
+
+def _counted_or_none(body: str, footer: str, track_links: bool):
+    source = Campaign(body=body, opt_out_footer=footer).template_source
+    try:
+        return counted_template(source, track_links=track_links)
+    except TemplateError:
+        return None
+
+
+def weigh_variants(main: Estimate, others: list[tuple[Estimate, int]]) -> None:
+    """Make ``main`` (variant A's estimate) stand for every text: segments per
+    message averaged over the texts, weighted by their shares (A gets the rest)."""
+    a_share = 100 - sum(share for _, share in others)
+    main.segments_per_message = (
+        main.segments_per_message * a_share
+        + sum(other.segments_per_message * share for other, share in others)
+    ) / 100
+    main.exact = main.exact and all(other.exact for other, _ in others)
 
 
 def audience_contacts(list_ids: Iterable[int], segment_ids: Iterable[int] = ()):
@@ -277,10 +315,12 @@ def estimate_from_sample(
         info = analyze(render_for(template, None))
         estimate.segments_per_message = float(info.segments)
         estimate.encoding = info.encoding
+        estimate.encodings = {info.encoding: 1}
         return estimate
     infos = [analyze(render_for(template, contact)) for contact in contacts]
     estimate.segments_per_message = sum(info.segments for info in infos) / len(infos)
-    estimate.encoding = Counter(info.encoding for info in infos).most_common(1)[0][0]
+    estimate.encodings = dict(Counter(info.encoding for info in infos).most_common())
+    estimate.encoding = next(iter(estimate.encodings))
     estimate.exact = len(infos) >= estimate.recipients
     return estimate
 
@@ -458,13 +498,35 @@ def _count_audience(
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
 
-def format_money(amount: Decimal | float | int, currency: str) -> str:
+_CENT = Decimal("0.01")
+_TEN_THOUSANDTH = Decimal("0.0001")
+
+
+def round_cost(amount: Decimal | float | int) -> Decimal:
+    """A cost as every page shows it: to the cent (half up), or to four decimals
+    when it is under a cent (a single test message) so it does not read as zero.
+
+    One rounding for the composer, the confirmation pages and the dashboard, so the
+    same cost never reads "$2.415" on one page and "$2.42" on another.
+    """
+    value = Decimal(str(amount))
+    if value and abs(value) < _CENT:
+        return value.quantize(_TEN_THOUSANDTH, ROUND_HALF_UP)
+    return value.quantize(_CENT, ROUND_HALF_UP)
+
+
+def format_money(
+    amount: Decimal | float | int, currency: str, *, unit_price: bool = False
+) -> str:
     """How every admin page writes an amount: "$1,234.50", "$0.0075", "12.50 CHF".
 
-    Two decimals, more (up to four) only for what costs fractions of a cent, as a
-    price per segment or a small test send does.
+    A cost is rounded by :func:`round_cost`; a ``unit_price`` (per segment) keeps
+    up to four decimals, as providers price fractions of a cent ("$0.0125").
     """
-    value = Decimal(str(amount)).quantize(Decimal("0.0001"))
+    if unit_price:
+        value = Decimal(str(amount)).quantize(_TEN_THOUSANDTH, ROUND_HALF_UP)
+    else:
+        value = round_cost(amount)
     whole, _, fraction = f"{value:,f}".partition(".")
     text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
     if currency in CURRENCY_SYMBOLS:

@@ -15,7 +15,7 @@ points (every snapshot of the last hour, then one per 10 minutes for a day, then
 per hour, and always the first).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -25,9 +25,9 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from contacts.models import ConsentEvent
+from contacts.models import ConsentEvent, Source
 
-from .models import Campaign, CampaignSnapshot, LinkClick, Message
+from .models import Campaign, CampaignSnapshot, LinkClick, Message, variant_label
 
 #: How long after a message was submitted an opt-out from its recipient counts
 #: against the campaign.
@@ -36,12 +36,17 @@ OPT_OUT_ATTRIBUTION = timedelta(days=7)
 
 @dataclass(frozen=True)
 class CampaignStats:
+    status: str
+    """The campaign's status, so a client polling the stats needs no second call."""
     counts: dict[str, int]
     """Messages per status; every status is present."""
     delivery_rate: float | None
     """Delivered over final outcomes, None before any outcome is known."""
     opt_outs: int
     """Recipients who opted out within :data:`OPT_OUT_ATTRIBUTION` of their message."""
+    replied_stop: int
+    """Those of ``opt_outs`` who replied STOP (the others: a vendor's signal, the
+    admin, the API)."""
     cost: Decimal
     currency: str
     cost_by_currency: dict[str, Decimal]
@@ -55,6 +60,9 @@ class CampaignStats:
     """Clicks on tracked links, a recipient's repeated clicks included."""
     skipped_frequency_cap: int = 0
     """Messages not sent because the recipient had reached the frequency cap."""
+    variants: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per text variant ("A", "B"…): messages, delivered, unique_clicks, clicks and
+    opt_outs; empty for a campaign with one text."""
 
     @property
     def click_rate(self) -> float | None:
@@ -76,7 +84,7 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     cost_by_currency: dict[str, Decimal] = {}
     # Counts and cost in one pass over the campaign's messages (a million rows take a
     # scan each): grouped by status and currency, then added up here.
-    rows = messages.values("status", "currency").annotate(
+    rows = messages.values("status", "currency", "variant").annotate(
         n=Count("pk"),
         opted_out=Count("pk", filter=Q(error_code=Message.SkipReason.OPTED_OUT)),
         capped=Count("pk", filter=Q(error_code=Message.SkipReason.FREQUENCY_CAP)),
@@ -97,10 +105,20 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         clicks=Sum("clicks"),
     )
     unique_clicks = clicks = 0
+    variants: dict[str, dict[str, int]] = {}
     for row in rows:
         counts[row["status"]] += row["n"]
         unique_clicks += row["clicked"]
         clicks += row["clicks"] or 0
+        if row["variant"] is not None:
+            figures = variants.setdefault(
+                variant_label(row["variant"]), dict.fromkeys(VARIANT_FIGURES, 0)
+            )
+            figures["messages"] += row["n"]
+            if row["status"] == Message.Status.DELIVERED:
+                figures["delivered"] += row["n"]
+            figures["unique_clicks"] += row["clicked"]
+            figures["clicks"] += row["clicks"] or 0
         if row["status"] == Message.Status.FAILED:
             skipped += row["opted_out"]
             cancelled += row["cancelled"]
@@ -126,10 +144,25 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     else:
         currency, cost = settings.SMS_PRICE_CURRENCY, Decimal(0)
 
+    opt_outs, replied_stop = campaign_opt_out_counts(campaign=campaign)
+    if variants:
+        # Opted out after the message, in any way, as opt_outs counts them.
+        opt_outs_by_variant = (
+            Message.objects.filter(opted_out_after_filter(), campaign=campaign)
+            .order_by()
+            .values_list("variant")
+            .annotate(n=Count("pk"))
+        )
+        for number, n in opt_outs_by_variant:
+            if number is not None and variant_label(number) in variants:
+                variants[variant_label(number)]["opt_outs"] = n
+        variants = dict(sorted(variants.items()))
     return CampaignStats(
+        status=campaign.status,
         counts=counts,
         delivery_rate=delivery_rate,
-        opt_outs=campaign_opt_out_count(campaign=campaign),
+        opt_outs=opt_outs,
+        replied_stop=replied_stop,
         cost=cost,
         currency=currency,
         cost_by_currency=cost_by_currency,
@@ -138,7 +171,31 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
         skipped_frequency_cap=capped,
         unique_clicks=unique_clicks,
         clicks=clicks,
+        variants=variants,
     )
+
+
+#: What campaign_stats counts per text variant.
+VARIANT_FIGURES = ("messages", "delivered", "unique_clicks", "clicks", "opt_outs")
+
+
+def variant_figures(*, campaign: Campaign, stats: dict[str, dict]) -> list[dict]:
+    """``stats`` (CampaignStats.variants, or a snapshot's) as rows, A first, with
+    each variant's set share and click-through rate."""
+    if not stats:
+        return []
+    shares = {
+        variant_label(number): share for number, share in campaign.variant_shares()
+    }
+    return [
+        {
+            "variant": label,
+            "share": shares.get(label),
+            **figures,
+            "click_rate": click_rate(figures["unique_clicks"], figures["delivered"]),
+        }
+        for label, figures in sorted(stats.items())
+    ]
 
 
 def campaign_clicks_per_hour(*, campaign: Campaign) -> list[dict]:
@@ -163,25 +220,50 @@ def campaign_clicked_since(*, campaign: Campaign, moment) -> bool:
     ).exists()
 
 
-def replied_stop_filter() -> Q:
-    """Messages whose recipient opted out after the message was submitted, within
-    :data:`OPT_OUT_ATTRIBUTION`: an EXISTS per message answered from the
-    (phone, created_at) index of consent events. The campaign page's "Replied STOP"
-    count and its link to the messages both use it."""
-    opt_out_after = ConsentEvent.objects.filter(
-        kind=ConsentEvent.Kind.OPT_OUT,
-        phone=OuterRef("to"),
-        created_at__gte=OuterRef("submitted_at"),
-        created_at__lt=OuterRef("submitted_at") + OPT_OUT_ATTRIBUTION,
+def _opted_out_after(**filters) -> Exists:
+    return Exists(
+        ConsentEvent.objects.filter(
+            kind=ConsentEvent.Kind.OPT_OUT,
+            phone=OuterRef("to"),
+            created_at__gte=OuterRef("submitted_at"),
+            created_at__lt=OuterRef("submitted_at") + OPT_OUT_ATTRIBUTION,
+            **filters,
+        )
     )
-    return Q(submitted_at__isnull=False) & Q(Exists(opt_out_after))
 
 
-def campaign_opt_out_count(*, campaign: Campaign) -> int:
-    """Recipients of ``campaign`` who opted out after their message was submitted,
-    within :data:`OPT_OUT_ATTRIBUTION`. One query."""
+def opted_out_after_filter() -> Q:
+    """Messages whose recipient opted out, in any way, after the message was
+    submitted, within :data:`OPT_OUT_ATTRIBUTION`: an EXISTS per message answered
+    from the (phone, created_at) index of consent events."""
+    return Q(submitted_at__isnull=False) & Q(_opted_out_after())
+
+
+def replied_stop_filter() -> Q:
+    """Those of :func:`opted_out_after_filter` who texted a STOP keyword (not a
+    vendor's opt-out signal, nor an opt-out recorded in the admin or the API). The
+    campaign page's "Replied STOP" count and its link to the messages both use it."""
+    return Q(submitted_at__isnull=False) & Q(_opted_out_after(source=Source.KEYWORD))
+
+
+def other_opt_out_filter() -> Q:
+    """Opted out after the message, but not by a STOP reply: a vendor's signal, the
+    admin or the API."""
+    return opted_out_after_filter() & ~Q(_opted_out_after(source=Source.KEYWORD))
+
+
+def campaign_opt_out_counts(*, campaign: Campaign) -> tuple[int, int]:
+    """(opted out, replied STOP): recipients of ``campaign`` who opted out after
+    their message was submitted, within :data:`OPT_OUT_ATTRIBUTION`, and those of
+    them who texted STOP. One query."""
     # A campaign texts each number once, so messages counted are recipients counted.
-    return Message.objects.filter(replied_stop_filter(), campaign=campaign).count()
+    counts = Message.objects.filter(
+        opted_out_after_filter(), campaign=campaign
+    ).aggregate(
+        opted_out=Count("pk"),
+        replied_stop=Count("pk", filter=Q(_opted_out_after(source=Source.KEYWORD))),
+    )
+    return counts["opted_out"], counts["replied_stop"]
 
 
 # --- Snapshots ------------------------------------------------------------------------
@@ -261,6 +343,7 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         counts=stats.counts,
         delivery_rate=stats.delivery_rate,
         opt_outs=stats.opt_outs,
+        replied_stop=stats.replied_stop,
         skipped_opted_out=stats.skipped_opted_out,
         cost=stats.cost,
         currency=stats.currency,
@@ -278,6 +361,7 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         ),
         unique_clicks=stats.unique_clicks,
         clicks=stats.clicks,
+        variants=stats.variants,
     )
     campaign_snapshots_prune(campaign_id=campaign.pk, now=taken_at)
     return snapshot

@@ -20,7 +20,13 @@ from contacts.services import blocked_numbers
 
 from . import lifecycle
 from .lifecycle import CampaignError
-from .models import Campaign, Message, default_opt_out_footer
+from .models import (
+    Campaign,
+    CampaignVariant,
+    Message,
+    default_opt_out_footer,
+    variant_label,
+)
 from .preview import campaign_audience
 from .provider_checks import require_usable, text_length_problems
 from .segments import audience_q
@@ -63,11 +69,13 @@ def content_locked(campaign: Campaign) -> bool:
 
 
 class BodyError(ValueError):
-    """A message body whose placeholders or syntax would not render."""
+    """A message body whose placeholders or syntax would not render; ``field`` is
+    the input it is about ("body", or "variants" for a variant's text)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, field: str = "body") -> None:
         super().__init__(" ".join(problems))
         self.problems = problems
+        self.field = field
 
 
 class NoRecipients(ValueError):
@@ -226,9 +234,91 @@ def _check_body(
         raise BodyError(problems)
 
 
+#: Texts a campaign may have besides its own (B, C, D).
+MAX_OTHER_VARIANTS = 3
+
+
+def variant_problems(
+    variants: Sequence[dict],
+    *,
+    lists: Iterable,
+    footer: str,
+    provider: str,
+    segments: Iterable = (),
+    track_links: bool = True,
+) -> list[str]:
+    """Why ``variants`` (the texts besides the campaign's own, each {"body",
+    "share"}) cannot be sent to ``lists``; empty when they can.
+
+    One to three of them, each with a share of 1 to 98 % of the recipients, that
+    leave variant A (the campaign's own text) at least 1 %; each text is checked
+    like the campaign's (placeholders, length).
+    """
+    if not variants:
+        return []
+    if len(variants) > MAX_OTHER_VARIANTS:
+        return [
+            f"A campaign has at most {MAX_OTHER_VARIANTS + 1} texts: its own (A) "
+            f"and {MAX_OTHER_VARIANTS} variants (B, C, D)."
+        ]
+    problems = []
+    shares = [variant.get("share") for variant in variants]
+    if any(not isinstance(share, int) or not 1 <= share <= 98 for share in shares):
+        problems.append("Each variant's share is a whole percent from 1 to 98.")
+    elif sum(shares) > 99:
+        problems.append(
+            f"The variants' shares add up to {sum(shares)} %: variant A (the main "
+            "text) needs at least 1 % of the recipients."
+        )
+    contacts = Contact.objects.filter(
+        audience_q(list_ids=[item.pk for item in lists], segments=list(segments))
+    )
+    keys = audience_attribute_keys(contacts)
+    for number, variant in enumerate(variants, start=1):
+        label = variant_label(number)
+        body = variant.get("body") or ""
+        if not body.strip():
+            problems.append(f"Variant {label} has no text.")
+            continue
+        found = validate(body, known_attributes=keys)
+        found += text_length_problems(
+            body=body, footer=footer, provider=provider, track_links=track_links
+        )
+        problems += [f"Variant {label}: {problem}" for problem in found]
+    return problems
+
+
+def _variants_set(campaign: Campaign, variants: Sequence[dict]) -> None:
+    CampaignVariant.objects.filter(campaign=campaign).delete()
+    CampaignVariant.objects.bulk_create(
+        CampaignVariant(
+            campaign=campaign,
+            position=number,
+            body=variant["body"],
+            share=variant["share"],
+        )
+        for number, variant in enumerate(variants, start=1)
+    )
+
+
+def campaign_variants(campaign: Campaign) -> list[dict]:
+    """The campaign's texts besides its own, as the services take them."""
+    return [
+        {"body": body, "share": share}
+        for body, share in campaign.variants.order_by("position").values_list(
+            "body", "share"
+        )
+    ]
+
+
 @transaction.atomic
 def campaign_create(
-    *, lists: Iterable = (), segments: Iterable = (), created_by=None, **fields: Any
+    *,
+    lists: Iterable = (),
+    segments: Iterable = (),
+    created_by=None,
+    variants: Sequence[dict] = (),
+    **fields: Any,
 ) -> Campaign:
     """A draft campaign; its body is checked against its audience's attributes, and
     its providers must be usable (:class:`~campaigns.provider_checks.ProviderUnusable`)."""
@@ -246,9 +336,20 @@ def campaign_create(
         segments=segments,
         track_links=fields.get("track_links", True),
     )
+    problems = variant_problems(
+        variants,
+        lists=lists,
+        segments=segments,
+        footer=fields.get("opt_out_footer", default_opt_out_footer()),
+        provider=fields.get("provider") or settings.SMS_DEFAULT_PROVIDER,
+        track_links=fields.get("track_links", True),
+    )
+    if problems:
+        raise BodyError(problems, field="variants")
     campaign = Campaign.objects.create(created_by=created_by, **fields)
     campaign.lists.set(lists)
     campaign.segments.set(segments)
+    _variants_set(campaign, variants)
     return campaign
 
 
@@ -262,6 +363,10 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         name: set(getattr(locked, name).values_list("pk", flat=True))
         for name in _AUDIENCE_FIELDS
     }
+    variants = fields.pop("variants", None)
+    variants_changed = variants is not None and list(variants) != campaign_variants(
+        locked
+    )
     changed = [
         name
         for name in CONTENT_FIELDS
@@ -272,6 +377,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             else fields[name] != getattr(locked, name)
         )
     ]
+    if variants_changed:
+        changed.append("variants")
     if changed and content_locked(locked):
         raise CampaignError(
             f"Campaign {locked.pk} is {locked.get_status_display().lower()}: its "
@@ -301,6 +408,21 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
             segments=segments,
             track_links=fields.get("track_links", locked.track_links),
         )
+    if changed and (variants_changed or campaign_variants(locked)):
+        lists_now = fields["lists"] if "lists" in fields else locked.lists.all()
+        segments_now = (
+            fields["segments"] if "segments" in fields else locked.segments.all()
+        )
+        problems = variant_problems(
+            campaign_variants(locked) if variants is None else variants,
+            lists=lists_now,
+            segments=segments_now,
+            footer=fields.get("opt_out_footer", locked.opt_out_footer),
+            provider=fields.get("provider", locked.provider),
+            track_links=fields.get("track_links", locked.track_links),
+        )
+        if problems:
+            raise BodyError(problems, field="variants")
     lists = fields.pop("lists", None)
     segments = fields.pop("segments", None)
     # Only the fields given: the status belongs to campaigns.lifecycle.
@@ -313,6 +435,8 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
         locked.lists.set(lists)
     if segments is not None:
         locked.segments.set(segments)
+    if variants_changed:
+        _variants_set(locked, variants)
     campaign.refresh_from_db()
     return campaign
 

@@ -1,5 +1,6 @@
 """The campaign composer in the admin: form, live counter, placeholders."""
 
+import json
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
@@ -25,8 +26,14 @@ from contacts.permissions import can_view_contact_data
 from providers.encoding import GSM_SEPTETS, Encoding, analyze, to_gsm
 
 from ..lifecycle import CampaignError, status_display, status_key
-from ..links import sample_short_url, template_links, tracking_on, with_sample_links
-from ..models import Campaign
+from ..links import (
+    counted_template,
+    sample_short_url,
+    template_links,
+    tracking_on,
+    with_sample_links,
+)
+from ..models import Campaign, CampaignVariant, variant_label
 from ..preview import (
     AudienceFacts,
     audience_facts as shared_audience_facts,
@@ -34,6 +41,7 @@ from ..preview import (
     estimate_from_sample,
     format_money as money,
     render_for,
+    weigh_variants,
 )
 from ..provider_checks import ProviderUnusable
 from ..segments import Segment
@@ -50,10 +58,12 @@ from ..writes import (
     BodyError,
     campaign_create,
     campaign_update,
+    campaign_variants,
     content_locked,
 )
 from .dashboard import page_title
 from .forms import CampaignComposerForm, ComposeForm
+from .variants import CampaignVariantInline, variants_save
 
 #: Contacts offered as preview samples.
 SAMPLE_CONTACTS = 10
@@ -129,6 +139,7 @@ def composition(
     segments: Sequence[Segment] = (),
     frequency_cap: str = "",
     track_links: bool = True,
+    variants: Sequence[dict] = (),
     sample: int | None = None,
     with_contact_data: bool = True,
     audience: str = COUNT,
@@ -138,7 +149,9 @@ def composition(
     The message is rendered for one sample contact (the first of the audience
     unless ``sample`` names another) and measured as it would be sent, footer
     included, tracked links as the short links recipients get (see
-    campaigns.links). Without ``with_contact_data`` (people who may not see contacts) no
+    campaigns.links). ``variants`` are the campaign's other texts ({"body",
+    "share"}): each is measured the same way ("variants", A first) and the cost
+    averages them by share. Without ``with_contact_data`` (people who may not see contacts) no
     contact is offered or shown: the message is rendered with the placeholders'
     defaults, ``sample`` is ignored, and attribute keys are offered by name only.
     ``audience`` is :data:`COUNT` (count it if not cached),
@@ -221,7 +234,16 @@ def composition(
         },
         # Placeholders are judged against the audience's keys, so not before
         # they are known.
-        "problems": validate(body, known_attributes=keys) if judged else [],
+        "problems": (
+            validate(body, known_attributes=keys)
+            + [
+                f"Variant {variant_label(number)}: {problem}"
+                for number, variant in enumerate(variants, start=1)
+                for problem in validate(variant["body"], known_attributes=keys)
+            ]
+            if judged
+            else []
+        ),
         "placeholders": [
             *FIELD_PLACEHOLDERS,
             *sorted(key for key in keys - CONTACT_FIELD_NAMES if insertable(key)),
@@ -239,15 +261,56 @@ def composition(
         "audience_pending": pending,
         "audience": None,
         "cost": None,
+        "variants": [],
     }
+    others = [
+        (
+            _variant_template(variant["body"], opt_out_footer, track_links),
+            variant["share"],
+        )
+        for variant in variants
+    ]
+    for other, _ in others:
+        if other is not None:
+            # The variants' own links count too (their templates have the sample
+            # short link in place already when tracked: look at the raw text).
+            links += [url for url in _raw_links(other) if url not in links]
+    result["links"] = links_summary(links, track_links=track_links)
+    if others:
+        person = chosen[1:] if chosen else None
+        result["variants"] = [
+            _variant_row(0, 100 - sum(share for _, share in others), text, info),
+            *(
+                _variant_row(
+                    number,
+                    share,
+                    *_measured(other, person),
+                )
+                for number, (other, share) in enumerate(others, start=1)
+            ),
+        ]
     if audience == SKIP or pending:
         return result
+    contacts = [row[1:] for row in rows]
     estimate = estimate_from_sample(
-        template=template,
-        contacts=[row[1:] for row in rows],
-        facts=facts,
-        provider=provider,
+        template=template, contacts=contacts, facts=facts, provider=provider
     )
+    if others:
+        weigh_variants(
+            estimate,
+            [
+                (
+                    estimate_from_sample(
+                        template=other,
+                        contacts=contacts,
+                        facts=facts,
+                        provider=provider,
+                    ),
+                    share,
+                )
+                for other, share in others
+            ],
+        )
     result["audience"] = {
         "in_lists": estimate.in_lists,
         "in_segments": estimate.in_segments,
@@ -267,12 +330,47 @@ def composition(
         "currency": estimate.currency,
         "exact": estimate.exact,
         "price_per_segment": str(estimate.price_per_segment),
-        "price_text": money(estimate.price_per_segment, estimate.currency),
+        "price_text": money(
+            estimate.price_per_segment, estimate.currency, unit_price=True
+        ),
         "segments": estimate.segments,
         "segments_per_message": round(estimate.segments_per_message, 2),
         "text": about + money(estimate.cost, estimate.currency),
     }
     return result
+
+
+def _variant_template(body: str, footer: str, track_links: bool):
+    try:
+        return counted_template(
+            Campaign(body=body, opt_out_footer=footer).template_source,
+            track_links=track_links,
+        )
+    except TemplateError:
+        return None
+
+
+def _raw_links(template) -> list[str]:
+    try:
+        return template_links(parse(template.source))
+    except TemplateError:
+        return []
+
+
+def _measured(template, person: tuple | None) -> tuple[str, Any]:
+    text = render_for(template, person) if template is not None else ""
+    return text, analyze(text)
+
+
+def _variant_row(number: int, share: int, text: str, info) -> dict[str, Any]:
+    return {
+        "label": variant_label(number),
+        "share": share,
+        "text": text,
+        "characters": info.length,
+        "segments": info.segments,
+        "encoding_label": ENCODING_LABELS[info.encoding],
+    }
 
 
 def links_summary(links: list[str], *, track_links: bool) -> dict[str, Any]:
@@ -381,6 +479,7 @@ class _Refused(Exception):
 
 class ComposerMixin(admin.ModelAdmin):
     form = CampaignComposerForm
+    inlines = [CampaignVariantInline]
     search_fields = ["name", "body"]
     filter_horizontal = ["lists", "segments"]
     readonly_fields = [
@@ -510,7 +609,9 @@ class ComposerMixin(admin.ModelAdmin):
                 **fields,
             )
         except BodyError as error:
-            raise _Refused([("body", problem) for problem in error.problems]) from error
+            raise _Refused(
+                [(error.field, problem) for problem in error.problems]
+            ) from error
         except ProviderUnusable as error:
             raise _Refused([(error.field, str(error))]) from error
         except CampaignError as error:
@@ -521,9 +622,22 @@ class ComposerMixin(admin.ModelAdmin):
         obj._state.adding = False
 
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
-        # The lists and segments were saved by the service, under its content lock.
+        # The lists and segments were saved by the service, under its content
+        # lock; so are the variants, when they changed.
         for formset in formsets:
-            self.save_formset(request, form, formset, change=change)
+            if formset.model is not CampaignVariant:
+                self.save_formset(request, form, formset, change=change)
+                continue
+            # What formset.save() would have said, for the admin's change message.
+            formset.new_objects, formset.changed_objects = [], []
+            formset.deleted_objects = []
+            if formset.has_changed() and not content_locked(form.instance):
+                try:
+                    variants_save(formset, form.instance)
+                except BodyError as error:
+                    raise _Refused(
+                        [(None, problem) for problem in error.problems]
+                    ) from error
 
     # --- The live panel ---------------------------------------------------------
 
@@ -675,6 +789,7 @@ def _typed_values(form) -> dict[str, Any]:
     errors), initial, or the campaign's own for fields that are read-only."""
     instance = form.instance
     values: dict[str, Any] = {}
+    values["variants"] = json.dumps(campaign_variants(instance) if instance.pk else [])
     for name in (
         "body",
         "opt_out_footer",

@@ -1,6 +1,7 @@
 """Forms of the campaign composer in the admin: the campaign itself, and what the
 live preview is asked about while the marketer types."""
 
+import json
 from collections.abc import Sequence
 
 from django import forms
@@ -16,7 +17,7 @@ from ..frequency import validate_frequency_cap
 from ..models import Campaign, default_provider
 from ..provider_checks import text_length_problems
 from ..segments import Segment, audience_q
-from ..writes import body_problems
+from ..writes import MAX_OTHER_VARIANTS, body_problems
 
 
 def provider_choices() -> list[tuple[str, str]]:
@@ -220,6 +221,8 @@ class ComposeForm(forms.Form):
     provider = forms.ChoiceField(choices=provider_choices, required=False)
     # Absent (an older page's script): tracked, the campaign's default.
     track_links = forms.NullBooleanField(required=False)
+    # The variants inline's rows as typed: [{"body": …, "share": …}] in JSON.
+    variants = forms.CharField(required=False, max_length=4 * (MAX_BODY_LENGTH + 50))
     sample = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
     def clean_segments(self) -> list[Segment]:
@@ -236,6 +239,35 @@ class ComposeForm(forms.Form):
 
     def clean_provider(self) -> str:
         return self.cleaned_data["provider"] or settings.SMS_DEFAULT_PROVIDER
+
+    def clean_variants(self) -> list[dict]:
+        raw = self.cleaned_data["variants"]
+        if not raw:
+            return []
+        try:
+            rows = json.loads(raw)
+        except ValueError:
+            raise forms.ValidationError("Not JSON.") from None
+        if not isinstance(rows, list) or len(rows) > MAX_OTHER_VARIANTS:
+            raise forms.ValidationError(
+                f"A list of at most {MAX_OTHER_VARIANTS} variants."
+            )
+        variants = []
+        for row in rows:
+            body = row.get("body") if isinstance(row, dict) else None
+            share = row.get("share") if isinstance(row, dict) else None
+            if not isinstance(body, str) or len(body) > MAX_BODY_LENGTH:
+                raise forms.ValidationError("Each variant has a text.")
+            try:
+                share = int(share)
+            except (TypeError, ValueError):
+                share = 0
+            # A share being typed (empty, 0) still previews the text.
+            variants.append({"body": body, "share": min(max(share, 0), 98)})
+        while sum(v["share"] for v in variants) > 99:
+            largest = max(variants, key=lambda v: v["share"])
+            largest["share"] -= 1
+        return variants
 
     def clean_track_links(self) -> bool:
         return self.cleaned_data["track_links"] is not False

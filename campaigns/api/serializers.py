@@ -15,7 +15,7 @@ from contacts.phones import InvalidPhoneNumber, normalize_phone
 
 from .. import lifecycle
 from ..frequency import validate_frequency_cap
-from ..models import Campaign, Message
+from ..models import Campaign, Message, variant_label
 from ..segments import Segment, clean_conditions
 from ..sending.windows import SendWindow, WindowError
 from ..writes import MAX_BULK_RECIPIENTS
@@ -148,6 +148,22 @@ class SegmentIdsField(ListIdsField):
         return [found[pk] for pk in ids]
 
 
+class CampaignVariantSerializer(serializers.Serializer):
+    label = serializers.CharField(
+        read_only=True, help_text='"B", "C" or "D", in the order given.'
+    )
+    body = serializers.CharField(
+        max_length=MAX_BODY_LENGTH,
+        trim_whitespace=False,
+        help_text="This variant's text; placeholders as in body.",
+    )
+    share = serializers.IntegerField(
+        min_value=1,
+        max_value=98,
+        help_text="Percent of the recipients who get this text.",
+    )
+
+
 class CampaignSerializer(serializers.ModelSerializer):
     lists = ListIdsField(required=False, help_text="Ids of the contact lists to text.")
     segments = SegmentIdsField(
@@ -180,6 +196,15 @@ class CampaignSerializer(serializers.ModelSerializer):
         help_text="Provider that takes over while the main one fails; empty: none.",
     )
     send_window = SendWindowSerializer(required=False, allow_null=True)
+    variants = CampaignVariantSerializer(
+        many=True,
+        required=False,
+        max_length=3,
+        help_text="Other texts (B, C, D) sent to shares of the recipients picked at "
+        "random, to compare them (an A/B test). body is variant A and gets the "
+        "share the variants leave (at least 1 %). Replaced as a whole; [] for one "
+        "text.",
+    )
     status_display = serializers.SerializerMethodField(
         help_text='The status in words. "Starting" for a campaign sent now (or whose '
         "schedule has come) that a worker has not launched yet; its status is still "
@@ -214,6 +239,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "waiting_reason",
             "fallback_provider",
             "track_links",
+            "variants",
         ]
         read_only_fields = [
             "status",
@@ -233,6 +259,9 @@ class CampaignSerializer(serializers.ModelSerializer):
     )
     def get_allowed_actions(self, campaign: Campaign) -> list[str]:
         return lifecycle.allowed_actions(campaign)
+
+    def validate_variants(self, value: list) -> list[dict]:
+        return [{"body": item["body"], "share": item["share"]} for item in value]
 
     def validate(self, attrs: dict) -> dict:
         instance = self.instance
@@ -259,6 +288,10 @@ class MessageSerializer(serializers.ModelSerializer):
     updated_at = serializers.DateTimeField(
         source="status_changed_at", read_only=True, help_text="Last status change."
     )
+    variant = serializers.SerializerMethodField(
+        help_text='The text variant it got: "A" (the campaign\'s body), "B"…; null '
+        "for a campaign with one text."
+    )
 
     class Meta:
         model = Message
@@ -281,8 +314,12 @@ class MessageSerializer(serializers.ModelSerializer):
             "updated_at",
             "clicks",
             "first_clicked_at",
+            "variant",
         ]
         read_only_fields = fields
+
+    def get_variant(self, message: Message) -> str | None:
+        return variant_label(message.variant) or None
 
 
 class PhoneListField(serializers.ListField):
@@ -369,7 +406,28 @@ class ClicksPerHourSerializer(serializers.Serializer):
     recipients = serializers.IntegerField(help_text="Recipients who clicked in it.")
 
 
+class VariantStatsSerializer(serializers.Serializer):
+    variant = serializers.CharField(help_text='"A" (the campaign\'s body), "B"…')
+    share = serializers.IntegerField(
+        allow_null=True, help_text="Percent of recipients set for it."
+    )
+    messages = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    unique_clicks = serializers.IntegerField()
+    clicks = serializers.IntegerField()
+    click_rate = serializers.FloatField(
+        allow_null=True, help_text="unique_clicks / delivered."
+    )
+    opt_outs = serializers.IntegerField(
+        help_text="Its recipients who opted out within 7 days of their message."
+    )
+
+
 class StatsSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Campaign.Status.choices,
+        help_text="The campaign's status, so polling needs one call.",
+    )
     counts = serializers.DictField(
         child=serializers.IntegerField(), help_text="Messages per status, all present."
     )
@@ -381,6 +439,10 @@ class StatsSerializer(serializers.Serializer):
     )
     opt_outs = serializers.IntegerField(
         help_text="Recipients who opted out within 7 days of their message."
+    )
+    replied_stop = serializers.IntegerField(
+        help_text="Those of opt_outs who replied STOP (the others opted out through "
+        "a provider's signal, the admin or the API)."
     )
     cost = serializers.DecimalField(max_digits=14, decimal_places=5)
     currency = serializers.CharField()
@@ -405,6 +467,10 @@ class StatsSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Click-through rate: unique_clicks / delivered; null before any "
         "delivery.",
+    )
+    variants = VariantStatsSerializer(
+        many=True,
+        help_text="Figures per text variant, A first; [] for a campaign with one text.",
     )
     clicks_over_time = ClicksPerHourSerializer(
         many=True,

@@ -48,7 +48,7 @@ from ..exports import (
     campaign_results_rows,
 )
 from ..lifecycle import CampaignError
-from ..models import Campaign, Message
+from ..models import Campaign, CampaignVariant, Message
 from ..preview import campaign_preview
 from ..provider_checks import ProviderUnusable
 from ..segments import (
@@ -60,7 +60,7 @@ from ..segments import (
     segment_delete,
     segment_sample,
 )
-from ..stats import campaign_clicks_per_hour, campaign_stats
+from ..stats import campaign_clicks_per_hour, campaign_stats, variant_figures
 from ..writes import (
     BodyError,
     NoRecipients,
@@ -142,7 +142,7 @@ def _run(service: Callable, **kwargs):
     except CampaignError as error:
         raise Conflict(str(error)) from error
     except BodyError as error:
-        raise exceptions.ValidationError({"body": error.problems}) from error
+        raise exceptions.ValidationError({error.field: error.problems}) from error
 
 
 def _run_input(service: Callable, **kwargs):
@@ -225,6 +225,7 @@ class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
         return Campaign.objects.prefetch_related(
             Prefetch("lists", queryset=ContactList.objects.order_by("pk").only("pk")),
             Prefetch("segments", queryset=Segment.objects.order_by("pk").only("pk")),
+            Prefetch("variants", queryset=CampaignVariant.objects.order_by("position")),
         )
 
     def perform_create(self, serializer: CampaignSerializer) -> None:
@@ -374,6 +375,7 @@ class CampaignViewSet(JSONErrorsMixin, viewsets.ModelViewSet):
             **vars(stats),
             "click_rate": stats.click_rate,
             "clicks_over_time": campaign_clicks_per_hour(campaign=campaign),
+            "variants": variant_figures(campaign=campaign, stats=stats.variants),
         }
         return Response(StatsSerializer(figures).data)
 

@@ -38,6 +38,7 @@ class Claimed:
     first_name: str
     last_name: str
     attributes: dict
+    variant: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,8 @@ def claim_batch(
         FROM picked
         WHERE t.{qn("id")} = picked.picked_id
         RETURNING {qn("id")}, {qn("status")}, {qn("to")}, {qn("sender")},
-                  {qn("client_reference")}, {qn("attempts")}, {qn("contact_id")}
+                  {qn("client_reference")}, {qn("attempts")}, {qn("contact_id")},
+                  {qn("variant")}
     """  # identifiers come from the models; every value is a parameter
     params = [
         *cap_params,
@@ -157,7 +159,9 @@ def claim_batch(
     sending = [r for r in rows if r[1] == Message.Status.SENDING]
     people = _contacts([r[6] for r in sending if r[6] is not None])
     messages = []
-    for pk, _status, to, sender, reference, attempts, contact_id in sorted(sending):
+    for pk, _status, to, sender, reference, attempts, contact_id, variant in sorted(
+        sending
+    ):
         first_name, last_name, attributes = people.get(contact_id, ("", "", {}))
         messages.append(
             Claimed(
@@ -169,6 +173,7 @@ def claim_batch(
                 first_name=first_name or "",
                 last_name=last_name or "",
                 attributes=attributes or {},
+                variant=variant,
             )
         )
     return Claim(

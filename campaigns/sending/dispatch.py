@@ -138,7 +138,7 @@ class Dispatcher:
         )
         self._cursor = 0
         self._zones: list[str] | None = None
-        self._renderer: LinkRenderer | None = None
+        self._renderers: dict[int | None, LinkRenderer] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._claimed_at = timezone.now()
         self._next_snapshot = time.monotonic() + SNAPSHOT_SECONDS
@@ -385,7 +385,6 @@ class Dispatcher:
     def _send(
         self, campaign: Campaign, backend, alias: str, rows: list[Claimed]
     ) -> None:
-        renderer = self._text_renderer(campaign)
         sender = campaign.sender
         rendered: dict[str, Rendered] = {}
         outbound: list[OutboundSms] = []
@@ -394,7 +393,7 @@ class Dispatcher:
                 # Rendering a claim takes a while: slots booked for the last one
                 # still start on time.
                 self.pipeline.submit_due()
-            text = renderer.render(
+            text = self._text_renderer(campaign, row.variant).render(
                 message_id=row.id,
                 first_name=row.first_name,
                 last_name=row.last_name,
@@ -431,15 +430,17 @@ class Dispatcher:
         )
         self.stats.batches += 1
 
-    def _text_renderer(self, campaign: Campaign) -> LinkRenderer:
-        """The campaign's text with each message's own short links (read once: the
-        text and its links cannot change once sending started)."""
-        if self._renderer is None:
-            self._renderer = LinkRenderer(
-                _template(campaign.template_source),
+    def _text_renderer(self, campaign: Campaign, variant: int | None) -> LinkRenderer:
+        """The text of ``variant`` (None or 0: the campaign's own) with each
+        message's own short links (read once: texts and links cannot change once
+        sending started)."""
+        renderer = self._renderers.get(variant)
+        if renderer is None:
+            renderer = self._renderers[variant] = LinkRenderer(
+                _template(campaign.variant_source(variant or 0)),
                 campaign_link_positions(campaign),
             )
-        return self._renderer
+        return renderer
 
     def settle(self) -> None:
         """Wait for every request in flight and record its answer (``run()`` does it

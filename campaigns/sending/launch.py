@@ -25,7 +25,10 @@ def campaign_launch(*, campaign: Campaign) -> int:
     lifecycle.require(locked, "launch")
     now = timezone.now()
     # The links first: a dispatcher that sees the messages sees their links too.
-    links_prepare(campaign=locked)
+    links_prepare(
+        campaign=locked,
+        sources=[locked.variant_source(n) for n, _ in locked.variant_shares()[1:]],
+    )
     added = _insert_audience(locked, now)
     # Held since the check (a row lock on PostgreSQL, the write lock on SQLite).
     lifecycle.move(
@@ -66,14 +69,14 @@ def _insert_audience(campaign: Campaign, now) -> int:
         "kind", "campaign_id", "contact_id", "to", "body", "provider", "sender",
         "provider_message_id", "client_reference", "status", "error_code", "error_reason",
         "encoding", "segments", "currency", "attempts", "queued_at", "status_changed_at",
-        "time_zone",
+        "time_zone", "variant",
     ]  # fmt: skip
     sql = f"""
         INSERT INTO {qn(message.db_table)} ({", ".join(qn(c) for c in columns)})
         SELECT %s, %s, {c}.{qn("id")}, {c}.{qn("phone")}, '', %s, %s,
                '', {new_reference}, %s, '', '',
                '', 1, '', 0, %s, %s,
-               {c}.{qn("time_zone")}
+               {c}.{qn("time_zone")}, {_variant_column(campaign)}
         FROM {c}
         WHERE {c}.{qn("opted_out_at")} IS NULL
           AND ({who})
@@ -96,3 +99,26 @@ def _insert_audience(campaign: Campaign, now) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return max(cursor.rowcount, 0)
+
+
+def _variant_column(campaign: Campaign) -> str:
+    """The SQL giving each recipient a text variant at random, in the set shares.
+
+    The recipients in a random order are cut into 100 equal slices; each slice is
+    a character of a 100-character map of variant numbers (30 % for B: 30 "1"s).
+    Shares are thus exact to a recipient, in the same statement and one window
+    (a sort of the audience, only for campaigns with variants). NULL without.
+    """
+    shares = campaign.variant_shares()
+    if not shares:
+        return "NULL"
+    mapping = "".join(str(number) * share for number, share in shares)
+    if len(mapping) != 100:  # campaigns.writes keeps A at 1 % at least
+        raise CampaignError(
+            f"Campaign {campaign.pk}: the variants' shares leave nothing for A."
+        )
+    slice_of = (
+        "CAST((row_number() OVER (ORDER BY random()) - 1) * 100 "
+        "/ count(*) OVER () AS integer)"
+    )
+    return f"CAST(substr('{mapping}', {slice_of} + 1, 1) AS integer)"

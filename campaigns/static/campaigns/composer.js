@@ -122,6 +122,7 @@
             if (trackLinks) {
                 data.set("track_links", trackLinks.checked ? "true" : "false");
             }
+            data.set("variants", JSON.stringify(typedVariants()));
             for (const name of ["lists", "segments"]) {
                 for (const id of chosenIds(name).sort()) {
                     data.append(name, id);
@@ -134,6 +135,26 @@
                 data.set("sample", sampleSelect.value);
             }
             return data;
+        }
+
+        // The text variants inline's rows as typed (B, C, D), skipping the empty
+        // template row, deleted rows and rows without text.
+        function typedVariants() {
+            const rows = [];
+            const bodies = form.querySelectorAll("textarea[name^='variants-'][name$='-body']");
+            for (const variantBody of bodies) {
+                const prefix = variantBody.name.slice(0, -"body".length);
+                const remove = form.querySelector(`[name='${prefix}DELETE']`);
+                if (prefix.includes("__prefix__") || (remove && remove.checked)) {
+                    continue;
+                }
+                if (!variantBody.value.trim()) {
+                    continue;
+                }
+                const share = form.querySelector(`[name='${prefix}share']`);
+                rows.push({ body: variantBody.value, share: Number(share && share.value) || 0 });
+            }
+            return rows;
         }
 
         function schedule(delay) {
@@ -245,6 +266,7 @@
 
             renderCharacters(data);
             renderProblems(data.problems);
+            renderVariants(data.variants || []);
             const links = byId("composer-links");
             if (links && data.links) {
                 links.textContent = data.links.text;
@@ -256,6 +278,38 @@
             fillHighlighted(byId("composer-sample-text"), message.text, marked);
             renderAudience(data);
             panel.dataset.updates = String(Number(panel.dataset.updates || 0) + 1);
+        }
+
+        function renderVariants(variants) {
+            const table = byId("composer-variants");
+            if (!table) {
+                return;
+            }
+            const body = table.tBodies[0];
+            body.replaceChildren();
+            for (const variant of variants) {
+                const row = body.insertRow();
+                row.dataset.variant = variant.label;
+                const head = document.createElement("th");
+                head.scope = "row";
+                head.textContent = variant.label;
+                row.append(head);
+                const cells = [
+                    `${variant.share} %`,
+                    formatNumber(variant.characters),
+                    formatNumber(variant.segments),
+                    variant.encoding_label,
+                    variant.text,
+                ];
+                cells.forEach((text, index) => {
+                    const cell = row.insertCell();
+                    cell.textContent = text;
+                    if (index === cells.length - 1) {
+                        cell.className = "composer-variant-text";
+                    }
+                });
+            }
+            table.hidden = variants.length === 0;
         }
 
         function renderCharacters(data) {
@@ -474,6 +528,17 @@
         if (trackLinks) {
             trackLinks.addEventListener("change", () => schedule());
         }
+        // The variants inline: typing, shares, deleting and adding rows.
+        form.addEventListener("input", (event) => {
+            if (event.target.name && event.target.name.startsWith("variants-")) {
+                schedule();
+            }
+        });
+        form.addEventListener("change", (event) => {
+            if (event.target.name && event.target.name.startsWith("variants-")) {
+                schedule();
+            }
+        });
         if (sampleSelect) {
             sampleSelect.addEventListener("change", () => schedule(0));
         }

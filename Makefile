@@ -25,11 +25,11 @@ demo: install ## migrate, seed sample data and show what is there
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py seed_demo --send
 
-run: install ## development server on http://127.0.0.1:8000/admin/, plus a worker that sends
+run: install ## development server on http://127.0.0.1:$(PORT)/admin/ (make run PORT=8001), plus a worker that sends
 	@# Campaigns sent or scheduled from the admin go out through run_worker; Ctrl-C stops both.
 	@$(BIN)/python manage.py run_worker & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
-	$(BIN)/python manage.py runserver
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 serve-prod: install ## production start on $(PORT): migrate, collectstatic, gunicorn + run_worker (or Celery)
 	@# Reads .env (or ENV_FILE) like every command: DEBUG=false and the production settings.

@@ -16,6 +16,9 @@ MB/s, and checks the row count against the database.
 
     .venv/bin/python bench/exports.py [--messages N] [--reuse] [--database-url URL]
 
+(From a worktree other than the one the virtualenv was installed from, put the tree
+first: ``PYTHONPATH=$PWD``.)
+
 ``--reuse`` keeps the data of a previous run with the same ``--messages``.
 """
 
@@ -303,6 +306,11 @@ def gunicorn(
             "API_RATE_LIMIT": "100000/min",
         }
     )
+    # Production settings refuse to start without collected static files.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=REPO, env=env, check=True,
+    )  # fmt: skip
     log_path = scratch / "gunicorn.log"
     command = [
         str(REPO / ".venv/bin/gunicorn"),

@@ -9,11 +9,15 @@ with ``is_bot`` set and leaves the message's click count alone.
 
 import re
 from datetime import datetime
+from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+
+from integrations.events import EventType, click_data
+from integrations.services import publish
 
 from .links import destination, link_decode
 from .models import LinkClick, Message, TrackedLink
@@ -107,10 +111,33 @@ def link_click_record(
     at = at or timezone.now()
     record = _record_postgresql if connection.vendor == "postgresql" else _record_orm
     for message_id, position in link_decode(code):
-        url = record(message_id, position, agent, is_bot, at)
+        # The click and its link.clicked event (for integrators' webhooks) are
+        # committed together; a preview is no click and publishes nothing.
+        with transaction.atomic():
+            url = record(message_id, position, agent, is_bot, at)
+            if url is not None and not is_bot:
+                publish(
+                    EventType.LINK_CLICKED,
+                    partial(_click_data, message_id, destination(url), agent, at),
+                )
         if url is not None:
             return destination(url)
     return None
+
+
+def _click_data(message_id: int, url: str, agent: str, at: datetime) -> dict:
+    message = Message.objects.values("campaign_id", "contact_id", "to").get(
+        pk=message_id
+    )
+    return click_data(
+        message_id=message_id,
+        campaign_id=message["campaign_id"],
+        contact_id=message["contact_id"],
+        to=message["to"],
+        url=url,
+        agent=agent,
+        clicked_at=at,
+    )
 
 
 def _record_postgresql(

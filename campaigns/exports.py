@@ -23,6 +23,7 @@ RESULT_COLUMNS = (
     "currency",
     "sent_at",
     "delivered_at",
+    "first_clicked_at",
 )
 
 _FIELDS = (
@@ -38,6 +39,7 @@ _FIELDS = (
     "currency",
     "submitted_at",
     "status_changed_at",
+    "first_clicked_at",
 )
 
 
@@ -48,7 +50,8 @@ def campaign_results_rows(campaign: Campaign) -> Iterator[tuple]:
     that order, so the database neither sorts a million rows nor scans other
     campaigns' messages first. ``sent_at`` is when the provider accepted the
     message; ``delivered_at`` when its delivery receipt arrived (a delivered message
-    never changes status again).
+    never changes status again); ``first_clicked_at`` when the recipient first
+    opened one of its tracked links (empty: no click, or no tracked link).
     """
     messages = (
         Message.objects.filter(campaign=campaign, kind=Message.Kind.CAMPAIGN)
@@ -57,8 +60,9 @@ def campaign_results_rows(campaign: Campaign) -> Iterator[tuple]:
     )
     delivered = Message.Status.DELIVERED
     for row in stream_rows(messages):
-        (*head, status_changed_at) = row
-        yield (*head, status_changed_at if row[4] == delivered else None)
+        (*head, status_changed_at, first_clicked_at) = row
+        delivered_at = status_changed_at if row[4] == delivered else None
+        yield (*head, delivered_at, first_clicked_at)
 
 
 def campaign_results_filename(campaign: Campaign) -> str:

@@ -499,6 +499,12 @@ class CampaignSnapshot(models.Model):
     counts = models.JSONField(default=dict, help_text="Messages per status.")
     delivery_rate = models.FloatField(null=True, blank=True)
     opt_outs = models.PositiveIntegerField(default=0)
+    replied_stop = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Those of opt_outs who replied STOP; empty in snapshots taken "
+        "before it was counted apart.",
+    )
     skipped_opted_out = models.PositiveIntegerField(default=0)
     cost = models.DecimalField(max_digits=14, decimal_places=5, default=0)
     currency = models.CharField(max_length=3, blank=True)

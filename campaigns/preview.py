@@ -4,7 +4,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -144,6 +144,10 @@ class Estimate:
     exact: bool = True
     """False when segments were averaged over a sample of the audience."""
     encoding: str = ""
+    """The most common encoding among the rendered messages."""
+    encodings: dict[str, int] = field(default_factory=dict)
+    """How many rendered messages use each encoding, most common first: a
+    personalized text may need UCS-2 for some contacts only (a name with "Ł")."""
     price_per_segment: Decimal = Decimal(0)
     currency: str = ""
     problems: list[str] = field(default_factory=list)
@@ -162,7 +166,7 @@ class Estimate:
 
     @property
     def cost(self) -> Decimal:
-        return (self.price_per_segment * self.segments).quantize(Decimal("0.01"))
+        return round_cost(self.price_per_segment * self.segments)
 
 
 def campaign_estimate(
@@ -311,10 +315,12 @@ def estimate_from_sample(
         info = analyze(render_for(template, None))
         estimate.segments_per_message = float(info.segments)
         estimate.encoding = info.encoding
+        estimate.encodings = {info.encoding: 1}
         return estimate
     infos = [analyze(render_for(template, contact)) for contact in contacts]
     estimate.segments_per_message = sum(info.segments for info in infos) / len(infos)
-    estimate.encoding = Counter(info.encoding for info in infos).most_common(1)[0][0]
+    estimate.encodings = dict(Counter(info.encoding for info in infos).most_common())
+    estimate.encoding = next(iter(estimate.encodings))
     estimate.exact = len(infos) >= estimate.recipients
     return estimate
 
@@ -492,13 +498,35 @@ def _count_audience(
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
 
-def format_money(amount: Decimal | float | int, currency: str) -> str:
+_CENT = Decimal("0.01")
+_TEN_THOUSANDTH = Decimal("0.0001")
+
+
+def round_cost(amount: Decimal | float | int) -> Decimal:
+    """A cost as every page shows it: to the cent (half up), or to four decimals
+    when it is under a cent (a single test message) so it does not read as zero.
+
+    One rounding for the composer, the confirmation pages and the dashboard, so the
+    same cost never reads "$2.415" on one page and "$2.42" on another.
+    """
+    value = Decimal(str(amount))
+    if value and abs(value) < _CENT:
+        return value.quantize(_TEN_THOUSANDTH, ROUND_HALF_UP)
+    return value.quantize(_CENT, ROUND_HALF_UP)
+
+
+def format_money(
+    amount: Decimal | float | int, currency: str, *, unit_price: bool = False
+) -> str:
     """How every admin page writes an amount: "$1,234.50", "$0.0075", "12.50 CHF".
 
-    Two decimals, more (up to four) only for what costs fractions of a cent, as a
-    price per segment or a small test send does.
+    A cost is rounded by :func:`round_cost`; a ``unit_price`` (per segment) keeps
+    up to four decimals, as providers price fractions of a cent ("$0.0125").
     """
-    value = Decimal(str(amount)).quantize(Decimal("0.0001"))
+    if unit_price:
+        value = Decimal(str(amount)).quantize(_TEN_THOUSANDTH, ROUND_HALF_UP)
+    else:
+        value = round_cost(amount)
     whole, _, fraction = f"{value:,f}".partition(".")
     text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
     if currency in CURRENCY_SYMBOLS:

@@ -25,7 +25,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from contacts.models import ConsentEvent
+from contacts.models import ConsentEvent, Source
 
 from .models import Campaign, CampaignSnapshot, LinkClick, Message, variant_label
 
@@ -36,12 +36,17 @@ OPT_OUT_ATTRIBUTION = timedelta(days=7)
 
 @dataclass(frozen=True)
 class CampaignStats:
+    status: str
+    """The campaign's status, so a client polling the stats needs no second call."""
     counts: dict[str, int]
     """Messages per status; every status is present."""
     delivery_rate: float | None
     """Delivered over final outcomes, None before any outcome is known."""
     opt_outs: int
     """Recipients who opted out within :data:`OPT_OUT_ATTRIBUTION` of their message."""
+    replied_stop: int
+    """Those of ``opt_outs`` who replied STOP (the others: a vendor's signal, the
+    admin, the API)."""
     cost: Decimal
     currency: str
     cost_by_currency: dict[str, Decimal]
@@ -139,25 +144,25 @@ def campaign_stats(*, campaign: Campaign) -> CampaignStats:
     else:
         currency, cost = settings.SMS_PRICE_CURRENCY, Decimal(0)
 
+    opt_outs, replied_stop = campaign_opt_out_counts(campaign=campaign)
     if variants:
+        # Opted out after the message, in any way, as opt_outs counts them.
         opt_outs_by_variant = (
-            Message.objects.filter(replied_stop_filter(), campaign=campaign)
+            Message.objects.filter(opted_out_after_filter(), campaign=campaign)
             .order_by()
             .values_list("variant")
             .annotate(n=Count("pk"))
         )
-        opt_outs = 0
         for number, n in opt_outs_by_variant:
-            opt_outs += n
             if number is not None and variant_label(number) in variants:
                 variants[variant_label(number)]["opt_outs"] = n
         variants = dict(sorted(variants.items()))
-    else:
-        opt_outs = campaign_opt_out_count(campaign=campaign)
     return CampaignStats(
+        status=campaign.status,
         counts=counts,
         delivery_rate=delivery_rate,
         opt_outs=opt_outs,
+        replied_stop=replied_stop,
         cost=cost,
         currency=currency,
         cost_by_currency=cost_by_currency,
@@ -215,25 +220,50 @@ def campaign_clicked_since(*, campaign: Campaign, moment) -> bool:
     ).exists()
 
 
-def replied_stop_filter() -> Q:
-    """Messages whose recipient opted out after the message was submitted, within
-    :data:`OPT_OUT_ATTRIBUTION`: an EXISTS per message answered from the
-    (phone, created_at) index of consent events. The campaign page's "Replied STOP"
-    count and its link to the messages both use it."""
-    opt_out_after = ConsentEvent.objects.filter(
-        kind=ConsentEvent.Kind.OPT_OUT,
-        phone=OuterRef("to"),
-        created_at__gte=OuterRef("submitted_at"),
-        created_at__lt=OuterRef("submitted_at") + OPT_OUT_ATTRIBUTION,
+def _opted_out_after(**filters) -> Exists:
+    return Exists(
+        ConsentEvent.objects.filter(
+            kind=ConsentEvent.Kind.OPT_OUT,
+            phone=OuterRef("to"),
+            created_at__gte=OuterRef("submitted_at"),
+            created_at__lt=OuterRef("submitted_at") + OPT_OUT_ATTRIBUTION,
+            **filters,
+        )
     )
-    return Q(submitted_at__isnull=False) & Q(Exists(opt_out_after))
 
 
-def campaign_opt_out_count(*, campaign: Campaign) -> int:
-    """Recipients of ``campaign`` who opted out after their message was submitted,
-    within :data:`OPT_OUT_ATTRIBUTION`. One query."""
+def opted_out_after_filter() -> Q:
+    """Messages whose recipient opted out, in any way, after the message was
+    submitted, within :data:`OPT_OUT_ATTRIBUTION`: an EXISTS per message answered
+    from the (phone, created_at) index of consent events."""
+    return Q(submitted_at__isnull=False) & Q(_opted_out_after())
+
+
+def replied_stop_filter() -> Q:
+    """Those of :func:`opted_out_after_filter` who texted a STOP keyword (not a
+    vendor's opt-out signal, nor an opt-out recorded in the admin or the API). The
+    campaign page's "Replied STOP" count and its link to the messages both use it."""
+    return Q(submitted_at__isnull=False) & Q(_opted_out_after(source=Source.KEYWORD))
+
+
+def other_opt_out_filter() -> Q:
+    """Opted out after the message, but not by a STOP reply: a vendor's signal, the
+    admin or the API."""
+    return opted_out_after_filter() & ~Q(_opted_out_after(source=Source.KEYWORD))
+
+
+def campaign_opt_out_counts(*, campaign: Campaign) -> tuple[int, int]:
+    """(opted out, replied STOP): recipients of ``campaign`` who opted out after
+    their message was submitted, within :data:`OPT_OUT_ATTRIBUTION`, and those of
+    them who texted STOP. One query."""
     # A campaign texts each number once, so messages counted are recipients counted.
-    return Message.objects.filter(replied_stop_filter(), campaign=campaign).count()
+    counts = Message.objects.filter(
+        opted_out_after_filter(), campaign=campaign
+    ).aggregate(
+        opted_out=Count("pk"),
+        replied_stop=Count("pk", filter=Q(_opted_out_after(source=Source.KEYWORD))),
+    )
+    return counts["opted_out"], counts["replied_stop"]
 
 
 # --- Snapshots ------------------------------------------------------------------------
@@ -313,6 +343,7 @@ def campaign_snapshot_take(*, campaign: Campaign) -> CampaignSnapshot:
         counts=stats.counts,
         delivery_rate=stats.delivery_rate,
         opt_outs=stats.opt_outs,
+        replied_stop=stats.replied_stop,
         skipped_opted_out=stats.skipped_opted_out,
         cost=stats.cost,
         currency=stats.currency,

@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
 
+from contacts.validators import attribute_key
+
 if TYPE_CHECKING:
     from django.db.models import QuerySet
 
@@ -293,8 +295,15 @@ def validate(body: str, *, known_attributes: Collection[str]) -> list[str]:
             f"Unknown placeholder {{{name}}}: no contact in the audience has that "
             "attribute."
         )
-        # Names are case-sensitive, so {First_Name} is the likely slip.
-        suggestions = difflib.get_close_matches(name, sorted(known), n=1)
+        # Names are case-sensitive, so {First_Name} is the likely slip; imports name
+        # attributes by contacts.validators.attribute_key ("City" → "city"), so
+        # that spelling is the first suggestion.
+        key = attribute_key(name)
+        suggestions = (
+            [key]
+            if key in known
+            else difflib.get_close_matches(name, sorted(known), n=1)
+        )
         if suggestions:
             problem += f" Did you mean {{{suggestions[0]}}}?"
         problem += f" Add a default like {{{name}|there}} or fix the name."

@@ -13,11 +13,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from smscampaigns.admin_paginator import CappedCountChangeList, CappedCountPaginator
+from smscampaigns.admin_site import ListTitleMixin
 from smscampaigns.csv_export import csv_response
 
 from . import admin_views, services
 from .exports import attribute_keys, contact_columns, contact_rows, contacts_filename
-from .forms import region_choices
+from .forms import AttributesFormField, region_choices
 from .models import (
     ConsentEvent,
     Contact,
@@ -157,10 +158,16 @@ class MembershipInline(admin.TabularInline):
     model = ListMembership
     extra = 0
     autocomplete_fields = ["contact_list"]
-    readonly_fields = ["added_at"]
+    # Where a membership came from is a record (an import, the API), not a choice;
+    # one added here is the admin's.
+    readonly_fields = ["source", "added_at"]
     fields = ["contact_list", "source", "added_at"]
     verbose_name = "list"
     verbose_name_plural = "lists"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # Each row is labelled with its list's name (ListMembership.__str__).
+        return super().get_queryset(request).select_related("contact_list")
 
 
 class ConsentEventInline(admin.TabularInline):
@@ -176,7 +183,7 @@ class ConsentEventInline(admin.TabularInline):
 
 
 @admin.register(Contact)
-class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class ContactAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     list_display = [
         "phone",
         "first_name",
@@ -222,10 +229,6 @@ class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
     class Media:
         css = ADMIN_CSS
 
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Contacts", **(extra_context or {})}
-        return super().changelist_view(request, extra_context)
-
     def get_changelist(self, request: HttpRequest, **kwargs) -> type:
         return CappedCountChangeList
 
@@ -242,6 +245,17 @@ class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
         return lookup == ContactListFilter.parameter_name or super().lookup_allowed(
             lookup, value, request
         )
+
+    def formfield_for_dbfield(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "attributes":
+            # Name and value rows: a marketer should not have to write JSON.
+            return AttributesFormField(
+                required=False,
+                label="Attributes",
+                help_text="Values for personalization, used in messages as "
+                "{name}. Empty a value to remove it; at most 50.",
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         # The opt-out and the consent history belong to the number: changing the
@@ -383,6 +397,18 @@ class ContactAdmin(ContactDataAdminMixin, admin.ModelAdmin):
                 links.append(
                     (label, f"{reverse(url_name)}?contact__id__exact={contact.pk}")
                 )
+        # Both ways in one thread, with the reply box (webhooks.admin_views).
+        if request.user.has_perm("webhooks.view_inboundmessage") and (
+            request.user.has_perm("campaigns.view_message")
+        ):
+            links.append(
+                (
+                    "Conversation",
+                    reverse(
+                        "admin:webhooks_inboundmessage_conversation", args=[contact.pk]
+                    ),
+                )
+            )
         return links
 
     def _consent_panel(self, contact: Contact) -> dict:
@@ -443,14 +469,10 @@ class SignupKeywordInline(admin.StackedInline):
 
 
 @admin.register(ContactList)
-class ContactListAdmin(admin.ModelAdmin):
+class ContactListAdmin(ListTitleMixin, admin.ModelAdmin):
     list_display = ["name", "members", "keywords", "description", "created_at"]
     search_fields = ["name"]
     inlines = [SignupKeywordInline]
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Contact lists", **(extra_context or {})}
-        return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -479,7 +501,7 @@ class ContactListAdmin(admin.ModelAdmin):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(ListTitleMixin, admin.ModelAdmin):
     """Past imports, so their results and error reports can be found again."""
 
     list_display = [
@@ -516,10 +538,6 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
-
-    def changelist_view(self, request, extra_context=None):
-        extra_context = {"title": "Contact imports", **(extra_context or {})}
-        return super().changelist_view(request, extra_context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The result page is the useful view of a job.
@@ -582,7 +600,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class ConsentEventAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "phone",
@@ -608,7 +626,7 @@ class ConsentEventAdmin(ContactDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class SuppressionAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     """Numbers that get no marketing. Opt-outs are the person's decision: they are
     never deleted or changed here (an opt-in lifts them, with its ConsentEvent)."""
 

@@ -21,19 +21,28 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.text import capfirst
 
+from smscampaigns.admin_site import shows_commands
 from smscampaigns.celery import broker_configured
 
 from . import services
 from .forms import (
     REPORT_COLUMNS,
     ColumnMappingForm,
+    ImportFormatForm,
     ImportUploadForm,
     ListActionForm,
     OptInEvidenceForm,
     looks_like_phone,
     region_choices,
 )
-from .imports import MAX_STORED_ERRORS, ContactImportError, csv_preview
+from .imports import (
+    MAX_STORED_ERRORS,
+    SNIFF_BYTES,
+    ContactImportError,
+    CsvFormat,
+    csv_preview,
+    sniff_csv,
+)
 from .models import Contact, ContactList, ImportJob, Source
 from .tasks import (
     import_job_discard,
@@ -64,6 +73,8 @@ def import_upload(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse
             contact_list=data["contact_list"],
             new_list_name=data.get("new_list_name", ""),
             region=data["region"],
+            encoding=form.csv_format.encoding,
+            delimiter=form.csv_format.delimiter,
             created_by=request.user,
         )
         return redirect("admin:contacts_contact_import_columns", job_id=job.pk)
@@ -93,16 +104,33 @@ def import_columns(
     if job.status != ImportJob.Status.PENDING or job.columns is not None:
         return redirect("admin:contacts_contact_import_result", job_id=job.pk)
     try:
-        with job.file.open("rb") as file:
-            header, rows = csv_preview(file=file, rows=PREVIEW_ROWS)
+        csv_format = _job_format(job)
+        header, rows = _preview(job, csv_format)
     except (ContactImportError, FileNotFoundError, ValueError) as exc:
         # Checked at upload; a file gone from storage since lands here too.
         import_job_discard(job=job)
         messages.error(request, f"The file cannot be imported: {exc}")
         return redirect("admin:contacts_contact_import")
 
-    form = ColumnMappingForm(header, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    reformat = "reformat" in request.POST
+    format_form = ImportFormatForm(
+        request.POST if reformat else None, csv_format=csv_format
+    )
+    if reformat and format_form.is_valid():
+        chosen = CsvFormat(
+            format_form.cleaned_data["encoding"], format_form.cleaned_data["delimiter"]
+        )
+        try:
+            _preview(job, chosen)
+        except (ContactImportError, ValueError) as exc:
+            format_form.add_error(None, f"The file cannot be read that way: {exc}")
+        else:
+            job.encoding, job.delimiter = chosen.encoding, chosen.delimiter
+            job.save(update_fields=["encoding", "delimiter"])
+            return redirect("admin:contacts_contact_import_columns", job_id=job.pk)
+
+    form = ColumnMappingForm(header, None if reformat else request.POST or None)
+    if request.method == "POST" and not reformat and form.is_valid():
         threshold = getattr(
             settings, "CONTACT_IMPORT_BACKGROUND_BYTES", _BACKGROUND_BYTES
         )
@@ -122,6 +150,8 @@ def import_columns(
         step=2,
         job=job,
         form=form,
+        format_form=format_form,
+        csv_format=csv_format,
         header=header,
         rows=[(row + [""] * width)[:width] for row in rows],
         no_header_row=any(looks_like_phone(column) for column in header if column),
@@ -130,6 +160,26 @@ def import_columns(
     return TemplateResponse(
         request, "admin/contacts/contact/import_columns.html", context
     )
+
+
+def _job_format(job: ImportJob) -> CsvFormat:
+    """The encoding and separator the job's file is read with: those stored at
+    upload or chosen since, else told from the file (an upload from before)."""
+    if job.encoding and job.delimiter:
+        return CsvFormat(job.encoding, job.delimiter)
+    with job.file.open("rb") as file:
+        found = sniff_csv(file.read(SNIFF_BYTES))
+    return CsvFormat(job.encoding or found.encoding, job.delimiter or found.delimiter)
+
+
+def _preview(job: ImportJob, csv_format: CsvFormat) -> tuple[list[str], list]:
+    with job.file.open("rb") as file:
+        return csv_preview(
+            file=file,
+            rows=PREVIEW_ROWS,
+            encoding=csv_format.encoding,
+            delimiter=csv_format.delimiter,
+        )
 
 
 def import_cancel(
@@ -173,6 +223,7 @@ def import_result(
         stalled=stalled,
         waiting_for_worker=job.status == ImportJob.Status.PENDING
         and not broker_configured(),
+        show_commands=shows_commands(request),
         result=result,
         errors=errors[:ERRORS_SHOWN],
         errors_shown=min(len(errors), ERRORS_SHOWN),

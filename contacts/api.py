@@ -40,7 +40,13 @@ from .exports import (
     contacts_filename,
 )
 from .filters import ContactFilter
-from .imports import ContactImportError, contact_import_csv, contact_import_records
+from .imports import (
+    SNIFF_BYTES,
+    ContactImportError,
+    contact_import_csv,
+    contact_import_records,
+    sniff_csv,
+)
 from .models import Contact, ContactList, ImportJob, ListMembership, Source
 from .permissions import CONTACT_DATA_PERMISSION
 from .serializers import (
@@ -352,9 +358,12 @@ class ContactImportApi(APIView):
             415: OpenApiResponse(_ERROR, description="Neither multipart nor JSON."),
         },
         description="Create or update contacts by phone number. A CSV file needs a "
-        "header row with a phone column; first_name and last_name fill those "
-        "fields and other columns become attributes. JSON takes up to 10,000 "
-        "records. Rows that cannot be imported are reported with their row number; "
+        "header row with a phone column; first_name, last_name and time_zone fill "
+        "those fields and other columns become attributes (named in lower case with "
+        "underscores, as the admin's import names them). Its encoding and separator "
+        "are told from the file unless `encoding` and `delimiter` are given. JSON "
+        "takes up to 10,000 records; a key other than phone, first_name, last_name, "
+        "time_zone and attributes is a 400. Rows that cannot be imported are reported with their row number; "
         "the others are imported. Importing the same data again is safe. A file "
         "larger than the server's background threshold is imported by a worker "
         "(202) when one is configured.",
@@ -369,6 +378,7 @@ class ContactImportApi(APIView):
             records=data["contacts"],
             contact_list=data.get("list"),
             region=data.get("region"),
+            keypad_letters=data["keypad_letters"],
         )
         return Response(ImportResultSerializer(result.to_dict()).data)
 
@@ -381,12 +391,17 @@ class ContactImportApi(APIView):
         threshold = getattr(
             settings, "CONTACT_IMPORT_BACKGROUND_BYTES", BACKGROUND_IMPORT_BYTES
         )
+        # Told from the file unless given (None): the same for a job run later.
+        encoding, delimiter = data.get("encoding"), data.get("delimiter")
         if settings.CELERY_BROKER_URL and upload.size > threshold:
-            _check_csv_header(upload)
+            _check_csv_header(upload, encoding=encoding, delimiter=delimiter)
             job = import_job_create(
                 file=upload,
                 contact_list=contact_list,
                 region=region or "",
+                encoding=encoding or "",
+                delimiter=delimiter or "",
+                keypad_letters=data["keypad_letters"],
                 created_by_key=request.auth
                 if isinstance(request.auth, ApiKey)
                 else None,
@@ -404,24 +419,35 @@ class ContactImportApi(APIView):
         # so memory stays flat; only the request takes longer.
         try:
             result = contact_import_csv(
-                file=upload, contact_list=contact_list, region=region
+                file=upload,
+                contact_list=contact_list,
+                region=region,
+                encoding=encoding,
+                delimiter=delimiter,
+                keypad_letters=data["keypad_letters"],
             )
         except ContactImportError as exc:
             raise ValidationError({"file": [str(exc)]}) from exc
         return Response(ImportResultSerializer(result.to_dict()).data)
 
 
-def _check_csv_header(upload) -> None:
+def _check_csv_header(upload, *, encoding: str | None, delimiter: str | None) -> None:
     """Refuse a file whose header cannot be imported now, before queueing it.
 
     Importing the header line alone checks it exactly as the import will (encoding,
-    phone column) and writes nothing, since there are no rows.
+    separator, phone column) and writes nothing, since there are no rows.
     """
+    upload.seek(0)
+    found = sniff_csv(upload.read(SNIFF_BYTES))
     upload.seek(0)
     header = upload.readline(_HEADER_MAX_BYTES)
     upload.seek(0)
     try:
-        contact_import_csv(file=[header])
+        contact_import_csv(
+            file=[header],
+            encoding=encoding or found.encoding,
+            delimiter=delimiter or found.delimiter,
+        )
     except ContactImportError as exc:
         raise ValidationError({"file": [str(exc)]}) from exc
 

@@ -1,6 +1,6 @@
 """Forms for the admin's contact import wizard and contact actions."""
 
-import re
+import json
 from functools import cache
 
 import phonenumbers
@@ -9,10 +9,22 @@ from phonenumbers import geocoder
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
-from .imports import ContactImportError, csv_preview
+from .imports import (
+    DELIMITERS,
+    ENCODINGS,
+    SNIFF_BYTES,
+    ContactImportError,
+    CsvFormat,
+    csv_preview,
+    encoding_label,
+    normalize_encoding,
+    sniff_csv,
+)
 from .models import ContactList
 from .phones import InvalidPhoneNumber, parse_phone
+from .validators import attribute_key, validate_attributes
 
 PHONE, FIRST_NAME, LAST_NAME, ATTRIBUTE, IGNORE = (
     "phone",
@@ -33,10 +45,50 @@ REPORT_COLUMNS = ("Import row", "Import error")
 """The columns an import's error report puts before the file's own: ignored when
 the report is imported again."""
 _REPORT_KEYS = {"import_row", "import_error"}
-_PHONE_NAMES = {"phone", "mobile", "cell", "number", "msisdn", "tel", "telephone"}
-_FIRST_NAMES = {"first_name", "firstname", "first", "given_name", "forename"}
-_LAST_NAMES = {"last_name", "lastname", "last", "surname", "family_name"}
-_NON_WORD = re.compile(r"\W+")
+# English, and the headers French, German and Spanish spreadsheets use.
+_PHONE_NAMES = {
+    "phone",
+    "mobile",
+    "cell",
+    "number",
+    "msisdn",
+    "tel",
+    "telephone",
+    "téléphone",
+    "portable",
+    "telefon",
+    "handy",
+    "mobil",
+    "teléfono",
+    "telefono",
+    "móvil",
+    "movil",
+    "celular",
+}
+_FIRST_NAMES = {
+    "first_name",
+    "firstname",
+    "first",
+    "given_name",
+    "forename",
+    "prénom",
+    "prenom",
+    "vorname",
+    "nombre",
+}
+_LAST_NAMES = {
+    "last_name",
+    "lastname",
+    "last",
+    "surname",
+    "family_name",
+    "nom",
+    "nom_de_famille",
+    "nachname",
+    "familienname",
+    "apellido",
+    "apellidos",
+}
 _HEADER_MAX_BYTES = 64 * 1024
 # .xlsx (a zip) and .xls (an OLE file): the usual wrong upload.
 _WORKBOOK_SIGNATURES = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
@@ -63,12 +115,6 @@ def region_choices() -> list[tuple[str, str]]:
         code = phonenumbers.country_code_for_region(region)
         choices.append((region, f"{name or region} (+{code})"))
     return sorted(choices, key=lambda choice: choice[1])
-
-
-def attribute_key(column: str) -> str:
-    """The attribute a column fills: its name in lower case, runs of other characters
-    as one underscore ("Shoe size" → "shoe_size")."""
-    return _NON_WORD.sub("_", column.strip().lower()).strip("_")
 
 
 def guess_column(column: str) -> str:
@@ -144,7 +190,9 @@ class ImportUploadForm(ListChoiceMixin):
 
     file = forms.FileField(
         label="CSV file",
-        help_text="A spreadsheet saved as CSV UTF-8, with column names in the first row.",
+        help_text="A spreadsheet saved as CSV, with column names in the first row. "
+        "Commas, semicolons or tabs; UTF-8 or Windows-1252: the next step shows "
+        "what was found.",
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
     region = forms.ChoiceField(
@@ -181,13 +229,54 @@ class ImportUploadForm(ListChoiceMixin):
                 "The first row is longer than 64 KB: is this a CSV file with column "
                 "names in the first row?"
             )
+        # Semicolons and Windows-1252 (Excel in France and Germany) are told here;
+        # the next step shows what was found, and lets the user change it.
+        self.csv_format = sniff_csv(upload.read(SNIFF_BYTES))
+        upload.seek(0)
         # The same checks the import makes before writing anything, so a file that
         # cannot be imported is refused here rather than after matching its columns.
         try:
-            csv_preview(file=[header], rows=0)
+            csv_preview(
+                file=[header],
+                rows=0,
+                encoding=self.csv_format.encoding,
+                delimiter=self.csv_format.delimiter,
+            )
         except ContactImportError as exc:
             raise ValidationError(str(exc)) from exc
         return upload
+
+
+DELIMITER_CHOICES = [
+    (d, f"{name.capitalize()} ( {'⇥' if d == chr(9) else d} )")
+    for d, name in DELIMITERS.items()
+]
+
+
+class ImportFormatForm(forms.Form):
+    """Step 2, optional: read the file with another encoding or separator."""
+
+    encoding = forms.ChoiceField(label="Encoding")
+    delimiter = forms.ChoiceField(
+        label="Columns separated by", choices=DELIMITER_CHOICES
+    )
+
+    def __init__(self, *args, csv_format: CsvFormat, **kwargs) -> None:
+        kwargs.setdefault(
+            "initial",
+            {"encoding": csv_format.encoding, "delimiter": csv_format.delimiter},
+        )
+        super().__init__(*args, **kwargs)
+        choices = dict(ENCODINGS)
+        # The encoding found may be one the list does not offer: keep it choosable.
+        choices.setdefault(csv_format.encoding, encoding_label(csv_format.encoding))
+        self.fields["encoding"].choices = list(choices.items())
+
+    def clean_encoding(self) -> str:
+        try:
+            return normalize_encoding(self.cleaned_data["encoding"])
+        except ContactImportError as exc:
+            raise ValidationError(str(exc)) from exc
 
 
 class ColumnMappingForm(forms.Form):
@@ -303,3 +392,127 @@ class OptInEvidenceForm(forms.Form):
         if not evidence:
             raise ValidationError("Say how these people gave their consent.")
         return evidence
+
+
+class AttributesWidget(forms.Widget):
+    """A contact's attributes as rows of name and value inputs, not raw JSON.
+
+    Each value that is not text (a number, true/false, a list) is shown as JSON and
+    carries a hidden flag, so saving the page unchanged keeps its type; anything
+    typed fresh is text. A few empty rows take new attributes.
+    """
+
+    extra_rows = 3
+
+    def render(self, name, value, attrs=None, renderer=None) -> str:
+        rows = [*_attribute_rows(value), *[("", "", False)] * self.extra_rows]
+        first_id = (attrs or {}).get("id", f"id_{name}")
+        body = format_html_join(
+            "\n",
+            '<tr><td><input type="text" name="{}_key" value="{}" '
+            'class="attribute-key" aria-label="Attribute name"{}></td>'
+            '<td><input type="text" name="{}_value" value="{}" class="vTextField" '
+            'aria-label="Value"><input type="hidden" name="{}_json" value="{}">'
+            "</td></tr>",
+            (
+                (
+                    name,
+                    key,
+                    format_html(' id="{}"', first_id) if index == 0 else "",
+                    name,
+                    text,
+                    name,
+                    "1" if is_json else "0",
+                )
+                for index, (key, text, is_json) in enumerate(rows)
+            ),
+        )
+        return format_html(
+            '<table class="attributes-widget"><thead><tr><th scope="col">Name</th>'
+            '<th scope="col">Value</th></tr></thead><tbody>{}</tbody></table>',
+            body,
+        )
+
+    def value_from_datadict(self, data, files, name) -> list[tuple[str, str, bool]]:
+        keys = data.getlist(f"{name}_key") if hasattr(data, "getlist") else []
+        texts = data.getlist(f"{name}_value") if hasattr(data, "getlist") else []
+        flags = data.getlist(f"{name}_json") if hasattr(data, "getlist") else []
+        flags = [*flags, *["0"] * (len(keys) - len(flags))]
+        return [
+            (key, text, flag == "1")
+            for key, text, flag in zip(keys, texts, flags, strict=False)
+        ]
+
+    def value_omitted_from_data(self, data, files, name) -> bool:
+        return f"{name}_key" not in data
+
+    def id_for_label(self, id_: str) -> str:
+        return id_
+
+
+def _attribute_rows(value) -> list[tuple[str, str, bool]]:
+    """(name, text, is JSON) rows for a stored dict, a JSON text or posted rows."""
+    if isinstance(value, list):
+        return [row for row in value if row[0].strip() or row[1].strip()]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value else {}
+        except ValueError:
+            return []
+    if not isinstance(value, dict):
+        return []
+    return [
+        (key, item, False)
+        if isinstance(item, str)
+        else (key, json.dumps(item, ensure_ascii=False), True)
+        for key, item in value.items()
+    ]
+
+
+class AttributesFormField(forms.Field):
+    """Posted name/value rows as the attributes dict (see AttributesWidget)."""
+
+    widget = AttributesWidget
+    default_error_messages = {
+        "no_name": "Give each value a name.",
+        "repeated": "“%(name)s” is named twice.",
+    }
+
+    def to_python(self, value) -> dict:
+        if isinstance(value, dict):
+            return value
+        attributes: dict = {}
+        for key, text, is_json in value or []:
+            key, stripped = key.strip(), text.strip()
+            if not stripped:
+                # An emptied value removes the attribute.
+                continue
+            if not key:
+                raise ValidationError(self.error_messages["no_name"], code="no_name")
+            if key in attributes:
+                raise ValidationError(
+                    self.error_messages["repeated"],
+                    code="repeated",
+                    params={"name": key},
+                )
+            item = text
+            if is_json:
+                try:
+                    item = json.loads(text)
+                except ValueError:
+                    item = text
+            attributes[key] = item
+        return attributes
+
+    def validate(self, value: dict) -> None:
+        super().validate(value)
+        validate_attributes(value)
+
+    def prepare_value(self, value):
+        return value
+
+    def has_changed(self, initial, data) -> bool:
+        try:
+            return self.to_python(data) != (initial or {})
+        except ValidationError:
+            return True

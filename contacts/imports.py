@@ -31,7 +31,9 @@ contact stays opted out, because consent is only given back by the person
 (``contacts.services.contact_opt_in``), never by a file.
 """
 
+import codecs
 import csv
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -44,7 +46,7 @@ from smscampaigns.storable import storable, unstorable_text
 
 from .models import Contact, ContactList, ListMembership, Source, validate_time_zone
 from .phones import InvalidPhoneNumber, parse_phone
-from .validators import attributes_problem
+from .validators import attribute_key, attributes_problem
 
 CHUNK_SIZE = 2000
 """Rows per chunk: one transaction and a handful of queries each."""
@@ -63,6 +65,33 @@ _NAME_MAX_LENGTH = {
     "last_name": Contact._meta.get_field("last_name").max_length,
 }
 _ATTRIBUTES_KEY = "attributes"
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+"""The column separators a CSV file may use, and their names."""
+SNIFF_BYTES = 64 * 1024
+"""How much of a file :func:`sniff_csv` reads to tell its encoding and separator."""
+_WESTERN = "cp1252"
+_OTHER_SCRIPTS = frozenset(
+    {
+        "Arabic",
+        "Belarusian",
+        "Bulgarian",
+        "Chinese",
+        "Farsi",
+        "Greek",
+        "Hebrew",
+        "Hindi",
+        "Japanese",
+        "Kazakh",
+        "Korean",
+        "Macedonian",
+        "Russian",
+        "Serbian",
+        "Thai",
+        "Ukrainian",
+    }
+)
+"""Languages (as charset-normalizer names them) not written in the Latin script."""
 
 Records = Iterable[Mapping[str, Any]]
 ChunkCallback = Callable[["ImportResult"], None]
@@ -161,7 +190,9 @@ def contact_import_csv(
     contact_list: ContactList | None = None,
     region: str | None = None,
     source: str = Source.IMPORT,
-    encoding: str = "utf-8",
+    encoding: str | None = "utf-8",
+    delimiter: str | None = ",",
+    keypad_letters: bool = False,
     chunk_size: int = CHUNK_SIZE,
     on_chunk: ChunkCallback | None = None,
 ) -> ImportResult:
@@ -179,13 +210,17 @@ def contact_import_csv(
     any other encoding must be ASCII-compatible, e.g. ``"cp1252"``). A row that does
     not decode is reported as an error and the rest still import. Text input that
     fails to decode mid-file stops the import there, with an error for that row;
-    the rows before it are kept.
+    the rows before it are kept. ``delimiter`` is one of :data:`DELIMITERS`. Either
+    may be ``None``: it is then told from the start of the file (:func:`sniff_csv`).
+    A phone number with letters is refused unless ``keypad_letters`` reads them as
+    on a phone keypad (1-800-FLOWERS).
 
     Raises ContactImportError, before writing anything, when the file is empty, its
     header does not decode, it has no phone column, two columns map to the same
     field, or ``columns`` names a column the header lacks.
     """
-    lines, reader, header = _open_csv(file, encoding)
+    file, encoding, delimiter = _with_format(file, encoding, delimiter)
+    lines, reader, header = _open_csv(file, encoding, delimiter)
     targets = _column_targets(header, columns or {})
 
     def rows() -> Iterator[_Numbered]:
@@ -222,6 +257,7 @@ def contact_import_csv(
         header=header,
         contact_list=contact_list,
         region=region,
+        keypad_letters=keypad_letters,
         source=source,
         chunk_size=chunk_size,
         on_chunk=on_chunk,
@@ -232,7 +268,8 @@ def csv_preview(
     *,
     file: IO[bytes] | IO[str] | Iterable[bytes] | Iterable[str],
     rows: int = 5,
-    encoding: str = "utf-8",
+    encoding: str | None = "utf-8",
+    delimiter: str | None = ",",
 ) -> tuple[list[str], list[list[str]]]:
     """The header and up to ``rows`` first data rows of a CSV file, to show before importing.
 
@@ -241,7 +278,8 @@ def csv_preview(
     empty file or a header that does not decode. A data row that does not decode is
     shown with replacement characters; the import reports it as an error.
     """
-    lines, reader, header = _open_csv(file, encoding)
+    file, encoding, delimiter = _with_format(file, encoding, delimiter)
+    lines, reader, header = _open_csv(file, encoding, delimiter)
     sample: list[list[str]] = []
     while len(sample) < rows:
         try:
@@ -257,21 +295,223 @@ def csv_preview(
     return [cell.strip() for cell in header], sample
 
 
+@dataclass(frozen=True, slots=True)
+class CsvFormat:
+    """How a CSV file is written: its text encoding and column separator."""
+
+    encoding: str
+    """A Python codec name, e.g. "utf-8" or "cp1252"."""
+    delimiter: str
+    """One of :data:`DELIMITERS`."""
+
+    @property
+    def encoding_label(self) -> str:
+        return encoding_label(self.encoding)
+
+    @property
+    def delimiter_label(self) -> str:
+        return DELIMITERS.get(self.delimiter, repr(self.delimiter))
+
+
+ENCODINGS = {
+    "utf-8": "UTF-8",
+    "cp1252": "Windows-1252 (Western Europe, Americas)",
+    "iso8859-1": "ISO-8859-1 (Latin-1)",
+    "iso8859-15": "ISO-8859-15 (Latin-9)",
+    "cp1250": "Windows-1250 (Central Europe)",
+    "cp1251": "Windows-1251 (Cyrillic)",
+    "mac-roman": "Mac Roman",
+}
+"""The encodings offered in the admin's import wizard, by codec name."""
+
+
+def encoding_label(encoding: str) -> str:
+    return ENCODINGS.get(encoding, encoding)
+
+
+def normalize_encoding(name: str) -> str:
+    """The codec name of ``name`` ("Windows-1252" → "cp1252"), or ContactImportError
+    when it is unknown or cannot be read line by line (UTF-16 and the like)."""
+    try:
+        codec = codecs.lookup(name.strip()).name
+    except (LookupError, ValueError) as exc:  # ValueError: a NUL or a surrogate
+        raise ContactImportError(f"Unknown encoding {name!r}.") from exc
+    if codec == "utf-8-sig":
+        return "utf-8"
+    try:
+        ascii_compatible = "\n,;|\t".encode(codec) == b"\n,;|\t"
+    except (UnicodeError, LookupError):
+        ascii_compatible = False
+    if not ascii_compatible:
+        raise ContactImportError(
+            f"Encoding {name!r} is not supported; save the file as CSV UTF-8."
+        )
+    return codec
+
+
+def sniff_csv(sample: bytes | str) -> CsvFormat:
+    """Tell the encoding and the separator of a CSV file from its first bytes.
+
+    UTF-8 (with or without a byte-order mark) is taken whenever the sample decodes
+    as UTF-8: other encodings rarely do by accident. Otherwise it is Windows-1252,
+    what Excel writes in Western Europe and the Americas, unless charset-normalizer
+    recognises a language written in another script (Cyrillic in Windows-1251…): a
+    few hundred bytes of French or German fit several Latin code pages equally well,
+    and its first guess among them is often a Baltic or DOS one. The separator is what
+    ``csv.Sniffer`` finds among :data:`DELIMITERS`, else the one the header row holds
+    most of, else a comma.
+    """
+    if isinstance(sample, str):
+        return CsvFormat("utf-8", _sniff_delimiter(sample))
+    encoding = _sniff_encoding(sample)
+    text = sample.decode(encoding, errors="replace")
+    return CsvFormat(encoding, _sniff_delimiter(text))
+
+
+def _sniff_encoding(sample: bytes) -> str:
+    # The sample may end inside a multi-byte character: judge whole lines only.
+    whole = sample[: sample.rfind(b"\n") + 1] or sample
+    if b"\x00" in whole:
+        # Binary, or UTF-16: no guess reads it line by line. UTF-8 refuses it with
+        # the hint to save the file as CSV UTF-8.
+        return "utf-8"
+    try:
+        whole.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(whole))
+    western = _decoded(whole, _WESTERN)
+    if matches:
+        least = min(match.chaos for match in matches)
+        best = [match for match in matches if match.chaos == least]
+        if any(
+            match.encoding == _WESTERN or _decoded(whole, match.encoding) == western
+            for match in best
+        ):
+            return _WESTERN
+        # Text in another script (Cyrillic, Greek…) reads as Latin-1 letters too:
+        # only a language charset-normalizer recognises says it is not Western.
+        for match in best:
+            if match.language in _OTHER_SCRIPTS and _keeps_structure(whole, match):
+                try:
+                    return normalize_encoding(match.encoding)
+                except ContactImportError:
+                    continue
+    if western is not None:
+        return _WESTERN
+    for match in matches:
+        if _keeps_structure(whole, match):
+            try:
+                return normalize_encoding(match.encoding)
+            except ContactImportError:
+                continue
+    return "iso8859-1"  # decodes any byte: the preview shows what it reads
+
+
+def _keeps_structure(data: bytes, match) -> bool:
+    """Whether decoding ``data`` as ``match`` keeps every separator and line end: a
+    multi-byte guess (Big5, GBK…) that swallows "é;" into one character is wrong
+    for a CSV file, however well it scores."""
+    text = _decoded(data, match.encoding)
+    return text is not None and all(
+        text.count(char) == data.count(char.encode()) for char in ",;\t\n"
+    )
+
+
+def _decoded(data: bytes, encoding: str) -> str | None:
+    try:
+        return data.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        return None
+
+
+_SNIFF_LINES = 50
+"""Lines csv.Sniffer looks at: enough to see a pattern, few enough to stay fast."""
+
+
+def _sniff_delimiter(text: str) -> str:
+    text = text.removeprefix("\ufeff")
+    # Whole lines only, so a line cut short does not skew the counts.
+    lines = text.splitlines(keepends=True)
+    if len(lines) > 1 and not lines[-1].endswith(("\n", "\r")):
+        lines.pop()
+    text = "".join(lines[:_SNIFF_LINES])
+    try:
+        return csv.Sniffer().sniff(text, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        header = text.split("\n", 1)[0]
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(counts, key=counts.get)
+        return best if counts[best] else ","
+
+
+def _with_format(
+    file: Any, encoding: str | None, delimiter: str | None
+) -> tuple[Any, str, str]:
+    """``file`` (still readable from its start), with the encoding and delimiter to
+    read it with: those given, and :func:`sniff_csv`'s for any left ``None``."""
+    if encoding is not None:
+        encoding = normalize_encoding(encoding)
+    if encoding is not None and delimiter is not None:
+        return file, encoding, delimiter
+    file, sample = _peek(file)
+    if isinstance(sample, str):
+        encoding, text = encoding or "utf-8", sample
+    else:
+        encoding = encoding or _sniff_encoding(sample)
+        text = sample.decode(encoding, "replace")
+    return file, encoding, delimiter or _sniff_delimiter(text)
+
+
+def _peek(file: Any) -> tuple[Any, bytes | str]:
+    """The first :data:`SNIFF_BYTES` of ``file``, and ``file`` to read from its start."""
+    if isinstance(file, str | bytes):
+        raise TypeError(
+            "file must be a file object or an iterable of lines, not a path"
+        )
+    if hasattr(file, "read") and hasattr(file, "seek"):
+        position = file.tell()
+        sample = file.read(SNIFF_BYTES)
+        file.seek(position)
+        return file, sample
+    iterator = iter(file)
+    head: list = []
+    size = 0
+    for line in iterator:
+        head.append(line)
+        size += len(line)
+        if size >= SNIFF_BYTES:
+            break
+    empty = b"" if head and isinstance(head[0], bytes) else ""
+    return itertools.chain(head, iterator), empty.join(head)
+
+
+def _delimiter_list() -> str:
+    return ", ".join(f"{name} ({d!r})" for d, name in DELIMITERS.items())
+
+
 def contact_import_records(
     *,
     records: Records,
     contact_list: ContactList | None = None,
     region: str | None = None,
     source: str = Source.API,
+    keypad_letters: bool = False,
     chunk_size: int = CHUNK_SIZE,
     on_chunk: ChunkCallback | None = None,
 ) -> ImportResult:
     """Import contacts from mappings shaped like the API's JSON body.
 
-    Each record is ``{"phone": …, "first_name": …, "last_name": …, "attributes":
-    {…}}``; only ``phone`` is required, and any other key is taken as an attribute, as
-    an extra CSV column would be. Row numbers in errors are 1-based indexes. ``records``
-    may be a generator; it is consumed once, a chunk at a time.
+    Each record is ``{"phone": …, "first_name": …, "last_name": …, "time_zone": …,
+    "attributes": {…}}``; only ``phone`` is required. The keys of ``attributes`` are
+    stored as given (as the contact API stores them); the API refuses any other
+    top-level key (``ImportRecordSerializer``), so a misspelt field is an error, not
+    an attribute nobody asked for. Row numbers in errors are 1-based indexes.
+    ``records`` may be a generator; it is consumed once, a chunk at a time.
     """
 
     rows = (
@@ -282,6 +522,7 @@ def contact_import_records(
         rows,
         contact_list=contact_list,
         region=region,
+        keypad_letters=keypad_letters,
         source=source,
         chunk_size=chunk_size,
         on_chunk=on_chunk,
@@ -294,6 +535,7 @@ def _import(
     header: list[str] | None = None,
     contact_list: ContactList | None,
     region: str | None,
+    keypad_letters: bool = False,
     source: str,
     chunk_size: int,
     on_chunk: ChunkCallback | None,
@@ -306,7 +548,7 @@ def _import(
         row = (
             values
             if isinstance(values, ImportRowError)
-            else _row(number, values, region)
+            else _row(number, values, region, keypad_letters)
         )
         if isinstance(row, ImportRowError):
             result.add_error(row.row, row.phone, row.error, cells)
@@ -321,7 +563,7 @@ def _import(
 
 
 def _row(
-    number: int, values: dict[str, Any], region: str | None
+    number: int, values: dict[str, Any], region: str | None, keypad_letters: bool
 ) -> _Row | ImportRowError | None:
     """Normalize one row; ``None`` for a row with nothing in it."""
     cleaned = {key: _blank_to_none(value) for key, value in values.items()}
@@ -338,7 +580,7 @@ def _row(
     if not isinstance(raw_phone, str | int) or isinstance(raw_phone, bool):
         return ImportRowError(number, raw_text, "The phone number must be text.")
     try:
-        parsed = parse_phone(str(raw_phone), region)
+        parsed = parse_phone(str(raw_phone), region, keypad_letters=keypad_letters)
     except InvalidPhoneNumber as exc:
         return ImportRowError(number, raw_text, f"Invalid phone number: {exc.reason}.")
 
@@ -495,7 +737,9 @@ def _add_to_list(
     )
 
 
-def _open_csv(file: Any, encoding: str) -> tuple["_DecodedLines", Any, list[str]]:
+def _open_csv(
+    file: Any, encoding: str, delimiter: str
+) -> tuple["_DecodedLines", Any, list[str]]:
     """Decode ``file`` and read its header row: (lines, csv reader, header).
 
     Raises ContactImportError for what makes the whole file unreadable: it is
@@ -505,8 +749,12 @@ def _open_csv(file: Any, encoding: str) -> tuple["_DecodedLines", Any, list[str]
         raise TypeError(
             "file must be a file object or an iterable of lines, not a path"
         )
+    if delimiter not in DELIMITERS:
+        raise ContactImportError(
+            f"Columns can be separated by {_delimiter_list()}, not {delimiter!r}."
+        )
     lines = _DecodedLines(file, encoding)
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, delimiter=delimiter)
     try:
         header = next(reader, None)
     except UnicodeDecodeError as exc:
@@ -588,10 +836,9 @@ def _column_targets(
     for name in names:
         target = columns.get(name, name)
         if target is not None:
-            target = target.strip()
-            standard = target.lower().replace(" ", "_")
-            if standard in _STANDARD_FIELDS:
-                target = standard
+            # The admin's wizard and the API name attributes by the same rule, so
+            # one file never gives "City" one way and "city" the other.
+            target = attribute_key(target)
         targets.append(target or None)
     repeated = sorted({t for t in targets if t is not None and targets.count(t) > 1})
     if repeated:
@@ -600,10 +847,18 @@ def _column_targets(
             f"to None."
         )
     if "phone" not in targets:
-        raise ContactImportError(
-            f"The file has no phone column (columns: {', '.join(names)}); name one "
-            f'"phone" or map it with {{"<column>": "phone"}}.'
+        message = (
+            f"The file has no phone column (columns: {', '.join(names)}); name the "
+            'column holding the numbers "phone" in the header row.'
         )
+        others = [d for d in DELIMITERS if len(names) == 1 and d in names[0]]
+        if others:
+            # One column whose name holds a separator: the file uses another one.
+            message += (
+                f" The columns seem to be separated by {DELIMITERS[others[0]]}s: "
+                "choose that separator."
+            )
+        raise ContactImportError(message)
     return targets
 
 

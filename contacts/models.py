@@ -177,7 +177,9 @@ class ListMembership(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.contact_id} in {self.contact_list_id}"
+        # How a contact's page labels the row, and a deletion lists it: by the
+        # list's name (callers listing many select_related the list).
+        return str(self.contact_list)
 
 
 class ConsentEvent(models.Model):
@@ -450,6 +452,23 @@ class ImportJob(models.Model):
         max_length=2, blank=True, help_text="Region for national-format numbers."
     )
     file = models.FileField(upload_to="imports/", max_length=255, blank=True)
+    encoding = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text='The file\'s text encoding, a Python codec name ("utf-8", '
+        '"cp1252"); blank: told from the file when it is imported.',
+    )
+    delimiter = models.CharField(
+        max_length=1,
+        blank=True,
+        help_text="The column separator; blank: told from the file when it is "
+        "imported.",
+    )
+    keypad_letters = models.BooleanField(
+        default=False,
+        help_text="Letters in phone numbers are read as on a phone keypad; "
+        "otherwise such a number is a row error.",
+    )
     file_name = models.CharField(
         max_length=255, blank=True, help_text="The name of the file as uploaded."
     )

@@ -51,16 +51,23 @@ class ParsedPhone:
     See :func:`zones_of` and :func:`is_uncertain_zone`."""
 
 
-def parse_phone(raw: str, region: str | None = None) -> ParsedPhone:
+def parse_phone(
+    raw: str, region: str | None = None, *, keypad_letters: bool = False
+) -> ParsedPhone:
     """Parse a number written in any common format.
 
     Accepts E.164 (``+14155550123``), international without the ``+``
     (``447911123456``) or with an ``00`` prefix, and national format for ``region``
-    (default ``PHONE_DEFAULT_REGION``), e.g. ``(415) 555-0123``.
+    (default ``PHONE_DEFAULT_REGION``), e.g. ``(415) 555-0123``. Letters are refused
+    unless ``keypad_letters`` reads them as on a phone keypad (``1-800-FLOWERS``):
+    phonenumbers would, and "+1 415 555 ABCD" is far more often a typo or a
+    placeholder than a vanity number.
     """
     text = (raw or "").strip()
     if not text:
         raise InvalidPhoneNumber(raw, "it is empty")
+    if not keypad_letters and any(c.isalpha() for c in text):
+        raise InvalidPhoneNumber(raw, "it contains letters")
     region = (region or settings.PHONE_DEFAULT_REGION).upper()
     compact = _PUNCTUATION.sub("", text)
     if compact.startswith("00") and _DIGITS_ONLY.match(compact):

@@ -11,7 +11,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from phonenumbers import SUPPORTED_REGIONS
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
+from .imports import DELIMITERS, ContactImportError, normalize_encoding
 from .models import (
     Contact,
     ContactList,
@@ -316,7 +318,31 @@ class ImportRecordSerializer(serializers.Serializer):
     last_name = StrictCharField(
         allow_blank=True, required=False, max_length=1000, trim_whitespace=False
     )
+    time_zone = StrictCharField(
+        allow_blank=True,
+        required=False,
+        max_length=64,
+        help_text="The contact's own IANA time zone, e.g. Europe/Paris.",
+    )
     attributes = AttributesField(required=False, limit=False)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # A JSON record names its fields: a misspelt one ("firstname") or a custom
+        # value outside "attributes" would otherwise vanish without a word.
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        api_settings.NON_FIELD_ERRORS_KEY: [
+                            f"Unknown field{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}: a contact has "
+                            f"{', '.join(self.fields)}; put other values in "
+                            '"attributes", e.g. {"attributes": {"city": "Paris"}}.'
+                        ]
+                    }
+                )
+        return super().to_internal_value(data)
 
 
 class _ImportOptionsSerializer(serializers.Serializer):
@@ -327,6 +353,12 @@ class _ImportOptionsSerializer(serializers.Serializer):
         help_text="Id of a list the imported contacts join.",
     )
     region = RegionField(required=False)
+    keypad_letters = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Read letters in phone numbers as on a phone keypad "
+        "(1-800-FLOWERS); by default a number with letters is a row error.",
+    )
 
 
 class ImportJsonInputSerializer(_ImportOptionsSerializer):
@@ -337,13 +369,40 @@ class ImportJsonInputSerializer(_ImportOptionsSerializer):
     )
 
 
+_DELIMITER_NAMES = {
+    **{d: d for d in DELIMITERS},
+    **{n: d for d, n in DELIMITERS.items()},
+}
+
+
 class ImportCsvInputSerializer(_ImportOptionsSerializer):
     file = serializers.FileField(
         allow_empty_file=False,
-        help_text="A CSV file (UTF-8) with a header row and a phone column; "
-        "first_name and last_name fill those fields, other columns become "
-        "attributes.",
+        help_text="A CSV file with a header row and a phone column; first_name, "
+        "last_name and time_zone fill those fields, other columns become attributes "
+        'named in lower case with underscores ("Shoe size" → shoe_size).',
     )
+    delimiter = serializers.ChoiceField(
+        choices=sorted(_DELIMITER_NAMES),
+        required=False,
+        help_text="The column separator; default: told from the file. "
+        "Also by name: comma, semicolon, tab, pipe.",
+    )
+    encoding = StrictCharField(
+        required=False,
+        max_length=40,
+        help_text="The file's text encoding, e.g. utf-8, windows-1252, iso-8859-1; "
+        "default: told from the file (UTF-8 whenever it reads as UTF-8).",
+    )
+
+    def validate_delimiter(self, value: str) -> str:
+        return _DELIMITER_NAMES[value]
+
+    def validate_encoding(self, value: str) -> str:
+        try:
+            return normalize_encoding(value)
+        except ContactImportError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
 
 class ImportRowErrorSerializer(serializers.Serializer):

@@ -1,11 +1,15 @@
 """Operations on people and lists that touch more than one row or model."""
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import IntegrityError, connection, connections, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
+
+from integrations.events import EventType, consent_data
+from integrations.services import publish_many
 
 from .models import (
     ConsentEvent,
@@ -121,6 +125,7 @@ def contacts_opt_out(*, contacts: QuerySet[Contact], source: str) -> int:
             now = timezone.now()
             targets = Contact.objects.filter(pk__in=ids, opted_out_at__isnull=True)
             changed += _record_consent(targets, ConsentEvent.Kind.OPT_OUT, source, now)
+            _publish_consent_recorded(EventType.CONTACT_OPTED_OUT, ids, now)
             targets.update(opted_out_at=now, opt_out_source=source, updated_at=now)
             _signups_cancel(Contact.objects.filter(pk__in=ids).values("phone"))
     return changed
@@ -147,6 +152,7 @@ def contacts_opt_in(*, contacts: QuerySet[Contact], source: str, text: str = "")
             changed += _record_consent(
                 targets, ConsentEvent.Kind.OPT_IN, source, now, text=text
             )
+            _publish_consent_recorded(EventType.CONTACT_OPTED_IN, ids, now)
             opt_out_suppressions.filter(
                 phone__in=selected.values("phone")
             ).lift_opt_outs()
@@ -183,6 +189,21 @@ def _record_consent(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, *selected_params])
         return max(cursor.rowcount, 0)
+
+
+def _publish_consent_recorded(event_type: str, ids: list[int], now: datetime) -> None:
+    """The events of the consent changes _record_consent just wrote for ``ids``."""
+    kind = (
+        ConsentEvent.Kind.OPT_OUT
+        if event_type == EventType.CONTACT_OPTED_OUT
+        else ConsentEvent.Kind.OPT_IN
+    )
+    _publish_consent(
+        event_type,
+        ConsentEvent.objects.filter(
+            contact_id__in=ids, kind=kind, created_at=now
+        ).order_by("pk"),
+    )
 
 
 _CHUNK_SIZE = 2000
@@ -246,6 +267,8 @@ def contact_opt_out(
         provider=provider,
         created_at=now,
     )
+    if changed:
+        _publish_consent(EventType.CONTACT_OPTED_OUT, [event])
     # STOP outranks a sign-up still waiting for its YES: the YES must not undo it.
     _signups_cancel([e164])
     return event, changed
@@ -298,7 +321,30 @@ def contact_opt_in(
         created_at=now,
         **evidence,
     )
+    # A sign-up's YES is news to integrators too, even for a number never out.
+    if changed or removed or signup is not None:
+        _publish_consent(EventType.CONTACT_OPTED_IN, [event])
     return event, changed or bool(removed)
+
+
+def _publish_consent(event_type: str, consents: Iterable[ConsentEvent]) -> None:
+    """One contact.opted_out / contact.opted_in event per consent change, in the
+    transaction that records it (integrations delivers them to subscribers)."""
+    # A generator: nothing is read when nobody subscribes.
+    publish_many(
+        event_type,
+        (
+            partial(
+                consent_data,
+                phone=consent.phone,
+                contact_id=consent.contact_id,
+                source=consent.source,
+                text=consent.text,
+                at=consent.created_at,
+            )
+            for consent in consents
+        ),
+    )
 
 
 def _consent_phone(phone: str) -> str:
@@ -553,6 +599,20 @@ def signup_expire(*, pending: PendingSignup) -> bool:
         pk=pending.pk, expires_at__lte=timezone.now()
     ).delete()
     return bool(deleted)
+
+
+#: How long a sign-up is kept past its window: a late YES in this time is told it
+#: came too late; after it the number is forgotten (a YES then means START).
+SIGNUP_KEEP_EXPIRED = timedelta(days=7)
+
+
+def signups_prune() -> int:
+    """Forget sign-ups whose window closed over :data:`SIGNUP_KEEP_EXPIRED` ago (no
+    number is kept for ever for a question nobody answered). Returns how many."""
+    deleted, _ = PendingSignup.objects.filter(
+        expires_at__lt=timezone.now() - SIGNUP_KEEP_EXPIRED
+    ).delete()
+    return deleted
 
 
 def _signups_cancel(phones: Iterable[str] | QuerySet) -> None:

@@ -26,7 +26,7 @@ from smscampaigns.models import ApiKey
 
 from .imports import ContactImportError, ImportResult, contact_import_csv
 from .models import ContactList, ImportJob
-from .services import contact_list_get_or_create
+from .services import contact_list_get_or_create, signups_prune
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +36,22 @@ def import_job_create(
     file: UploadedFile,
     contact_list: ContactList | None = None,
     region: str = "",
+    encoding: str = "",
+    delimiter: str = "",
+    keypad_letters: bool = False,
     created_by_key: ApiKey | None = None,
 ) -> ImportJob:
-    """Store ``file`` and queue its import; return the pending job."""
+    """Store ``file`` and queue its import; return the pending job.
+
+    A blank ``encoding`` or ``delimiter`` is told from the file when it runs.
+    """
     job = import_job_store(
         file=file,
         contact_list=contact_list,
         region=region,
+        encoding=encoding,
+        delimiter=delimiter,
+        keypad_letters=keypad_letters,
         created_by_key=created_by_key,
     )
     import_job_enqueue(job_id=job.pk)
@@ -55,6 +64,9 @@ def import_job_store(
     contact_list: ContactList | None = None,
     new_list_name: str = "",
     region: str = "",
+    encoding: str = "",
+    delimiter: str = "",
+    keypad_letters: bool = False,
     created_by_key: ApiKey | None = None,
     created_by: AbstractBaseUser | None = None,
 ) -> ImportJob:
@@ -67,6 +79,9 @@ def import_job_store(
         contact_list=contact_list,
         new_list_name=new_list_name,
         region=region,
+        encoding=encoding,
+        delimiter=delimiter,
+        keypad_letters=keypad_letters,
         # Control characters (NUL above all) cannot be stored in PostgreSQL text.
         file_name="".join(c for c in file.name or "" if c.isprintable())[:255],
         created_by_key=created_by_key,
@@ -162,6 +177,9 @@ def import_job_run(*, job_id: str) -> ImportJob | None:
                 columns=job.columns,
                 contact_list=job.contact_list,
                 region=job.region or None,
+                encoding=job.encoding or None,
+                delimiter=job.delimiter or None,
+                keypad_letters=job.keypad_letters,
                 on_chunk=heartbeat,
             )
     except ContactImportError as exc:
@@ -292,3 +310,9 @@ def import_jobs_discard_abandoned() -> int:
 
 def _stalled_after() -> timedelta:
     return timedelta(minutes=STALLED_MINUTES)
+
+
+@shared_task(ignore_result=True)
+def prune_pending_signups() -> int:
+    """Forget keyword sign-ups long past their window (beat, hourly)."""
+    return signups_prune()

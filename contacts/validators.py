@@ -1,6 +1,7 @@
 """Limits on what a contact may carry."""
 
 import json
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -9,6 +10,18 @@ MAX_ATTRIBUTES_BYTES = 4096
 """A contact's attributes, as compact UTF-8 JSON, at most this many bytes."""
 MAX_ATTRIBUTE_KEYS = 50
 """A contact has at most this many attributes."""
+
+_NON_WORD = re.compile(r"\W+")
+
+
+def attribute_key(column: str) -> str:
+    """The attribute a file's column fills: its name in lower case, runs of other
+    characters as one underscore ("Shoe size" → "shoe_size", "City" → "city").
+
+    The one rule for every import (the admin's wizard, the API's CSV) and for the
+    composer's "did you mean" hint, so a column never becomes two attributes.
+    """
+    return _NON_WORD.sub("_", column.strip().lower()).strip("_")
 
 
 def attributes_problem(value: Any) -> str | None:

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
+from .admin_site import ListTitleMixin
 from .models import ApiKey, Scope, clean_scopes
 
 
@@ -23,7 +24,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ListTitleMixin, admin.ModelAdmin):
     form = ApiKeyForm
     list_display = [
         "name",

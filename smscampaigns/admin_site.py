@@ -1,6 +1,10 @@
 """The admin site marketers land on: their work first, plumbing last."""
 
+from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.views.main import IS_POPUP_VAR
+from django.http import HttpRequest
+from django.utils.text import capfirst
 
 #: Apps in the order a marketer works through them; anything else follows.
 APP_ORDER = ("campaigns", "contacts", "webhooks", "smscampaigns", "auth")
@@ -17,6 +21,8 @@ MODEL_ORDER = {
     ),
     "webhooks": ("InboundMessage", "RejectedCallback"),
 }
+#: Names in the menu that read better than the model's plural.
+MODEL_LABELS = {"InboundMessage": "Inbox"}
 
 
 def _position(order: tuple[str, ...], name: str) -> tuple[int, str]:
@@ -47,4 +53,23 @@ class SmsAdminSite(admin.AdminSite):
         for app in apps:
             order = MODEL_ORDER.get(app["app_label"], ())
             app["models"].sort(key=lambda model: _position(order, model["object_name"]))
+            for model in app["models"]:
+                model["name"] = MODEL_LABELS.get(model["object_name"], model["name"])
         return apps
+
+
+class ListTitleMixin(admin.ModelAdmin):
+    """A list page titled by what it lists ("Campaigns"), not Django's "Select
+    campaign to change"; pick-one popups keep theirs."""
+
+    def changelist_view(self, request, extra_context=None):
+        if IS_POPUP_VAR not in request.GET:
+            title = capfirst(self.model._meta.verbose_name_plural)
+            extra_context = {"title": title, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
+
+
+def shows_commands(request: HttpRequest) -> bool:
+    """Whether a page may name ``manage.py`` commands: to superusers (who run the
+    server) and in development. Marketers are told to ask their administrator."""
+    return settings.DEBUG or request.user.is_superuser

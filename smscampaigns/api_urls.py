@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from campaigns.api import views as campaigns_api
 from contacts import api as contacts_api
+from integrations import api as integrations_api
 from webhooks import api as webhooks_api
 
 from .models import Scope
@@ -27,6 +28,11 @@ router.register("messages", campaigns_api.MessageViewSet, basename="message")
 router.register("segments", campaigns_api.SegmentViewSet, basename="segment")
 router.register(
     "conversations", webhooks_api.ConversationViewSet, basename="conversation"
+)
+router.register(
+    "webhook-endpoints",
+    integrations_api.WebhookEndpointViewSet,
+    basename="webhook-endpoint",
 )
 
 urlpatterns = [

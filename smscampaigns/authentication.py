@@ -1,4 +1,5 @@
-"""API key authentication: ``Authorization: Token <key>`` or ``X-API-Key: <key>``."""
+"""API key authentication: ``Authorization: Token <key>``, ``Authorization: Bearer
+<key>`` or ``X-API-Key: <key>``."""
 
 from datetime import timedelta
 
@@ -30,6 +31,9 @@ class ApiKeyUser:
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
+    #: Accepted as well as ``Token``: most HTTP clients and API tools send a key as a
+    #: bearer token, and refusing it left integrators guessing.
+    keywords = ("token", "bearer")
 
     def authenticate(self, request):
         raw = request.META.get("HTTP_X_API_KEY", "").strip()
@@ -39,8 +43,18 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 .decode("latin-1")
                 .split()
             )
-            if not header or header[0].lower() != self.keyword.lower():
+            if not header:
                 return None
+            if header[0].lower() not in self.keywords:
+                if len(header) > 1:
+                    # Another scheme (Basic from a proxy in front): not ours.
+                    return None
+                # A bare key: say what is expected rather than "not provided".
+                raise exceptions.AuthenticationFailed(
+                    "Unsupported Authorization header: send the API key as "
+                    "`Authorization: Token <key>` (or `Bearer <key>`, or the "
+                    "`X-API-Key: <key>` header)."
+                )
             if len(header) != 2:
                 raise exceptions.AuthenticationFailed("Invalid API key.")
             raw = header[1]
@@ -70,5 +84,6 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Token <key>` (or send the bare key in the `X-API-Key` header)",
+            "description": "`Token <key>` or `Bearer <key>` (or send the bare key "
+            "in the `X-API-Key` header)",
         }

@@ -33,6 +33,8 @@ from django.http import StreamingHttpResponse
 #: Google Sheets (tab and carriage return too: some strip them and then see "=").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
+_FORMULA_CHARS = frozenset("".join(FORMULA_STARTS))
+
 # A number with a sign ("+14155550123", "-0.5") evaluates to itself: it can call
 # nothing, so it stays as it is and a phone number keeps its "+".
 _PLAIN_NUMBER = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?\Z")
@@ -46,13 +48,22 @@ FETCH_CHUNK = 2000
 UTF8_BOM = "\ufeff"
 
 
-def safe_cell(value: Any) -> str:
+def safe_cell(value: Any) -> str | int:
     """``value`` as a CSV cell that no spreadsheet runs as a formula.
 
     Text starting with ``= + - @``, a tab or a carriage return gets a leading
     apostrophe, which spreadsheets read as "this is text". Dates are ISO 8601 in
     UTC; None is empty.
     """
+    # Most cells are text or whole numbers: their checks come first (a million-row
+    # export calls this ten million times).
+    kind = type(value)
+    if kind is str:
+        if value and value[0] in _FORMULA_CHARS and not _PLAIN_NUMBER.match(value):
+            return "'" + value
+        return value
+    if kind is int:
+        return value  # the csv module writes it; it cannot be a formula
     if value is None:
         return ""
     if isinstance(value, datetime):

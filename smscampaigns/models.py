@@ -18,6 +18,10 @@ class Scope(models.TextChoices):
         "Write contacts: contacts, lists, imports, opt-outs",
     )
     SEND = "send", "Send: create, send and control campaigns, bulk and test messages"
+    WEBHOOKS = (
+        "webhooks",
+        "Webhooks: subscribe URLs to events (they carry contact data)",
+    )
 
 
 def hash_key(raw: str) -> str:

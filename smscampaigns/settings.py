@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "contacts",
     "campaigns",
     "webhooks",
+    "integrations",
     "axes",
 ]
 
@@ -296,8 +297,11 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "smscampaigns API",
-    "DESCRIPTION": "Contacts, lists, campaigns and messages. Authenticate with `Authorization: Token <key>` or `X-API-Key: <key>`.",
+    "DESCRIPTION": "Contacts, lists, campaigns and messages. Authenticate with `Authorization: Token <key>` (or `Bearer <key>`) or `X-API-Key: <key>`.",
     "VERSION": "1",
+    # Operations are tagged by the path segment after this (contacts, lists,
+    # campaigns, messages), so the docs group them per resource, not all under "v1".
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -331,6 +335,11 @@ CELERY_BEAT_SCHEDULE = {
     "campaign-scheduler": {"task": "campaigns.tasks.scheduler_tick", "schedule": 10.0},
     # Forgets callback signatures and events past their freshness window.
     "webhooks-prune": {"task": "webhooks.tasks.prune_seen_callbacks", "schedule": 60.0},
+    # Forgets keyword sign-ups a week past their confirmation window.
+    "signups-prune": {
+        "task": "contacts.tasks.prune_pending_signups",
+        "schedule": 3600.0,
+    },
 }
 # Dispatch tasks started per campaign (each claims its own batches), and seconds each
 # runs before handing over to a fresh task.
@@ -530,6 +539,29 @@ SMS_PROVIDERS = {
     "console": {"BACKEND": "providers.backends.console.SmsBackend", "OPTIONS": {}},
     "locmem": {"BACKEND": "providers.backends.locmem.SmsBackend", "OPTIONS": {}},
 }
+# --- Event webhooks for integrators (integrations) -----------------------------------
+# Seconds an endpoint has to answer one delivery.
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+# A failing endpoint is tried again after 10 s, 20 s, 40 s… up to an hour apart; an
+# event is given up only when an attempt fails this many hours after it happened.
+WEBHOOK_BACKOFF_BASE = env.float("WEBHOOK_BACKOFF_BASE", default=10.0)
+WEBHOOK_BACKOFF_MAX = env.float("WEBHOOK_BACKOFF_MAX", default=3600.0)
+WEBHOOK_RETRY_HOURS = env.float("WEBHOOK_RETRY_HOURS", default=24.0)
+# Endpoints one worker delivers to at once (each gets one request at a time).
+WEBHOOK_CONCURRENCY = env.int("WEBHOOK_CONCURRENCY", default=8)
+# Days the delivery log keeps delivered and given-up events (waiting ones stay).
+WEBHOOK_LOG_DAYS = env.float("WEBHOOK_LOG_DAYS", default=30.0)
+# http:// URLs and local or private addresses: for development and tests only.
+WEBHOOK_ALLOW_LOCAL_URLS = env.bool("WEBHOOK_ALLOW_LOCAL_URLS", default=DEBUG)
+CELERY_BEAT_SCHEDULE["webhook-deliveries"] = {
+    "task": "integrations.tasks.deliver_webhooks",
+    "schedule": 5.0,
+}
+CELERY_BEAT_SCHEDULE["webhook-log-prune"] = {
+    "task": "integrations.tasks.prune_delivery_log",
+    "schedule": 3600.0,
+}
+
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"] = {
     "CampaignStatusEnum": "campaigns.models.Campaign.Status",
     "MessageStatusEnum": "campaigns.models.Message.Status",

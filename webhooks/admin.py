@@ -1,3 +1,5 @@
+from functools import partial
+
 from django.contrib import admin, messages
 from django.urls import path, reverse
 from django.utils import timezone
@@ -5,8 +7,9 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from contacts.permissions import ContactDataAdminMixin
+from smscampaigns.admin_site import ListTitleMixin
 
-from . import admin_views
+from . import admin_views, simulate
 from .conversations import unread_count
 from .models import InboundMessage, RejectedCallback
 
@@ -31,7 +34,7 @@ class ReadFilter(admin.SimpleListFilter):
 
 
 @admin.register(InboundMessage)
-class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class InboundMessageAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     """The inbox: what people texted back, newest first, each row leading to its
     conversation."""
 
@@ -70,6 +73,11 @@ class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
                 ),
                 name="webhooks_inboundmessage_conversation",
             ),
+            path(
+                "simulate/",
+                view(partial(simulate.simulate_inbound_view, self)),
+                name="webhooks_inboundmessage_simulate",
+            ),
             *super().get_urls(),
         ]
 
@@ -87,6 +95,7 @@ class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
         extra_context = {
             "title": "Inbox: inbound replies",
             "unread_count": unread_count(),
+            "may_simulate": simulate.may_simulate(self, request),
             **(extra_context or {}),
         }
         return super().changelist_view(request, extra_context)
@@ -156,7 +165,7 @@ class InboundMessageAdmin(ContactDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(RejectedCallback)
-class RejectedCallbackAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class RejectedCallbackAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     list_display = ["received_at", "provider", "kind", "reason"]
     list_filter = ["provider", "kind"]
     readonly_fields = [

@@ -71,9 +71,10 @@ class InboundMessage(models.Model):
                 condition=models.Q(read_at__isnull=True),
             ),
         ]
-        # Marketers read these as their inbox.
+        # Marketers read these as their inbox (the menu's name for them,
+        # smscampaigns.admin_site); counts read "4 inbound replies".
         verbose_name = "inbound reply"
-        verbose_name_plural = "inbox"
+        verbose_name_plural = "inbound replies"
         ordering = ["-received_at", "-id"]
 
     def __str__(self) -> str:

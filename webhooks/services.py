@@ -21,6 +21,8 @@ from contacts.services import (
     signup_pending,
     signup_request,
 )
+from integrations.events import EventType, inbound_data
+from integrations.services import publish
 from providers import get_provider, provider_problem
 from providers.messages import InboundSms
 from smscampaigns.storable import unstorable_text
@@ -83,9 +85,14 @@ def inbound_message_record(*, provider: str, inbound: InboundSms) -> InboundMess
         ),
         payload=dict(inbound.payload),
     )
+    publish(EventType.MESSAGE_INBOUND, lambda: inbound_data(message))
     consent = {
         "phone": sender,
-        "source": Source.KEYWORD,
+        # The vendor's reading of a text that is no keyword here (Plivo's
+        # MessageIntent): its signal, not a STOP reply.
+        "source": Source.KEYWORD
+        if not keyword or match_keyword(inbound.text) == keyword
+        else Source.PROVIDER,
         "text": inbound.text,
         "provider": provider,
     }

@@ -31,9 +31,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from contacts.permissions import can_view_contact_data
-from contacts.phones import mask_phone
 from providers.encoding import TextInfo, analyze
-from smscampaigns.celery import broker_configured
 
 from .. import lifecycle
 from ..actions import (
@@ -189,6 +187,10 @@ class Progress:
         return sum(self.final_failures.values())
 
 
+#: The actions shown as the page's main button: sending, and sending again.
+PRIMARY_ACTIONS = frozenset({"send", "resume"})
+
+
 def plain(value: Decimal) -> str:
     """A decimal without trailing zeros: 2, 1.5."""
     return f"{value.normalize():f}"
@@ -196,6 +198,20 @@ def plain(value: Decimal) -> str:
 
 def number(value: int) -> str:
     return f"{value:,}"
+
+
+def _encodings_text(encodings: dict[str, int]) -> str:
+    """ "GSM-7", or for a text personalized into both "GSM-7 for 47, UCS-2 for 3 of
+    50 sampled": the audience row never contradicts the sample shown below it."""
+    if not encodings:
+        return "Unknown"
+    if len(encodings) == 1:
+        return Message.Encoding(next(iter(encodings))).label
+    parts = [
+        f"{Message.Encoding(code).label} for {number(count)}"
+        for code, count in encodings.items()
+    ]
+    return f"{', '.join(parts)} of {number(sum(encodings.values()))} sampled"
 
 
 def can_see_contacts(request: HttpRequest) -> bool:
@@ -350,6 +366,8 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 "url": reverse(
                     f"admin:campaigns_campaign_{action.name}", args=[campaign.pk]
                 ),
+                # What the marketer came to do stands out from the rest.
+                "primary": action.name in PRIMARY_ACTIONS,
             }
             for action in ACTIONS.values()
             if action.allows(campaign) and self._may(request, action, campaign)
@@ -554,7 +572,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
                     money(progress.remaining * segments * price, currency),
                     f"{number(progress.remaining)} queued {_TIMES} {plain(segments)} "
                     f"segment{'s' if segments != 1 else ''} {_TIMES} "
-                    f"{money(price, currency)}",
+                    f"{money(price, currency, unit_price=True)}",
                     html_id="confirm-cost",
                 ),
                 *self._progress_rows(campaign, progress, segments, currency),
@@ -590,7 +608,8 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 "Estimated cost of the retry",
                 money(progress.retryable * segments * price, currency),
                 f"{number(progress.retryable)} {_TIMES} {plain(segments)} segment"
-                f"{'s' if segments != 1 else ''} {_TIMES} {money(price, currency)}",
+                f"{'s' if segments != 1 else ''} {_TIMES} "
+                f"{money(price, currency, unit_price=True)}",
                 html_id="confirm-cost",
             ),
             FigureRow(
@@ -649,10 +668,11 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 with_contact_data=can_see_contacts(request),
             )
         except RecipientsOptedOut as error:
-            masked = ", ".join(mask_phone(n) for n in error.numbers)
+            # The numbers the user typed in this form: shown to them as typed.
+            numbers = ", ".join(error.numbers)
             form.add_error(
                 "numbers",
-                f"{masked} opted out or {'is' if len(error.numbers) == 1 else 'are'} "
+                f"{numbers} opted out or {'is' if len(error.numbers) == 1 else 'are'} "
                 "on the suppression list: test sends respect opt-outs too. "
                 "Remove them and try again.",
             )
@@ -867,11 +887,7 @@ class CampaignActionsMixin(admin.ModelAdmin):
 
     def _estimate_rows(self, campaign: Campaign, estimate: Estimate) -> list[FigureRow]:
         per_message = estimate.segments_per_message
-        encoding = (
-            Message.Encoding(estimate.encoding).label
-            if estimate.encoding
-            else "Unknown"
-        )
+        encoding = _encodings_text(estimate.encodings)
         return [
             FigureRow(
                 "Recipients",
@@ -897,12 +913,18 @@ class CampaignActionsMixin(admin.ModelAdmin):
                 f"{per_message:.2f}".rstrip("0").rstrip(".") or "0",
                 "" if estimate.exact else "Average over a sample of the audience",
             ),
-            FigureRow("Encoding", encoding),
+            FigureRow(
+                "Encoding",
+                encoding,
+                ""
+                if len(estimate.encodings) < 2
+                else "Depends on each contact's data: the message below is one of them",
+            ),
             FigureRow(
                 "Estimated cost",
                 money(estimate.cost, estimate.currency),
                 f"{number(estimate.segments)} segments {_TIMES} "
-                f"{money(estimate.price_per_segment, estimate.currency)}",
+                f"{money(estimate.price_per_segment, estimate.currency, unit_price=True)}",
                 html_id="confirm-cost",
             ),
             FigureRow("Provider", campaign.provider),
@@ -1044,15 +1066,16 @@ class CampaignActionsMixin(admin.ModelAdmin):
             (
                 (
                     reverse("admin:campaigns_message_change", args=[m.pk]),
-                    mask_phone(m.to),
+                    # Numbers the user just typed: masking them hid which of their
+                    # own phones to look at.
+                    m.to,
                 )
                 for m in sent
             ),
         )
         if failed:
             reasons = "; ".join(
-                f"{mask_phone(m.to)}: {m.error_reason or 'no reason given'}"
-                for m in failed
+                f"{m.to}: {m.error_reason or 'no reason given'}" for m in failed
             )
             self.message_user(
                 request,
@@ -1106,16 +1129,10 @@ def _unbound_copy(form: Any) -> Any:
 
 
 def _worker_note(*, now: bool) -> str:
-    if broker_configured():
-        return (
-            "A worker starts sending within seconds."
-            if now
-            else "A worker starts sending at that time."
-        )
+    # Marketers read this: no command to run (the campaign page says so if no
+    # worker picks the campaign up).
     return (
-        "The worker (manage.py run_worker) starts sending within seconds: make sure it "
-        "is running."
+        "A worker starts sending within seconds."
         if now
-        else "The worker (manage.py run_worker) starts sending at that time: make sure "
-        "it is running."
+        else "A worker starts sending at that time."
     )

@@ -330,7 +330,9 @@ def composition(
         "currency": estimate.currency,
         "exact": estimate.exact,
         "price_per_segment": str(estimate.price_per_segment),
-        "price_text": money(estimate.price_per_segment, estimate.currency),
+        "price_text": money(
+            estimate.price_per_segment, estimate.currency, unit_price=True
+        ),
         "segments": estimate.segments,
         "segments_per_message": round(estimate.segments_per_message, 2),
         "text": about + money(estimate.cost, estimate.currency),

@@ -41,24 +41,27 @@ from django.utils import timezone
 from django.utils.dateformat import format as format_date
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, parse_phone
 
 # Shared with the contacts admin; campaigns.admin imports it from here for MessageAdmin.
 from smscampaigns.admin_paginator import CappedCountPaginator  # noqa: F401
+from smscampaigns.admin_site import shows_commands
 from smscampaigns.celery import broker_configured
 
 from .. import lifecycle
 from ..models import Campaign, CampaignSnapshot, Message
 from ..preview import format_money
-from ..sending.liveness import campaign_stalled
+from ..sending.liveness import no_worker_running
 from ..stats import (
     OPT_OUT_ATTRIBUTION,
     SNAPSHOT_MAX_AGE,
     campaign_can_change,
     campaign_progress,
     click_rate,
+    other_opt_out_filter,
     replied_stop_filter,
     variant_figures,
 )
@@ -97,9 +100,22 @@ class Figures:
     messages are not in it."""
     skipped_opted_out: int
     opt_outs: int
-    """Recipients who replied STOP after this campaign's message."""
+    """Recipients who opted out after this campaign's message, in any way."""
     cancelled: int
     unknown: int
+    replied_stop: int | None = None
+    """Those of ``opt_outs`` who replied STOP; None in snapshots from before it was
+    counted apart (all of them are then shown as STOP replies)."""
+
+    @property
+    def stop_replies(self) -> int:
+        return self.opt_outs if self.replied_stop is None else self.replied_stop
+
+    @property
+    def other_opt_outs(self) -> int:
+        """Opted out after the message by a vendor's signal, the admin or the API."""
+        return self.opt_outs - self.stop_replies
+
     frequency_capped: int = 0
     """Not sent: the recipient had reached the frequency cap."""
     unique_clicks: int = 0
@@ -129,6 +145,7 @@ class Figures:
             counts=snapshot.counts,
             skipped_opted_out=snapshot.skipped_opted_out,
             opt_outs=snapshot.opt_outs,
+            replied_stop=snapshot.replied_stop,
             failure_reasons=snapshot.failure_reasons,
             unique_clicks=snapshot.unique_clicks,
             clicks=snapshot.clicks,
@@ -142,6 +159,7 @@ class Figures:
         skipped_opted_out: int,
         opt_outs: int,
         failure_reasons: list,
+        replied_stop: int | None = None,
         unique_clicks: int = 0,
         clicks: int = 0,
     ) -> "Figures":
@@ -169,6 +187,7 @@ class Figures:
             opt_outs=opt_outs,
             cancelled=cancelled,
             unknown=count(Message.Status.UNKNOWN),
+            replied_stop=replied_stop,
             frequency_capped=capped,
             unique_clicks=unique_clicks,
             clicks=clicks,
@@ -430,6 +449,7 @@ OUTCOMES = {
     "frequency_cap": "Not sent: frequency cap",
     "unknown": "Unknown",
     "replied_stop": "Replied STOP afterwards",
+    "opted_out_later": "Opted out afterwards, not by a STOP reply",
     "clicked": "Clicked a link",
 }
 
@@ -465,6 +485,7 @@ def outcome_condition(outcome: str) -> Q | None:
         ),
         "unknown": lambda: Q(status=status.UNKNOWN),
         "replied_stop": replied_stop_filter,
+        "opted_out_later": other_opt_out_filter,
         "clicked": lambda: Q(first_clicked_at__isnull=False),
     }
     condition = conditions.get(outcome)
@@ -622,9 +643,9 @@ class Dashboard:
             Card(
                 "replied-stop",
                 "Replied STOP",
-                f.opt_outs,
+                f.stop_replies,
                 links["replied_stop"],
-                f"opted out within {OPT_OUT_ATTRIBUTION.days} days of this message",
+                f"texted STOP within {OPT_OUT_ATTRIBUTION.days} days of this message",
             ),
             Card(
                 "unknown",
@@ -634,6 +655,17 @@ class Dashboard:
                 "in flight when a worker stopped; a receipt may still settle them",
             ),
         ]
+        if f.other_opt_outs:
+            cards.append(
+                Card(
+                    "opted-out-later",
+                    "Opted out otherwise",
+                    f.other_opt_outs,
+                    links["opted_out_later"],
+                    "by a provider's opt-out signal, the admin or the API, within "
+                    f"{OPT_OUT_ATTRIBUTION.days} days of this message",
+                )
+            )
         if tracks_links(self.campaign):
             cards.append(
                 Card(
@@ -719,6 +751,7 @@ class Dashboard:
                     "opted_out": figures.opted_out,
                     "skipped_opted_out": figures.skipped_opted_out,
                     "opt_outs": figures.opt_outs,
+                    "replied_stop": figures.stop_replies,
                     "cancelled": figures.cancelled,
                     "frequency_capped": figures.frequency_capped,
                     "unknown": figures.unknown,
@@ -776,7 +809,9 @@ def campaign_dashboard(
     )
     # A worker waiting for a send window or a provider says so in waiting_reason.
     worker_missing = (
-        due and not campaign.waiting_reason and campaign_stalled(campaign.pk)
+        due
+        and not campaign.waiting_reason
+        and no_worker_running(campaign.pk, due_since=_due_since(campaign))
     )
     hint = _hint(campaign, snapshot)
     live = campaign.status != Campaign.Status.DRAFT and campaign_can_change(
@@ -797,6 +832,14 @@ def campaign_dashboard(
         worker_missing=worker_missing,
         progress_url=progress_url,
     )
+
+
+def _due_since(campaign: Campaign):
+    """When the campaign last became due to send: its scheduled time once passed,
+    else its last change (sent now, resumed)."""
+    if campaign.status == Campaign.Status.SCHEDULED and campaign.scheduled_at:
+        return campaign.scheduled_at
+    return campaign.updated_at
 
 
 def _hint(campaign: Campaign, snapshot: CampaignSnapshot | None) -> str:
@@ -850,15 +893,15 @@ class CampaignProgressChangeList(ChangeList):
             campaign.latest_snapshot = snapshots.get(campaign.latest_snapshot_id)
 
 
+#: Characters of a campaign's name shown in lists before it is cut.
+LIST_NAME_CHARS = 40
+
+
 class DashboardMixin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "status_badge",
-        "progress",
-        "provider",
-        "scheduled_at",
-        "created_at",
-    ]
+    # Five columns that fit a 1,400 px screen beside the filters: a long name is
+    # cut (the full one is its link's title), and one date says what matters.
+    list_display = ["short_name", "status_badge", "progress", "provider", "when"]
+    list_display_links = ["short_name"]
     list_filter = ["status", "provider"]
     date_hierarchy = "created_at"
 
@@ -868,6 +911,25 @@ class DashboardMixin(admin.ModelAdmin):
 
     def get_changelist(self, request, **kwargs):
         return CampaignProgressChangeList
+
+    @admin.display(description="Name", ordering="name")
+    def short_name(self, campaign: Campaign) -> str:
+        return format_html(
+            '<span title="{}">{}</span>',
+            campaign.name,
+            Truncator(campaign.name).chars(LIST_NAME_CHARS),
+        )
+
+    @admin.display(description="When", ordering="scheduled_at")
+    def when(self, campaign: Campaign) -> str:
+        """Scheduled for, started or created: the one date that says the most."""
+        if campaign.started_at:
+            label, moment = "Started", campaign.started_at
+        elif campaign.scheduled_at:
+            label, moment = "Scheduled for", campaign.scheduled_at
+        else:
+            label, moment = "Created", campaign.created_at
+        return f"{label} {format_date(timezone.localtime(moment), 'M j, H:i')}"
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, campaign: Campaign) -> str:
@@ -941,6 +1003,7 @@ class DashboardMixin(admin.ModelAdmin):
             context["can_view_messages"] = request.user.has_perm(
                 "campaigns.view_message"
             )
+            context["show_commands"] = shows_commands(request)
             context["page_state"] = self.page_state(request, obj)
         return super().render_change_form(
             request, context, add=add, change=change, form_url=form_url, obj=obj
@@ -970,6 +1033,7 @@ class DashboardMixin(admin.ModelAdmin):
                     "can_view_messages": request.user.has_perm(
                         "campaigns.view_message"
                     ),
+                    "show_commands": shows_commands(request),
                     "page_state": self.page_state(request, campaign),
                 },
                 request=request,
@@ -1043,7 +1107,9 @@ class OutcomeListFilter(admin.SimpleListFilter):
         choices = list(OUTCOMES.items())
         if not request.GET.get("campaign__id__exact"):
             # Over every message ever sent that would be an EXISTS per row.
-            choices = [c for c in choices if c[0] != "replied_stop"]
+            choices = [
+                c for c in choices if c[0] not in ("replied_stop", "opted_out_later")
+            ]
         return choices
 
     def queryset(self, request, queryset: QuerySet) -> QuerySet:

@@ -424,6 +424,10 @@ class VariantStatsSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=Campaign.Status.choices,
+        help_text="The campaign's status, so polling needs one call.",
+    )
     counts = serializers.DictField(
         child=serializers.IntegerField(), help_text="Messages per status, all present."
     )
@@ -435,6 +439,10 @@ class StatsSerializer(serializers.Serializer):
     )
     opt_outs = serializers.IntegerField(
         help_text="Recipients who opted out within 7 days of their message."
+    )
+    replied_stop = serializers.IntegerField(
+        help_text="Those of opt_outs who replied STOP (the others opted out through "
+        "a provider's signal, the admin or the API)."
     )
     cost = serializers.DecimalField(max_digits=14, decimal_places=5)
     currency = serializers.CharField()

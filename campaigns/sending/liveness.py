@@ -224,3 +224,28 @@ def campaign_stalled(campaign_id: int, *, after: float = 60.0) -> bool:
     """True when no dispatcher reported progress on the campaign for ``after`` seconds."""
     last = cache.get(CAMPAIGN_HEARTBEAT_KEY.format(campaign_id))
     return last is None or timezone.now().timestamp() - last > after
+
+
+WORKER_GRACE_SECONDS = 30.0
+"""How long a campaign due to send may wait for a worker before the admin says
+none is running: a worker looks for work every second or, busy with other campaigns,
+comes round within a few slices."""
+
+
+def no_worker_running(campaign_id: int, *, due_since) -> bool:
+    """Whether no worker seems to be running for a campaign due to send since
+    ``due_since``.
+
+    Not within :data:`WORKER_GRACE_SECONDS` of it becoming due (a worker takes a
+    moment to pick it up, and a page shown right after "Send now" must not cry
+    wolf), not while a dispatcher reports progress on it, and not while any
+    dispatcher is alive (a worker busy with other campaigns comes round to it).
+    """
+    if due_since is not None:
+        waited = (timezone.now() - due_since).total_seconds()
+        if waited < WORKER_GRACE_SECONDS:
+            return False
+    if not campaign_stalled(campaign_id):
+        return False
+    silent_since = timezone.now() - timedelta(seconds=settings.SMS_DISPATCHER_TIMEOUT)
+    return not DispatchSession.objects.filter(beat_at__gt=silent_since).exists()

@@ -16,6 +16,8 @@ from campaigns import lifecycle
 from campaigns.models import Campaign, DeliveryEvent, Message
 from contacts.models import Source
 from contacts.services import contact_opt_out
+from integrations.events import EventType, message_status_data
+from integrations.services import publish
 from providers.messages import DeliveryStatus, StatusEvent
 
 from .queue import enqueue_dispatch
@@ -140,7 +142,7 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
     }
     sql = f"""
         WITH m AS (
-            SELECT id FROM campaigns_message
+            SELECT id, status AS old_status FROM campaigns_message
             WHERE provider = %(provider)s AND provider_message_id = %(pid)s {recipient_filter}
               AND status <> %(queued)s
             ORDER BY id LIMIT 1
@@ -160,8 +162,10 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
                 currency = CASE WHEN t.price IS NULL AND %(price)s::numeric IS NOT NULL
                               THEN %(currency)s ELSE t.currency END
             FROM m WHERE t.id = m.id
-            RETURNING t.id
-        )
+            RETURNING t.id, m.old_status, t.status, t.campaign_id, t.contact_id,
+                      t."to", t.provider_message_id, t.error_code, t.error_reason,
+                      t.segments, t.price, t.currency, t.status_changed_at
+        ), stored AS (
         INSERT INTO campaigns_deliveryevent (
             message_id, provider, provider_message_id, recipient, client_reference,
             status, raw_status, error_code, error_reason, price, currency, segments,
@@ -173,6 +177,8 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
                %(occurred_at)s, %(received_at)s, %(now)s, %(payload)s::jsonb
         FROM moved
         RETURNING id, message_id
+        )
+        SELECT stored.id, moved.* FROM stored JOIN moved ON moved.id = stored.message_id
     """
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -181,6 +187,28 @@ def _record_in_one_statement(record: DeliveryEvent) -> bool:
         return False
     record.pk, record.message_id, record.applied_at = row[0], row[1], now
     record._state.adding = False
+    (_, message_id, old_status, new_status, campaign_id, contact_id, to, pid) = row[:8]
+    if new_status != old_status:
+        error_code, error_reason, segments, price, currency, changed_at = row[8:]
+        publish(
+            EventType.MESSAGE_STATUS_CHANGED,
+            lambda: message_status_data(
+                message_id=message_id,
+                campaign_id=campaign_id,
+                contact_id=contact_id,
+                to=to,
+                provider=record.provider,
+                provider_message_id=pid,
+                status=new_status,
+                previous_status=old_status,
+                error_code=error_code,
+                error_reason=error_reason,
+                segments=segments,
+                price=price,
+                currency=currency,
+                changed_at=changed_at,
+            ),
+        )
     return True
 
 
@@ -217,7 +245,11 @@ def _find_message(provider: str, event: StatusEvent) -> Message | None:
             "provider",
             "provider_message_id",
             "price",
+            "currency",
+            "segments",
             "campaign_id",
+            "contact_id",
+            "status",
             "attempts",
             "kind",
         )
@@ -285,6 +317,8 @@ def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
         moved = Message.objects.filter(
             pk=message.pk, status__in=Message.statuses_below(record.status)
         ).update(**updates)
+        if moved:
+            _publish_status_change(record, message, updates)
     if needs_price and not moved:
         Message.objects.filter(pk=message.pk, price__isnull=True).update(
             price=record.price, currency=record.currency
@@ -313,6 +347,33 @@ def _apply_to_message(record: DeliveryEvent, message: Message) -> None:
         Message.objects.filter(pk=message.pk, provider_message_id="").update(
             provider_message_id=record.provider_message_id
         )
+
+
+def _publish_status_change(
+    record: DeliveryEvent, message: Message, updates: dict
+) -> None:
+    """The message.status_changed event of a receipt that moved ``message``
+    (``updates``: what was written), in the receipt's transaction."""
+    publish(
+        EventType.MESSAGE_STATUS_CHANGED,
+        lambda: message_status_data(
+            message_id=message.pk,
+            campaign_id=message.campaign_id,
+            contact_id=message.contact_id,
+            to=message.to,
+            provider=message.provider,
+            provider_message_id=message.provider_message_id
+            or record.provider_message_id,
+            status=updates["status"],
+            previous_status=message.status,
+            error_code=updates["error_code"],
+            error_reason=updates["error_reason"],
+            segments=record.segments or message.segments,
+            price=updates.get("price", message.price),
+            currency=updates.get("currency", message.currency),
+            changed_at=updates["status_changed_at"],
+        ),
+    )
 
 
 def _send_again(record: DeliveryEvent, message: Message, now) -> bool:

@@ -572,7 +572,22 @@ class SmsBackend(BaseSmsBackend):
     ) -> Callback:
         """Deliver, at once, a text ``from_number`` sent to ``to_number`` (default: our
         number); returns the signed callback."""
-        now = clock()
+        report = self._inbound_report(from_number, to_number, text)
+        callback = self._build_callback(report)
+        self._dispatch(report, callback)
+        return callback
+
+    def inbound_callback(
+        self, from_number: str, to_number: str = "", text: str = ""
+    ) -> Callback:
+        """The signed callback a text ``from_number`` sent to ``to_number`` would
+        bring, without delivering it: for the admin's "Simulate an inbound message",
+        which posts it to the webhook view itself."""
+        return self._build_callback(self._inbound_report(from_number, to_number, text))
+
+    def _inbound_report(
+        self, from_number: str, to_number: str, text: str
+    ) -> "_PendingReport":
         words = text.split()
         payload = {
             "type": "inbound",
@@ -582,10 +597,7 @@ class SmsBackend(BaseSmsBackend):
             "text": text,
             "keyword": words[0].upper() if words else "",
         }
-        report = _PendingReport(now, next(self._seq), "inbound", payload)
-        callback = self._build_callback(report)
-        self._dispatch(report, callback)
-        return callback
+        return _PendingReport(clock(), next(self._seq), "inbound", payload)
 
     def _deliver(self, report: _PendingReport) -> bool:
         return self._dispatch(report, self._build_callback(report))

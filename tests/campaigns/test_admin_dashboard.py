@@ -208,6 +208,7 @@ def test_the_progress_endpoint_answers_json(admin_client, campaign):
         "opted_out": 2,
         "skipped_opted_out": 1,
         "opt_outs": 1,
+        "replied_stop": 1,
         "cancelled": 0,
         "frequency_capped": 0,
         "unknown": 1,
@@ -271,6 +272,10 @@ def test_the_chart_draws_the_snapshots_over_time(admin_client, campaign):
 
 
 def test_no_worker_hint_until_a_worker_reports(admin_client, campaign):
+    # Past the grace period a worker has to pick a campaign up.
+    Campaign.objects.filter(pk=campaign.pk).update(
+        updated_at=timezone.now() - timedelta(minutes=1)
+    )
     response = admin_client.get(change_url(campaign))
     _, hint = element(response, "dashboard-worker-missing")
     assert "No worker has picked this campaign up yet" in hint

@@ -22,6 +22,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("smscampaigns.urls")]
 
 SENT = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)
 RECEIPT = datetime(2026, 12, 5, 6, 0, 4, tzinfo=UTC)
+CLICK = datetime(2026, 12, 5, 6, 12, 30, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,8 @@ def _fresh_rate_limits():
 
 @pytest.fixture
 def campaign():
-    """Ann's message was delivered, Bob's failed, Cid's is still queued."""
+    """Ann's message was delivered (and she clicked), Bob's failed, Cid's is still
+    queued."""
     campaign = CampaignFactory(name="Spring sale", provider="locmem")
     ann = ContactFactory(first_name="Ann", last_name="Lee", phone="+14155550101")
     bob = ContactFactory(
@@ -47,6 +49,7 @@ def campaign():
         currency="EUR",
         submitted_at=SENT,
         status_changed_at=RECEIPT,
+        first_clicked_at=CLICK,
     )
     MessageFactory(
         campaign=campaign,
@@ -119,6 +122,7 @@ def test_the_campaign_page_downloads_one_row_per_recipient(admin_client, campaig
         "currency": "EUR",
         "sent_at": "2026-12-05T06:00:00Z",
         "delivered_at": "2026-12-05T06:00:04Z",
+        "first_clicked_at": "2026-12-05T06:12:30Z",
     }
     # A failure has no delivery time; its error is there.
     assert (bob["status"], bob["error_code"], bob["error_reason"]) == (
@@ -127,6 +131,7 @@ def test_the_campaign_page_downloads_one_row_per_recipient(admin_client, campaig
         "Absent subscriber",
     )
     assert bob["delivered_at"] == ""
+    assert bob["first_clicked_at"] == ""
     # A name a spreadsheet would run as a formula is text.
     assert bob["first_name"] == "'=cmd|' /C calc'!A0"
     assert (cid["status"], cid["sent_at"], cid["price"]) == ("queued", "", "")

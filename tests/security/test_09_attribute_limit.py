@@ -58,7 +58,10 @@ def test_the_admin_form_refuses_them(admin_client):
         reverse("admin:contacts_contact_add"),
         {
             "phone": "+14155550105",
-            "attributes": '{"notes": "%s"}' % ("x" * MAX_ATTRIBUTES_BYTES),
+            # The page edits attributes as name and value rows.
+            "attributes_key": "notes",
+            "attributes_value": "x" * MAX_ATTRIBUTES_BYTES,
+            "attributes_json": "0",
             "memberships-TOTAL_FORMS": "0",
             "memberships-INITIAL_FORMS": "0",
             "consent_events-TOTAL_FORMS": "0",

@@ -36,7 +36,7 @@ def test_cells_a_spreadsheet_would_run_start_with_an_apostrophe(value, cell):
 def test_values_are_written_plainly():
     assert safe_cell(None) == ""
     assert safe_cell(True) == "yes"
-    assert safe_cell(3) == "3"
+    assert "".join(csv_lines(["n"], [[3], [-7]])) == "n\r\n3\r\n-7\r\n"
     assert safe_cell(Decimal("0.07500")) == "0.075"
     assert safe_cell(Decimal("0.00000")) == "0"
     paris = timezone(timedelta(hours=1))

@@ -306,3 +306,26 @@ def test_the_scheduler_tick_is_the_workers_heartbeat(monkeypatch):
     parsed = samples(scrape())
     tick = value(parsed, "sms_scheduler_last_tick_timestamp_seconds")
     assert before - 1 <= tick <= time.time() + 1
+
+
+def test_figures_recorded_inside_a_callers_transaction_keep_its_durability():
+    """Only a transaction of the figures' own commits without waiting for the disk."""
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("synchronous_commit is PostgreSQL's")
+    with transaction.atomic():
+        metrics.sends_record(provider="locmem", accepted=1)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_figures_recorded_on_their_own_are_committed():
+    metrics.sends_record(provider="locmem", accepted=2)
+    metrics.sends_record(provider="locmem", accepted=3)
+    parsed = samples(scrape())
+    assert (
+        value(parsed, "sms_messages_total", provider="locmem", outcome="accepted") == 5
+    )

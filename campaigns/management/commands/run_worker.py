@@ -16,7 +16,9 @@ from campaigns.provider_checks import campaign_pause_if_unusable
 from campaigns.sending import scheduling
 from campaigns.sending.direct import DirectSender
 from campaigns.sending.dispatch import Dispatcher
+from contacts.services import signups_prune
 from contacts.tasks import import_jobs_run_pending
+from integrations.delivery import WebhookSender, deliver_due
 from providers import deliver_due_reports, get_provider
 from webhooks.replay import seen_callbacks_prune
 
@@ -63,9 +65,13 @@ class Command(BaseCommand):
             self.round(slice, stop)
             sender.drain()
             sender.join()
+            # Integrators' event webhooks, on this thread (nothing left running).
+            deliver_due(deadline=time.monotonic() + slice, stop=stop, concurrency=0)
             self.stdout.write("Worker stopped.")
             return
         sender.start()
+        # Integrators' event webhooks go out on a thread of their own too.
+        webhooks = WebhookSender(stop=stop).start()
         failures = 0
         try:
             while not stop.is_set():
@@ -91,6 +97,7 @@ class Command(BaseCommand):
         finally:
             stop.set()
             sender.join()
+            webhooks.join()
         self.stdout.write("Worker stopped.")
 
     def _back_off(self, stop: threading.Event, failures: int, reason: str) -> None:
@@ -140,6 +147,7 @@ class Command(BaseCommand):
             busy = True
         if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
             seen_callbacks_prune()
+            signups_prune()
             self._pruned_at = time.monotonic()
         # Large contact imports wait for a worker; one per round, so campaigns keep
         # sending between files.

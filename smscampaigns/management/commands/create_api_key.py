@@ -15,8 +15,9 @@ class Command(BaseCommand):
             action="append",
             choices=[*Scope.values, "all"],
             required=True,
-            help="What the key may do (repeat for several): read, write_contacts, "
-            "send, or all.",
+            help="What the key may do (repeat for several): "
+            + ", ".join(Scope.values)
+            + ", or all.",
         )
         parser.add_argument("--user", help="Username recorded as the key's creator.")
 

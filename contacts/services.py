@@ -1,7 +1,7 @@
 """Operations on people and lists that touch more than one row or model."""
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import IntegrityError, connection, connections, transaction
@@ -599,6 +599,20 @@ def signup_expire(*, pending: PendingSignup) -> bool:
         pk=pending.pk, expires_at__lte=timezone.now()
     ).delete()
     return bool(deleted)
+
+
+#: How long a sign-up is kept past its window: a late YES in this time is told it
+#: came too late; after it the number is forgotten (a YES then means START).
+SIGNUP_KEEP_EXPIRED = timedelta(days=7)
+
+
+def signups_prune() -> int:
+    """Forget sign-ups whose window closed over :data:`SIGNUP_KEEP_EXPIRED` ago (no
+    number is kept for ever for a question nobody answered). Returns how many."""
+    deleted, _ = PendingSignup.objects.filter(
+        expires_at__lt=timezone.now() - SIGNUP_KEEP_EXPIRED
+    ).delete()
+    return deleted
 
 
 def _signups_cancel(phones: Iterable[str] | QuerySet) -> None:

@@ -26,7 +26,7 @@ from smscampaigns.models import ApiKey
 
 from .imports import ContactImportError, ImportResult, contact_import_csv
 from .models import ContactList, ImportJob
-from .services import contact_list_get_or_create
+from .services import contact_list_get_or_create, signups_prune
 
 logger = logging.getLogger(__name__)
 
@@ -310,3 +310,9 @@ def import_jobs_discard_abandoned() -> int:
 
 def _stalled_after() -> timedelta:
     return timedelta(minutes=STALLED_MINUTES)
+
+
+@shared_task(ignore_result=True)
+def prune_pending_signups() -> int:
+    """Forget keyword sign-ups long past their window (beat, hourly)."""
+    return signups_prune()

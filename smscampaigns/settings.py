@@ -335,6 +335,11 @@ CELERY_BEAT_SCHEDULE = {
     "campaign-scheduler": {"task": "campaigns.tasks.scheduler_tick", "schedule": 10.0},
     # Forgets callback signatures and events past their freshness window.
     "webhooks-prune": {"task": "webhooks.tasks.prune_seen_callbacks", "schedule": 60.0},
+    # Forgets keyword sign-ups a week past their confirmation window.
+    "signups-prune": {
+        "task": "contacts.tasks.prune_pending_signups",
+        "schedule": 3600.0,
+    },
 }
 # Dispatch tasks started per campaign (each claims its own batches), and seconds each
 # runs before handing over to a fresh task.

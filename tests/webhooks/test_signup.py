@@ -17,7 +17,7 @@ from contacts.models import (
     PendingSignup,
     Suppression,
 )
-from contacts.services import contacts_opt_out
+from contacts.services import contacts_opt_out, signups_prune
 from providers.messages import InboundSms
 from tests.factories import ContactFactory, ListMembershipFactory, SignupKeywordFactory
 from webhooks.models import InboundMessage
@@ -312,3 +312,15 @@ def test_replies_are_recorded_as_messages_sent_by_the_worker(join):
     worker_sends()
     reply.refresh_from_db()
     assert reply.status == Message.Status.SUBMITTED
+
+
+def test_sign_ups_are_forgotten_a_week_after_their_window(join):
+    text("JOIN")
+    text("JOIN", sender="+14155550124")
+    PendingSignup.objects.filter(phone=PERSON).update(
+        expires_at=timezone.now() - timedelta(days=8)
+    )
+    assert signups_prune() == 1
+    assert list(PendingSignup.objects.values_list("phone", flat=True)) == [
+        "+14155550124"
+    ]

@@ -16,6 +16,7 @@ from campaigns.provider_checks import campaign_pause_if_unusable
 from campaigns.sending import scheduling
 from campaigns.sending.direct import DirectSender
 from campaigns.sending.dispatch import Dispatcher
+from contacts.services import signups_prune
 from contacts.tasks import import_jobs_run_pending
 from integrations.delivery import WebhookSender, deliver_due
 from providers import deliver_due_reports, get_provider
@@ -146,6 +147,7 @@ class Command(BaseCommand):
             busy = True
         if time.monotonic() - self._pruned_at >= PRUNE_INTERVAL:
             seen_callbacks_prune()
+            signups_prune()
             self._pruned_at = time.monotonic()
         # Large contact imports wait for a worker; one per round, so campaigns keep
         # sending between files.

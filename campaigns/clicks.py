@@ -165,8 +165,24 @@ def _record_postgresql(
         )
         SELECT url FROM hit
     """
+    params = [position, message_id, at, agent, is_bot, at, not is_bot]
+    # The redirect does not wait for the disk: committed without waiting for the
+    # WAL flush (which costs milliseconds, more than everything else), a click
+    # is on disk within a fraction of a second; a crash of the database server
+    # may lose the last ones, never leave them half-written. SET LOCAL holds for
+    # the implicit transaction of this one round trip, not for the connection;
+    # inside a caller's transaction, or with server-side binding (one statement
+    # per query), the click waits like any other write.
+    options = connection.settings_dict.get("OPTIONS", {})
+    asynchronous = not connection.in_atomic_block and not options.get(
+        "server_side_binding"
+    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [position, message_id, at, agent, is_bot, at, not is_bot])
+        if asynchronous:
+            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
+            cursor.nextset()
+        else:
+            cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -45,13 +45,8 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce
 from django.db.models.lookups import (
     Exact,
-    GreaterThan,
-    GreaterThanOrEqual,
     IContains,
     IExact,
-    IsNull,
-    LessThan,
-    LessThanOrEqual,
 )
 from django.utils import timezone
 
@@ -84,12 +79,6 @@ FIELDS = ("first_name", "last_name", "phone")
 TEXT_OPS = ("equals", "contains", "is_set")
 NUMBER_OPS = ("gt", "gte", "lt", "lte")
 DATE_OPS = ("before", "after")
-_NUMBER_LOOKUPS = {
-    "gt": GreaterThan,
-    "gte": GreaterThanOrEqual,
-    "lt": LessThan,
-    "lte": LessThanOrEqual,
-}
 _OP_WORDS = {
     "equals": "is",
     "contains": "contains",
@@ -300,53 +289,51 @@ def reads_contact_details(conditions: Iterable[dict]) -> bool:
 # --- The compiler -------------------------------------------------------------------
 
 
-class AttributeNumber(models.Func):
-    """A contact attribute read as a number: a JSON number, or a text that is one
-    (CSV imports store every value as text); NULL for anything else, so it never
-    compares (a cast of "n/a" would fail the whole query on PostgreSQL)."""
+class AttributeCompare(models.Func):
+    """A contact attribute compared as a number: a JSON number, or a text that is
+    one (CSV imports store every value as text). Anything else compares false, not
+    NULL, so the negation of the test is its complement (and a cast of "n/a" can
+    never fail the whole query on PostgreSQL). The attribute is read once per row:
+    the count of a million contacts is mostly this expression."""
 
-    output_field = models.FloatField()
+    output_field = models.BooleanField()
+    _OPERATORS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, op: str, value: float) -> None:
         super().__init__(F("attributes"))
-        self.key = key
+        self.key, self.operator, self.value = key, self._OPERATORS[op], float(value)
 
     def as_sql(self, compiler, connection, **extra):  # SQLite and others
         column, params = compiler.compile(self.source_expressions[0])
         path = "$." + json.dumps(self.key)
         value = f"json_extract({column}, %s)"
         text = f"trim({value})"
-        sql = (
-            f"(CASE WHEN json_type({column}, %s) IN ('integer', 'real') THEN {value} "
-            f"WHEN json_type({column}, %s) = 'text' AND {text} GLOB '*[0-9]*' "
-            f"AND {text} NOT GLOB '*[^0-9.+-]*' THEN CAST({text} AS REAL) END)"
+        number = (
+            f"CASE json_type({column}, %s) "
+            f"WHEN 'integer' THEN {value} WHEN 'real' THEN {value} "
+            f"WHEN 'text' THEN CASE WHEN {text} GLOB '*[0-9]*' "
+            f"AND {text} NOT GLOB '*[^0-9.+-]*' THEN CAST({text} AS REAL) END END"
         )
-        return sql, [
-            *params,
-            path,
-            *params,
-            path,
-            *params,
-            path,
-            *params,
-            path,
-            *params,
-            path,
-            *params,
-            path,
-        ]
+        uses = number.count("%s")
+        return (
+            f"COALESCE(({number}) {self.operator} %s, 0)",
+            [*[*params, path] * uses, self.value],
+        )
 
     def as_postgresql(self, compiler, connection, **extra):
         column, params = compiler.compile(self.source_expressions[0])
         text = f"btrim({column} ->> %s)"
-        sql = (
-            f"(CASE WHEN jsonb_typeof({column} -> %s) = 'number' "
-            f"THEN ({column} ->> %s)::double precision "
-            f"WHEN {text} ~ '^[-+]?[0-9]+([.][0-9]+)?$' THEN {text}::double precision "
-            "END)"
+        number = (
+            f"CASE jsonb_typeof({column} -> %s) "
+            f"WHEN 'number' THEN ({column} -> %s)::double precision "
+            f"WHEN 'string' THEN CASE WHEN {text} ~ '^[-+]?[0-9]+([.][0-9]+)?$' "
+            f"THEN {text}::double precision END END"
         )
-        key = self.key
-        return sql, [*params, key, *params, key, *params, key, *params, key]
+        uses = number.count("%s")
+        return (
+            f"COALESCE(({number}) {self.operator} %s, FALSE)",
+            [*[*params, self.key] * uses, self.value],
+        )
 
 
 def _opted_in_q(op: str, day: date) -> Q:
@@ -412,11 +399,7 @@ def condition_q(condition: dict, *, now: datetime) -> Q:
         if op == "is_set":
             q = ~Q(Exact(text, ""))
         elif op in NUMBER_OPS:
-            number = AttributeNumber(key)
-            # NULL (not a number) is false, not unknown: "not > 30" then matches.
-            q = Q(IsNull(number, False)) & Q(
-                _NUMBER_LOOKUPS[op](number, float(condition["value"]))
-            )
+            q = Q(AttributeCompare(key, op, condition["value"]))
         else:
             lookup = IExact if op == "equals" else IContains
             q = Q(lookup(text, condition["value"]))

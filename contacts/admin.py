@@ -397,6 +397,18 @@ class ContactAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
                 links.append(
                     (label, f"{reverse(url_name)}?contact__id__exact={contact.pk}")
                 )
+        # Both ways in one thread, with the reply box (webhooks.admin_views).
+        if request.user.has_perm("webhooks.view_inboundmessage") and (
+            request.user.has_perm("campaigns.view_message")
+        ):
+            links.append(
+                (
+                    "Conversation",
+                    reverse(
+                        "admin:webhooks_inboundmessage_conversation", args=[contact.pk]
+                    ),
+                )
+            )
         return links
 
     def _consent_panel(self, contact: Contact) -> dict:

@@ -74,6 +74,11 @@ def inbound_data(inbound) -> dict:
             "contact": inbound.contact_id,
             "provider": inbound.provider,
             "received_at": inbound.received_at,
+            # The campaign message it answers (webhooks.services.answered_message).
+            "in_reply_to": inbound.in_reply_to_id,
+            "campaign": inbound.in_reply_to.campaign_id
+            if inbound.in_reply_to_id
+            else None,
         }
     }
 

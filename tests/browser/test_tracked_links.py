@@ -72,13 +72,14 @@ def test_a_tracked_link_and_a_variant_from_composing_to_a_click(
     message = Message.objects.filter(campaign=campaign).first()
     path = re.search(r"/l/\w{8}", message.body).group()
 
+    own = browser.driver.execute_script("return navigator.userAgent")
     browser.driver.execute_cdp_cmd("Network.setUserAgentOverride", {"userAgent": PHONE})
     try:
         browser.get(path)
         browser.wait_for(lambda d: d.current_url == link, "the redirect did not land")
     finally:
         browser.driver.execute_cdp_cmd(
-            "Network.setUserAgentOverride", {"userAgent": ""}
+            "Network.setUserAgentOverride", {"userAgent": own}
         )
 
     # Figures are snapshots at most 30 s old: make the last one old, so the page

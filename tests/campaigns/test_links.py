@@ -384,3 +384,24 @@ def test_the_project_wsgi_application_answers_short_links():
     from smscampaigns import wsgi
 
     assert isinstance(wsgi.application, ShortLinkApp)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_click_outside_any_transaction_is_stored(audience):
+    """As the WSGI front records it: autocommit, on PostgreSQL without waiting for
+    the WAL flush (one round trip with SET LOCAL)."""
+    campaign = CampaignFactory(
+        lists=[audience], provider="locmem", body="Go https://a.example/x"
+    )
+    send(campaign)
+    code = sent_code(campaign, "Ada")
+    assert link_click_record(code=code, user_agent=PHONE) == "https://a.example/x"
+    message = Message.objects.get(campaign=campaign, contact__first_name="Ada")
+    assert (message.clicks, LinkClick.objects.count()) == (1, 1)
+    # The setting held for that one transaction, not for the connection.
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('synchronous_commit')")
+            assert cursor.fetchone() == ("on",)

@@ -169,6 +169,8 @@ def test_a_stop_publishes_the_inbound_text_then_the_opt_out():
         "contact": contact.pk,
         "provider": "locmem",
         "received_at": None,
+        "in_reply_to": None,
+        "campaign": None,
     }
     assert opt_out_body["type"] == "contact.opted_out"
     assert opt_out_body["data"] | {"at": None} == {

@@ -137,3 +137,33 @@ def test_an_unknown_log_format_is_refused():
     )
     assert done.returncode != 0
     assert "LOG_FORMAT must be plain or json" in done.stderr
+
+
+def _gunicorn_settings(monkeypatch, **env) -> dict:
+    import runpy
+
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    monkeypatch.setenv("ENV_FILE", "/dev/null")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(settings.BASE_DIR / "gunicorn.conf.py"))
+
+
+def test_gunicorn_logs_json_too_and_keeps_its_access_log_off(monkeypatch):
+    config = _gunicorn_settings(monkeypatch, LOG_FORMAT="json")["logconfig_dict"]
+    assert config["formatters"]["json"]["()"] == "smscampaigns.log_format.JsonFormatter"
+    assert config["loggers"]["gunicorn.error"]["handlers"] == ["console"]
+    assert config["handlers"]["console"]["formatter"] == "json"
+    access = config["loggers"]["gunicorn.access"]
+    assert access["handlers"] == ["discard"]
+    assert access["propagate"] is False
+
+
+def test_gunicorn_reads_log_format_from_the_env_file(monkeypatch, tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=false\nLOG_FORMAT=json\n")
+    assert "logconfig_dict" in _gunicorn_settings(monkeypatch, ENV_FILE=str(env_file))
+
+
+def test_gunicorn_keeps_its_own_format_by_default(monkeypatch):
+    assert "logconfig_dict" not in _gunicorn_settings(monkeypatch)

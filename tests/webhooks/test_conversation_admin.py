@@ -175,3 +175,10 @@ def test_reading_needs_view_contact_and_replying_needs_add_message(client, ann):
     assert "needs the permission to add messages" in page
     assert client.post(conversation_url(ann), {"text": "Hi"}).status_code == 403
     assert not Message.objects.filter(kind=Message.Kind.REPLY).exists()
+
+
+def test_the_contact_page_links_to_the_conversation(admin_client, ann):
+    page = admin_client.get(
+        reverse("admin:contacts_contact_change", args=[ann.pk])
+    ).content.decode()
+    assert f'<a href="{conversation_url(ann)}">Conversation</a>' in page

@@ -283,3 +283,15 @@ def test_a_provider_that_can_no_longer_be_used_is_refused(settings):
     with pytest.raises(ReplyRefused, match="locmem") as refused:
         conversation_reply(contact=contact, text="Hi")
     assert refused.value.code == "provider_unusable"
+
+
+def test_the_inbound_event_names_the_campaign_message_it_answers():
+    from integrations.events import inbound_data
+
+    contact = ContactFactory(phone=PHONE)
+    message = sent(contact, hours_ago=1)
+    data = inbound_data(receive())["inbound_message"]
+    assert (data["in_reply_to"], data["campaign"]) == (
+        message.pk,
+        message.campaign_id,
+    )

@@ -8,15 +8,18 @@ with ``is_bot`` set and leaves the message's click count alone.
 """
 
 import re
+import time
 from datetime import datetime
 from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from integrations.events import EventType, click_data
+from integrations.models import WebhookEndpoint
 from integrations.services import publish
 
 from .links import destination, link_decode
@@ -106,23 +109,71 @@ def link_click_record(
     kept, marked, and counts for nothing. One SQL statement on PostgreSQL (the
     redirect endpoint's whole cost), three in a transaction elsewhere. Links work
     as long as the message exists, whatever its campaign's state.
+
+    When an integrator's endpoint subscribes to link.clicked, the click and its
+    event are committed together instead (a few more round trips); see
+    :func:`clicks_subscribed`.
     """
     agent, is_bot = agent_classify(user_agent, method)
     at = at or timezone.now()
     record = _record_postgresql if connection.vendor == "postgresql" else _record_orm
+    announce = not is_bot and clicks_subscribed()
     for message_id, position in link_decode(code):
-        # The click and its link.clicked event (for integrators' webhooks) are
-        # committed together; a preview is no click and publishes nothing.
-        with transaction.atomic():
+        if not announce:
             url = record(message_id, position, agent, is_bot, at)
-            if url is not None and not is_bot:
-                publish(
-                    EventType.LINK_CLICKED,
-                    partial(_click_data, message_id, destination(url), agent, at),
-                )
+        else:
+            # The click and its link.clicked event (for integrators' webhooks) are
+            # committed together; a preview is no click and publishes nothing.
+            with transaction.atomic():
+                url = record(message_id, position, agent, is_bot, at)
+                if url is not None:
+                    publish(
+                        EventType.LINK_CLICKED,
+                        partial(_click_data, message_id, destination(url), agent, at),
+                    )
         if url is not None:
             return destination(url)
     return None
+
+
+#: How long a process trusts what it last read about link.clicked subscribers.
+SUBSCRIBERS_TTL_SECONDS = 5.0
+# (when it was read, on the monotonic clock; whether any active endpoint wants it)
+_subscribed: tuple[float, bool] = (-SUBSCRIBERS_TTL_SECONDS, False)
+
+
+def clicks_subscribed() -> bool:
+    """Whether an active webhook endpoint wants link.clicked events.
+
+    Read at most every :data:`SUBSCRIBERS_TTL_SECONDS` per process and forgotten
+    when this process saves or deletes an endpoint: the redirect then costs one
+    round trip when nobody listens, not a query of the endpoints and a transaction
+    per click. An endpoint created in another process gets clicks from a few
+    seconds after it was saved.
+    """
+    global _subscribed
+    read_at, anyone = _subscribed
+    now = time.monotonic()
+    if now - read_at < SUBSCRIBERS_TTL_SECONDS:
+        return anyone
+    wanted = EventType.LINK_CLICKED.value
+    anyone = any(
+        wanted in (events or ())
+        for events in WebhookEndpoint.objects.filter(is_active=True).values_list(
+            "events", flat=True
+        )
+    )
+    _subscribed = (now, anyone)
+    return anyone
+
+
+def _forget_subscribers(**kwargs) -> None:
+    global _subscribed
+    _subscribed = (-SUBSCRIBERS_TTL_SECONDS, False)
+
+
+post_save.connect(_forget_subscribers, sender=WebhookEndpoint)
+post_delete.connect(_forget_subscribers, sender=WebhookEndpoint)
 
 
 def _click_data(message_id: int, url: str, agent: str, at: datetime) -> dict:

@@ -405,3 +405,18 @@ def test_a_click_outside_any_transaction_is_stored(audience):
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('synchronous_commit')")
             assert cursor.fetchone() == ("on",)
+
+
+def test_a_click_is_one_statement_on_postgresql(campaign, django_assert_num_queries):
+    """Nobody subscribes to link.clicked: no transaction, no endpoint lookup."""
+    from django.db import connection
+
+    from campaigns.clicks import clicks_subscribed
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite records a click in three statements")
+    send(campaign)
+    code = sent_code(campaign, "Ada")
+    clicks_subscribed()  # read once per few seconds, not per click
+    with django_assert_num_queries(1):
+        assert link_click_record(code=code, user_agent=PHONE)

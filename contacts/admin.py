@@ -681,7 +681,7 @@ class SuppressionAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(PendingSignup)
-class PendingSignupAdmin(ContactDataAdminMixin, admin.ModelAdmin):
+class PendingSignupAdmin(ListTitleMixin, ContactDataAdminMixin, admin.ModelAdmin):
     """Numbers asked to confirm a keyword sign-up that have not answered YES yet."""
 
     list_display = ["phone", "signup_keyword", "requested_at", "expires_at"]

@@ -19,6 +19,7 @@ from django.utils.html import format_html_join
 
 from contacts.models import ContactList
 from contacts.permissions import can_view_contact_data
+from smscampaigns.admin_site import ListTitleMixin
 
 from ..models import Campaign
 from ..segments import (
@@ -115,7 +116,7 @@ def builder_answer(
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(ListTitleMixin, admin.ModelAdmin):
     form = SegmentForm
     change_form_template = "admin/campaigns/segment/change_form.html"
     list_display = ["name", "match", "conditions_shown", "campaign_count"]

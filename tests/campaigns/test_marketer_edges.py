@@ -200,6 +200,25 @@ def test_a_vendor_opt_out_intent_is_recorded_as_its_signal():
     assert sources == {"+14155550123": Source.PROVIDER, "+14155550124": Source.KEYWORD}
 
 
+@pytest.mark.parametrize(
+    "changelist",
+    [
+        "campaigns_campaign",
+        "campaigns_message",
+        "campaigns_segment",
+        "contacts_contact",
+        "contacts_contactlist",
+        "contacts_pendingsignup",
+        "webhooks_inboundmessage",
+        "smscampaigns_apikey",
+    ],
+)
+def test_list_pages_are_titled_by_what_they_list(admin_client, changelist):
+    page = admin_client.get(reverse(f"admin:{changelist}_changelist"))
+    assert page.status_code == 200
+    assert not re.search(r"<h1>Select ", page.content.decode())
+
+
 def test_counts_and_titles_read_well(admin_client):
     page = admin_client.get(reverse("admin:campaigns_campaign_changelist"))
     assert "<h1>Campaigns</h1>" in page.content.decode()

@@ -278,3 +278,22 @@ def test_a_click_on_a_tracked_link_publishes_link_clicked_and_a_preview_does_not
     )
     assert click["url"] == "https://shop.example.com/x"
     assert click["agent"] == "mobile"
+
+
+def test_a_keyword_sign_up_publishes_contact_opted_in_on_its_yes():
+    from tests.factories import SignupKeywordFactory
+
+    endpoint_for("http://127.0.0.1:9/a", "contact.opted_in")
+    SignupKeywordFactory(keyword="JOIN", contact_list__name="Deals")
+    inbound_message_record(provider="locmem", inbound=inbound("JOIN", "mo-10"))
+    assert not Event.objects.exists()  # asked, not yet in
+    inbound_message_record(provider="locmem", inbound=inbound("YES", "mo-11"))
+
+    [body] = bodies()
+    assert body["type"] == "contact.opted_in"
+    contact = Contact.objects.get(phone="+14155550123")
+    assert (body["data"]["phone"], body["data"]["contact"]) == (
+        contact.phone,
+        contact.pk,
+    )
+    assert body["data"]["source"] == "keyword"

@@ -280,6 +280,28 @@ def test_queue_depth_and_oldest_queued_age_per_campaign():
     assert value(parsed, "sms_campaigns", status="completed") == 0
 
 
+def test_a_long_queue_shows_its_latest_snapshot_instead_of_being_counted(
+    monkeypatch,
+):
+    from campaigns.models import CampaignSnapshot
+    from smscampaigns import metrics_view
+
+    monkeypatch.setattr(metrics_view, "EXACT_QUEUE", 2)
+    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    MessageFactory.create_batch(4, campaign=campaign)
+    depth = "sms_queue_depth"
+    # No snapshot yet: at least what was counted.
+    assert (
+        value(samples(scrape()), depth, campaign=str(campaign.pk), status="sending")
+        == 3
+    )
+    CampaignSnapshot.objects.create(campaign=campaign, counts={"queued": 250_000})
+    assert (
+        value(samples(scrape()), depth, campaign=str(campaign.pk), status="sending")
+        == 250_000
+    )
+
+
 def test_live_dispatchers_and_their_heartbeats():
     liveness = Liveness()
     session_id = liveness.open()

@@ -129,6 +129,12 @@ def main() -> None:
         f"{args.latency:g} s, gunicorn {args.workers} sync workers, "
         f"run_worker sending {args.direct_concurrency} at a time ({machine_load()})"
     )
+    # Production settings serve only collected static files: gunicorn refuses to
+    # start without them (as receipts.py does, collect them into the scratch folder).
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=REPO, env=env, check=True,
+    )  # fmt: skip
     server = _start(
         [str(BIN / "gunicorn"), "smscampaigns.wsgi", "--workers", str(args.workers),
          "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],

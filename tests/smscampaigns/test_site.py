@@ -1,6 +1,10 @@
 """The site around the admin and the API: "/", the favicon, bearer keys, the docs'
 grouping and the campaign stats' status."""
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -90,3 +94,17 @@ def test_campaign_stats_carry_the_status(raw_key):
     assert response.status_code == 200
     assert response.json()["status"] == "paused"
     assert response.json()["replied_stop"] == 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_run_takes_a_port():
+    root = Path(__file__).resolve().parents[2]
+    # -n prints the commands without running them.
+    commands = subprocess.run(
+        ["make", "-n", "run", "PORT=8123"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "runserver 127.0.0.1:8123" in commands

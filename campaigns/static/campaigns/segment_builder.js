@@ -247,7 +247,8 @@
         }
         let conditions;
         try {
-            conditions = JSON.parse(textarea.value || "[]");
+            // A new segment's field holds "null": no conditions yet.
+            conditions = JSON.parse(textarea.value || "[]") ?? [];
         } catch (error) {
             return; // Not JSON (typed so and sent back with an error): leave it as it is.
         }

@@ -177,20 +177,25 @@ class ConversationSummary:
     """The newest message either way."""
 
 
+def _newest_per_contact(queryset, contact_ids: list[int]) -> dict:
+    """Each contact's newest row of ``queryset`` (highest id), by contact id: one query."""
+    newest_ids = (
+        queryset.model.objects.filter(contact_id__in=contact_ids)
+        .values("contact_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
+    )
+    return {row.contact_id: row for row in queryset.filter(pk__in=newest_ids)}
+
+
 def conversation_summaries(rows) -> list[ConversationSummary]:
     """The contacts and newest messages of a page of :func:`conversations` rows, in
     a few queries whatever the page size."""
     rows = list(rows)
     ids = [row["contact"] for row in rows]
     contacts = Contact.objects.in_bulk(ids)
-    last_out = {
-        m.contact_id: m
-        for m in Message.objects.filter(
-            pk__in=Message.objects.filter(contact_id__in=ids)
-            .values("contact_id")
-            .annotate(newest=Max("id"))
-            .values("newest")
-        ).only(
+    last_out = _newest_per_contact(
+        Message.objects.only(
             "contact_id",
             "body",
             "sender",
@@ -201,17 +206,12 @@ def conversation_summaries(rows) -> list[ConversationSummary]:
             "submitted_at",
             "handed_at",
             "queued_at",
-        )
-    }
-    last_in = {
-        m.contact_id: m
-        for m in InboundMessage.objects.filter(
-            pk__in=InboundMessage.objects.filter(contact_id__in=ids)
-            .values("contact_id")
-            .annotate(newest=Max("id"))
-            .values("newest")
-        ).select_related("in_reply_to")
-    }
+        ),
+        ids,
+    )
+    last_in = _newest_per_contact(
+        InboundMessage.objects.select_related("in_reply_to"), ids
+    )
     summaries = []
     for row in rows:
         contact = contacts.get(row["contact"])

@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from functools import lru_cache, partial
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete, post_save
@@ -199,9 +199,12 @@ def _record_postgresql(
     # is on disk within a fraction of a second; a crash of the database server
     # may lose the last ones, never leave them half-written. Only outside a
     # caller's transaction: inside one the click waits like any other write.
-    sql = _click_sql(asynchronous=not connection.in_atomic_block)
+    # The connection of this thread, looked up once rather than on every use of
+    # the ``connection`` proxy (a measurable share of a redirect's Python time).
+    db = connections[DEFAULT_DB_ALIAS]
+    sql = _click_sql(asynchronous=not db.in_atomic_block)
     params = [position, message_id, at, agent, is_bot, at, not is_bot]
-    with _server_bound_cursor() as cursor:
+    with _server_bound_cursor(db) as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
@@ -240,8 +243,8 @@ def _click_sql(*, asynchronous: bool) -> str:
     """
 
 
-def _server_bound_cursor():
-    """A cursor like ``connection.cursor()`` (Django's error wrapping, and query
+def _server_bound_cursor(db):
+    """A cursor like ``db.cursor()`` (Django's error wrapping, and query
     logging in tests) whose parameters are bound on the server, so that psycopg
     prepares the statement on its connection (``prepare_threshold`` in the
     settings): PostgreSQL then skips parsing and planning, about half of the
@@ -249,14 +252,14 @@ def _server_bound_cursor():
     """
     import psycopg
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        cursor = psycopg.Cursor(connection.connection)
-    connection.validate_thread_sharing()
-    if connection.queries_logged:
-        return connection.make_debug_cursor(cursor)
-    return connection.make_cursor(cursor)
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = psycopg.Cursor(db.connection)
+    db.validate_thread_sharing()
+    if db.queries_logged:
+        return db.make_debug_cursor(cursor)
+    return db.make_cursor(cursor)
 
 
 def _record_orm(

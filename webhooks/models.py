@@ -129,12 +129,15 @@ class QueuedCallback(models.Model):
     provider = models.CharField(max_length=32)
     kind = models.CharField(max_length=16)
     items = models.JSONField(encoder=DjangoJSONEncoder)
+    lane = models.PositiveSmallIntegerField(default=0)
+    """Which applier takes it (webhooks.queue.callback_lane): by number, for order."""
     received_at = models.DateTimeField(default=timezone.now)
     attempts = models.PositiveSmallIntegerField(default=0)
     """Applies that failed on a database error (the row stays queued and is tried again)."""
 
     class Meta:
         ordering = ["id"]
+        indexes = [models.Index(fields=["lane", "id"], name="queuedcallback_lane")]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind} #{self.pk}"

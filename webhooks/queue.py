@@ -9,10 +9,14 @@ request only verifies, parses and stores the callback (one row, committed with i
 replay record) and answers 200; the worker applies the rows in the order they came.
 
 Nothing is lost between the two: the row is committed before the vendor hears 200, and
-it leaves the queue in the same transaction that applies it. Rows are applied one
-transaction at a time by one applier at a time (a PostgreSQL advisory lock, SQLite's
-write lock), oldest first, so a STOP and the START that follows it are applied in
-that order whatever the number of workers.
+it leaves the queue in the same transaction that applies it.
+
+Order: each row goes to one of ``LANES`` lanes by its number (inbound texts: the
+sender; receipts: the vendor's message id), and each lane is applied oldest first by
+one applier at a time (a PostgreSQL advisory lock per lane; on SQLite, whose writers
+queue anyway, one applier takes all lanes in id order). So a STOP and the START that
+follows it, or a message's receipts, are applied in the order they came, while a
+storm of STOPs from many numbers is applied on several lanes at once.
 
 Every process that sends applies the queue before it claims, so a STOP that was
 answered is honoured before the next batch goes: ``run_worker`` on a thread of its own,
@@ -25,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import zlib
 from datetime import datetime
 from decimal import Decimal
 
@@ -41,8 +46,10 @@ from .replay import callback_first_seen, remember_sql
 
 logger = logging.getLogger(__name__)
 
-#: (namespace, key) of the advisory lock that makes one applier at a time.
-APPLIER_LOCK = (0x534D53, 0x43424B)  # "SMS", "CBK"
+#: Lanes applied side by side on PostgreSQL (a number's callbacks always share one).
+LANES = 4
+#: (namespace, first key) of the advisory locks that make one applier per lane.
+APPLIER_LOCK = (0x534D53, 0x43424B)  # "SMS", "CBK" (+ the lane)
 #: Rows applied per transaction: each is visible (a STOP honoured) when it commits.
 BATCH = 20
 #: Applies of one row that fail on a database error before it is set aside.
@@ -80,20 +87,44 @@ def callback_enqueue(
     one round trip and one commit per callback.
     """
     dumped = [_dump(item) for item in items]
+    lane = callback_lane(kind, items)
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        queued = _remember_and_store(alias, kind, dumped, keys=keys, keep_for=keep_for)
+        queued = _remember_and_store(
+            alias, kind, dumped, lane, keys=keys, keep_for=keep_for
+        )
     else:
         with transaction.atomic():
             queued = callback_first_seen(keys=keys, keep_for=keep_for)
             if queued:
-                QueuedCallback.objects.create(provider=alias, kind=kind, items=dumped)
+                QueuedCallback.objects.create(
+                    provider=alias, kind=kind, items=dumped, lane=lane
+                )
     if queued:
         _wake_celery()
     return queued
 
 
+def callback_lane(kind: str, items: list) -> int:
+    """The lane of a callback: by the number it is about (a receipt: by the message),
+    so what concerns one number or message is applied in order."""
+    first = items[0] if items else None
+    if first is None:
+        key = ""
+    elif kind == "status":
+        key = first.provider_message_id or first.reference or first.recipient
+    else:
+        key = first.from_number
+    return zlib.crc32(key.encode("utf-8", "surrogateescape")) % LANES
+
+
 def _remember_and_store(
-    alias: str, kind: str, items: list[dict], *, keys: list[str], keep_for: int
+    alias: str,
+    kind: str,
+    items: list[dict],
+    lane: int,
+    *,
+    keys: list[str],
+    keep_for: int,
 ) -> bool:
     remember, params = remember_sql(keys=keys, keep_for=keep_for)
     table = connection.ops.quote_name(QueuedCallback._meta.db_table)
@@ -101,14 +132,15 @@ def _remember_and_store(
     # callback_first_seen does for a replay.
     sql = (
         f"WITH seen AS ({remember}) "
-        f"INSERT INTO {table} (provider, kind, items, received_at, attempts) "
-        "SELECT %s, %s, %s::jsonb, %s, 0 WHERE (SELECT count(*) FROM seen) = %s "
+        f"INSERT INTO {table} (provider, kind, items, lane, received_at, attempts) "
+        "SELECT %s, %s, %s::jsonb, %s, %s, 0 WHERE (SELECT count(*) FROM seen) = %s "
         "RETURNING id"
     )
     params += [
         alias,
         kind,
         json.dumps(items, cls=DjangoJSONEncoder),
+        lane,
         timezone.now(),
         len(keys),
     ]
@@ -127,21 +159,35 @@ def _wake_celery() -> None:
 
 
 def queued_callbacks_apply(
-    *, deadline: float | None = None, limit: int | None = None
+    *,
+    deadline: float | None = None,
+    limit: int | None = None,
+    lane: int | None = None,
 ) -> int:
-    """Apply queued callbacks, oldest first, until the queue is empty, ``limit`` rows
-    were applied or the (monotonic) ``deadline`` passed; returns how many rows were
-    applied. Returns 0 at once when another applier holds the queue."""
+    """Apply queued callbacks, oldest first, until the queue (or ``lane``) is empty,
+    ``limit`` rows were applied or the (monotonic) ``deadline`` passed; returns how
+    many rows were applied. A lane another applier holds is skipped."""
+    if lane is None and connection.vendor == "postgresql":
+        applied = 0
+        for each in range(LANES):
+            left = None if limit is None else limit - applied
+            if left is not None and left <= 0:
+                break
+            applied += queued_callbacks_apply(deadline=deadline, limit=left, lane=each)
+        return applied
+    queued = QueuedCallback.objects.all()
+    if lane is not None:
+        queued = queued.filter(lane=lane)
     # Most looks find nothing: answered by an index, without a transaction (on SQLite
     # a transaction here would take the write lock five times a second).
-    if not QueuedCallback.objects.exists():
+    if not queued.exists():
         return 0
     applied = 0
     while limit is None or applied < limit:
         if deadline is not None and time.monotonic() >= deadline:
             break
         size = BATCH if limit is None else min(BATCH, limit - applied)
-        done = _apply_batch(size)
+        done = _apply_batch(queued, size, lane)
         if done is None:
             break
         applied += done
@@ -162,15 +208,15 @@ def queued_callbacks_waiting() -> tuple[int, datetime | None]:
     return QueuedCallback.objects.count(), oldest
 
 
-def _apply_batch(size: int) -> int | None:
-    """One transaction: take the applier lock, apply up to ``size`` of the oldest rows
+def _apply_batch(queued, size: int, lane: int | None) -> int | None:
+    """One transaction: take the lane's lock, apply up to ``size`` of its oldest rows
     and delete them. None when the lock is held elsewhere."""
     failed: QueuedCallback | None = None
     error = ""
     with transaction.atomic():
-        if not _lock():
+        if not _lock(lane):
             return None
-        rows = list(QueuedCallback.objects.order_by("id")[:size])
+        rows = list(queued.order_by("id")[:size])
         done = []
         for row in rows:
             try:
@@ -200,12 +246,15 @@ def _apply_batch(size: int) -> int | None:
     return len(done)
 
 
-def _lock() -> bool:
+def _lock(lane: int | None) -> bool:
     if connection.vendor != "postgresql":
         # SQLite transactions here begin IMMEDIATE: the write lock is already ours.
         return True
+    namespace, first = APPLIER_LOCK
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", APPLIER_LOCK)
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", [namespace, first + lane]
+        )
         return bool(cursor.fetchone()[0])
 
 
@@ -281,29 +330,41 @@ def _datetime(value: str | None) -> datetime | None:
 
 
 class CallbackApplier:
-    """Applies queued callbacks on a thread of ``run_worker`` as they come."""
+    """Applies queued callbacks as they come, on threads of ``run_worker`` or
+    ``send_campaign``: one per lane on PostgreSQL (each waits on the database most of
+    the time), one for all on SQLite."""
 
     def __init__(self, *, stop: threading.Event) -> None:
         self.stop = stop
         self.applied = 0
-        self._thread = threading.Thread(target=self._run, name="callback-applier")
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> "CallbackApplier":
         # Inline mode queues nothing: no thread (and no connection) needed.
-        if queued_mode():
-            self._thread.start()
+        if not queued_mode():
+            return self
+        lanes = range(LANES) if connection.vendor == "postgresql" else [None]
+        for lane in lanes:
+            thread = threading.Thread(
+                target=self._run, args=(lane,), name=f"callback-applier-{lane}"
+            )
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def join(self) -> None:
-        if self._thread.is_alive():
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
-    def _run(self) -> None:
+    def _run(self, lane: int | None) -> None:
         failures = 0
         try:
             while not self.stop.is_set():
                 try:
-                    applied = queued_callbacks_apply(deadline=time.monotonic() + 5.0)
+                    applied = queued_callbacks_apply(
+                        deadline=time.monotonic() + 5.0, lane=lane
+                    )
                 except DatabaseError as exc:
                     failures += 1
                     delay = min(2.0 ** (failures - 1), 30.0)
@@ -321,7 +382,8 @@ class CallbackApplier:
                     self.stop.wait(POLL_SECONDS * 10)
                     continue
                 failures = 0
-                self.applied += applied
+                with self._lock:
+                    self.applied += applied
                 if not applied:
                     self.stop.wait(POLL_SECONDS)
         finally:

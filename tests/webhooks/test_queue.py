@@ -262,3 +262,26 @@ def test_metrics_show_the_callbacks_waiting(client, settings):
     ).content.decode()
     assert "sms_callbacks_queued 1.0" in text
     assert "sms_callbacks_oldest_age_seconds" in text
+
+
+def test_a_numbers_callbacks_share_a_lane_and_lanes_apply_apart(client):
+    phones = [f"+1415555{n:04d}" for n in range(40)]
+    for phone in phones:
+        ContactFactory(phone=phone)
+        vonage_post(client, "/webhooks/vonage/inbound/", vonage_text(phone, "STOP"))
+        vonage_post(client, "/webhooks/vonage/inbound/", vonage_text(phone, "START"))
+    lanes = {}
+    for row in QueuedCallback.objects.order_by("id"):
+        lanes.setdefault(row.items[0]["from_number"], set()).add(row.lane)
+    assert all(len(used) == 1 for used in lanes.values())
+    assert {lane for used in lanes.values() for lane in used} == set(range(queue.LANES))
+    # One lane applied alone: its numbers, in order, and nobody else's.
+    first = next(iter(lanes[phones[0]]))
+    applied = queued_callbacks_apply(lane=first)
+    mine = [phone for phone, used in lanes.items() if first in used]
+    assert applied == 2 * len(mine)
+    assert set(
+        InboundMessage.objects.values_list("from_number", flat=True).distinct()
+    ) == set(mine)
+    assert queued_callbacks_apply() == 2 * (len(phones) - len(mine))
+    assert not Contact.objects.filter(opted_out_at__isnull=False).exists()

@@ -74,9 +74,11 @@ def run_load(
     *,
     timeout: float = 30.0,
     accept: tuple[int, int] = (200, 300),
+    expect: bytes = b"",
 ) -> LoadResult:
     """Send each plan's requests in order from its own process, all plans at once.
-    Answers with a status outside ``accept`` (a half-open range) are failures.
+    Answers with a status outside ``accept`` (a half-open range), or without the bytes
+    ``expect`` (a header line, say), are failures; the latter count as status 0.
 
     The processes are forked (so the requests are not copied through a pipe) and
     started together behind a barrier; the wall time runs from the barrier to the last
@@ -89,7 +91,7 @@ def run_load(
         receiver, sender = context.Pipe(duplex=False)
         process = context.Process(
             target=_client,
-            args=(port, plan, barrier, sender, timeout, accept),
+            args=(port, plan, barrier, sender, timeout, accept, expect),
             daemon=True,
         )
         process.start()
@@ -130,6 +132,7 @@ def _client(
     pipe: Connection,
     timeout: float,
     accept: tuple[int, int] = (200, 300),
+    expect: bytes = b"",
 ) -> None:
     # Preallocated, so appending costs nothing during the run.
     latencies = array("d", bytes(8 * len(plan)))
@@ -146,6 +149,8 @@ def _client(
         response = _exchange(address, data, timeout)
         latencies[index] = perf_counter() - sent_at
         status = int(response[9:12]) if response.startswith(b"HTTP/1.") else 0
+        if expect and expect not in response:
+            status = 0
         statuses[index] = status
         if not accept[0] <= status < accept[1] and not sample_failure:
             sample_failure = response[:2000] or b"(no response)"

@@ -46,6 +46,8 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_PER_SECOND = 2000.0
 TARGET_P99_MS = 20.0
 DESTINATION = "https://shop.example.com/spring-sale?utm_source=sms"
+# Every answer must be a redirect to the link's destination, not only a 302.
+EXPECTED = f"\r\nLocation: {DESTINATION}\r\n".encode()
 PHONE = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1"
@@ -243,7 +245,9 @@ def run_one(
     with gunicorn(
         workers=workers, port=port, env=env, app_dir=REPO, log_path=log_path
     ) as server:
-        warm = run_load(port, plans(warmup, clients, port=port), accept=(302, 303))
+        warm = run_load(
+            port, plans(warmup, clients, port=port), accept=(302, 303), expect=EXPECTED
+        )
         if warm.failures:
             sys.exit(
                 f"warm-up: {warm.failures}\n{warm.sample_failure.decode('latin-1')}\n"
@@ -259,7 +263,7 @@ def run_one(
         server_pids = [server.pid, *child_pids(server.pid)]
         server_cpu_before = process_cpu_seconds(server_pids)
         busy_before = machine_busy_seconds()
-        result = run_load(port, requests, accept=(302, 303))
+        result = run_load(port, requests, accept=(302, 303), expect=EXPECTED)
         busy_after = machine_busy_seconds()
         server_cpu = process_cpu_seconds(server_pids) - server_cpu_before
         print(f"  {machine_load()} after the run")
@@ -286,6 +290,14 @@ def run_one(
         f"  CPU in cores of {cores} (machine busy {machine_cores:.2f}): gunicorn "
         f"{server_cpu / wall:.2f}, load generator {result.client_cpu_seconds / wall:.2f}, "
         f"PostgreSQL and the rest {other:.2f}"
+    )
+    # The same per redirect: what the server side costs, apart from the load
+    # generator that shares the cores.
+    per = 1000 / summary.count if summary.count else 0.0
+    print(
+        f"  CPU per redirect: gunicorn {server_cpu * per:.3f} ms + PostgreSQL and the "
+        f"rest {other * wall * per:.3f} ms = {(server_cpu + other * wall) * per:.3f} ms; "
+        f"load generator {result.client_cpu_seconds * per:.3f} ms"
     )
     ids = [message_id for message_id, _ in timed]
     stored = LinkClick.objects.count() - clicks_before

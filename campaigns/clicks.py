@@ -10,7 +10,7 @@ with ``is_bot`` set and leaves the message's click count alone.
 import re
 import time
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 
 from django.db import connection, transaction
 from django.db.models import F
@@ -194,15 +194,37 @@ def _click_data(message_id: int, url: str, agent: str, at: datetime) -> dict:
 def _record_postgresql(
     message_id: int, position: int, agent: str, is_bot: bool, at: datetime
 ) -> str | None:
+    # The redirect does not wait for the disk: committed without waiting for the
+    # WAL flush (which costs milliseconds, more than everything else), a click
+    # is on disk within a fraction of a second; a crash of the database server
+    # may lose the last ones, never leave them half-written. Only outside a
+    # caller's transaction: inside one the click waits like any other write.
+    sql = _click_sql(asynchronous=not connection.in_atomic_block)
+    params = [position, message_id, at, agent, is_bot, at, not is_bot]
+    with _server_bound_cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+@lru_cache(maxsize=2)
+def _click_sql(*, asynchronous: bool) -> str:
     qn = connection.ops.quote_name
     message = qn(Message._meta.db_table)
     link = qn(TrackedLink._meta.db_table)
     click = qn(LinkClick._meta.db_table)
+    # set_config(..., true) holds until this statement's implicit transaction
+    # commits, and synchronous_commit is read at the commit: it is part of the
+    # one statement (SET LOCAL would be a second one, which a prepared statement
+    # cannot carry), and only runs when the link exists.
+    unflushed = (
+        ", set_config('synchronous_commit', 'off', true)" if asynchronous else ""
+    )
     # The click and the message's counters are written by the statement that
     # finds the link: one round trip per redirect.
-    sql = f"""
+    return f"""
         WITH hit AS (
-            SELECT m.id AS message_id, l.id AS link_id, l.url AS url
+            SELECT m.id AS message_id, l.id AS link_id, l.url AS url{unflushed}
             FROM {message} m
             JOIN {link} l ON l.campaign_id = m.campaign_id AND l.position = %s
             WHERE m.id = %s
@@ -216,26 +238,25 @@ def _record_postgresql(
         )
         SELECT url FROM hit
     """
-    params = [position, message_id, at, agent, is_bot, at, not is_bot]
-    # The redirect does not wait for the disk: committed without waiting for the
-    # WAL flush (which costs milliseconds, more than everything else), a click
-    # is on disk within a fraction of a second; a crash of the database server
-    # may lose the last ones, never leave them half-written. SET LOCAL holds for
-    # the implicit transaction of this one round trip, not for the connection;
-    # inside a caller's transaction, or with server-side binding (one statement
-    # per query), the click waits like any other write.
-    options = connection.settings_dict.get("OPTIONS", {})
-    asynchronous = not connection.in_atomic_block and not options.get(
-        "server_side_binding"
-    )
-    with connection.cursor() as cursor:
-        if asynchronous:
-            cursor.execute(f"SET LOCAL synchronous_commit TO OFF; {sql}", params)
-            cursor.nextset()
-        else:
-            cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+
+
+def _server_bound_cursor():
+    """A cursor like ``connection.cursor()`` (Django's error wrapping, and query
+    logging in tests) whose parameters are bound on the server, so that psycopg
+    prepares the statement on its connection (``prepare_threshold`` in the
+    settings): PostgreSQL then skips parsing and planning, about half of the
+    click's CPU there. Django's own cursors bind on the client and never prepare.
+    """
+    import psycopg
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = psycopg.Cursor(connection.connection)
+    connection.validate_thread_sharing()
+    if connection.queries_logged:
+        return connection.make_debug_cursor(cursor)
+    return connection.make_cursor(cursor)
 
 
 def _record_orm(

@@ -383,13 +383,16 @@ def test_the_wsgi_front_redirects_known_codes_and_leaves_the_rest_to_django(camp
 def test_the_project_wsgi_application_answers_short_links():
     from smscampaigns import wsgi
 
-    assert isinstance(wsgi.application, ShortLinkApp)
+    app = wsgi.application
+    while not isinstance(app, ShortLinkApp):  # inside other fronts (webhooks.wsgi)
+        app = app.app
+    assert isinstance(app, ShortLinkApp)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_click_outside_any_transaction_is_stored(audience):
     """As the WSGI front records it: autocommit, on PostgreSQL without waiting for
-    the WAL flush (one round trip with SET LOCAL)."""
+    the WAL flush (set_config inside the one statement)."""
     campaign = CampaignFactory(
         lists=[audience], provider="locmem", body="Go https://a.example/x"
     )
@@ -420,3 +423,67 @@ def test_a_click_is_one_statement_on_postgresql(campaign, django_assert_num_quer
     clicks_subscribed()  # read once per few seconds, not per click
     with django_assert_num_queries(1):
         assert link_click_record(code=code, user_agent=PHONE)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_click_statement_is_prepared_once_per_connection(campaign):
+    """PostgreSQL parses and plans the click once per connection, not per click."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no prepared statements")
+    send(campaign)
+    code = sent_code(campaign, "Ada")
+    for _ in range(8):
+        assert link_click_record(code=code, user_agent=PHONE)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%INSERT INTO%linkclick%"],
+        )
+        assert cursor.fetchone() == (1,)
+        # set_config(..., true) held for each click's own transaction only.
+        cursor.execute("SELECT current_setting('synchronous_commit')")
+        assert cursor.fetchone() == ("on",)
+    assert Message.objects.get(campaign=campaign, contact__first_name="Ada").clicks == 8
+
+
+def test_a_database_error_leaves_the_request_to_django(campaign, monkeypatch):
+    from django.db import DatabaseError
+
+    send(campaign)
+    code = sent_code(campaign, "Ada")
+
+    def fail(**kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr("campaigns.redirects.link_click_record", fail)
+    monkeypatch.setattr("campaigns.redirects.connection.close", lambda: None)
+    django = _Django()
+    assert _call(ShortLinkApp(django), f"/l/{code}")[0] == "404 Not Found"
+    assert django.paths == [f"/l/{code}"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_prepared_statement_falls_back_to_django_then_recovers(campaign):
+    """A statement the server no longer knows (a pooler's reset, say) is a database
+    error like any other: Django answers that request, the next one reconnects."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no prepared statements")
+    send(campaign)
+    code = sent_code(campaign, "Ada")
+    django = _Django()
+    app = ShortLinkApp(django)
+    for _ in range(6):
+        assert _call(app, f"/l/{code}")[0] == "302 Found"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        for (name,) in cursor.fetchall():
+            cursor.execute(f"DEALLOCATE {connection.ops.quote_name(name)}")
+
+    assert _call(app, f"/l/{code}")[0] == "404 Not Found"
+    assert django.paths == [f"/l/{code}"]
+    assert _call(app, f"/l/{code}")[0] == "302 Found"
+    assert Message.objects.get(campaign=campaign, contact__first_name="Ada").clicks == 7

@@ -16,7 +16,8 @@ sender; receipts: the vendor's message id), and each lane is applied oldest firs
 one applier at a time (a PostgreSQL advisory lock per lane; on SQLite, whose writers
 queue anyway, one applier takes all lanes in id order). So a STOP and the START that
 follows it, or a message's receipts, are applied in the order they came, while a
-storm of STOPs from many numbers is applied on several lanes at once.
+storm of STOPs from many numbers is applied by several worker processes at once
+(``run_worker`` on several machines, or Celery workers), each taking free lanes.
 
 Every process that sends applies the queue before it claims, so a STOP that was
 answered is honoured before the next batch goes: ``run_worker`` on a thread of its own,
@@ -168,12 +169,20 @@ def queued_callbacks_apply(
     ``limit`` rows were applied or the (monotonic) ``deadline`` passed; returns how
     many rows were applied. A lane another applier holds is skipped."""
     if lane is None and connection.vendor == "postgresql":
+        # A batch from each lane in turn, so no lane waits behind a busy one; lanes
+        # another process holds are left to it.
         applied = 0
-        for each in range(LANES):
-            left = None if limit is None else limit - applied
-            if left is not None and left <= 0:
+        while limit is None or applied < limit:
+            before = applied
+            for each in range(LANES):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return applied
+                size = BATCH if limit is None else min(BATCH, limit - applied)
+                if size <= 0:
+                    return applied
+                applied += queued_callbacks_apply(limit=size, lane=each)
+            if applied == before:
                 break
-            applied += queued_callbacks_apply(deadline=deadline, limit=left, lane=each)
         return applied
     queued = QueuedCallback.objects.all()
     if lane is not None:
@@ -330,9 +339,11 @@ def _datetime(value: str | None) -> datetime | None:
 
 
 class CallbackApplier:
-    """Applies queued callbacks as they come, on threads of ``run_worker`` or
-    ``send_campaign``: one per lane on PostgreSQL (each waits on the database most of
-    the time), one for all on SQLite."""
+    """Applies queued callbacks as they come, on a thread of ``run_worker`` or
+    ``send_campaign``, taking every lane in turn. One thread per process: applying is
+    mostly Python, so more threads of one process would share one core (and take it
+    from the webhooks on a small machine); more worker processes apply lanes side by
+    side."""
 
     def __init__(self, *, stop: threading.Event) -> None:
         self.stop = stop
@@ -344,27 +355,21 @@ class CallbackApplier:
         # Inline mode queues nothing: no thread (and no connection) needed.
         if not queued_mode():
             return self
-        lanes = range(LANES) if connection.vendor == "postgresql" else [None]
-        for lane in lanes:
-            thread = threading.Thread(
-                target=self._run, args=(lane,), name=f"callback-applier-{lane}"
-            )
-            thread.start()
-            self._threads.append(thread)
+        thread = threading.Thread(target=self._run, name="callback-applier")
+        thread.start()
+        self._threads.append(thread)
         return self
 
     def join(self) -> None:
         for thread in self._threads:
             thread.join()
 
-    def _run(self, lane: int | None) -> None:
+    def _run(self) -> None:
         failures = 0
         try:
             while not self.stop.is_set():
                 try:
-                    applied = queued_callbacks_apply(
-                        deadline=time.monotonic() + 5.0, lane=lane
-                    )
+                    applied = queued_callbacks_apply(deadline=time.monotonic() + 5.0)
                 except DatabaseError as exc:
                     failures += 1
                     delay = min(2.0 ** (failures - 1), 30.0)

@@ -72,6 +72,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0)
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument(
+        "--apply",
+        choices=["queued", "inline"],
+        default="queued",
+        help="SMS_WEBHOOK_APPLY: stored and applied by the worker (default), or in the request",
+    )
+    parser.add_argument(
         "--signup",
         action="store_true",
         help="a sign-up storm (keyword, then YES from each of N new numbers)",
@@ -117,6 +123,7 @@ def main() -> None:
             "REQUESTS_CA_BUNDLE": vendor.ca,
             "CELERY_BROKER_URL": "",
             "SMS_DIRECT_CONCURRENCY": str(args.direct_concurrency),
+            "SMS_WEBHOOK_APPLY": args.apply,
         }
     )
     first_word = SIGNUP_KEYWORD if args.signup else "STOP"
@@ -127,7 +134,9 @@ def main() -> None:
     print(
         f"{args.stops:,} {first_word}s, {args.concurrency} concurrent, provider answers after "
         f"{args.latency:g} s, gunicorn {args.workers} sync workers, "
-        f"run_worker sending {args.direct_concurrency} at a time ({machine_load()})"
+        f"run_worker sending {args.direct_concurrency} at a time, callbacks applied "
+        f"{'by the worker' if args.apply == 'queued' else 'in the request'} "
+        f"({machine_load()})"
     )
     # Production settings serve only collected static files: gunicorn refuses to
     # start without them (as receipts.py does, collect them into the scratch folder).
@@ -159,6 +168,16 @@ def main() -> None:
             _load(port, requests, args.concurrency, args.rate)
         )
         load_seconds = time.monotonic() - started
+        _wait_honoured(
+            InboundMessage.objects.filter(
+                from_number__in=phones,
+                keyword="signup" if args.signup else "opt_out",
+            ),
+            args.stops,
+            started,
+            load_seconds,
+            "JOINs" if args.signup else "STOPs",
+        )
         sent_seconds = _wait_sent(Message, args, started)
         if args.signup:
             # The questions, as the vendor took them, before the YESes bring welcomes.
@@ -173,6 +192,15 @@ def main() -> None:
                 _load(port, yeses, args.concurrency, args.rate)
             )
             load_seconds = time.monotonic() - started
+            _wait_honoured(
+                InboundMessage.objects.filter(
+                    from_number__in=phones, keyword="confirm"
+                ),
+                args.stops,
+                started,
+                load_seconds,
+                "YESes",
+            )
             welcomed_seconds = _wait_sent(Message, args, started)
     finally:
         for process in (worker, server):
@@ -230,6 +258,19 @@ def _signup_setup(count: int) -> list[str]:
         f"{i % lines:04d}"
         for i in range(count)
     ]
+
+
+def _wait_honoured(applied, count: int, started: float, answered: float, what: str):
+    """Wait until ``count`` texts are applied (stored and acted on); print when."""
+    deadline = time.monotonic() + 300
+    while applied.count() < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    took = time.monotonic() - started
+    print(
+        f"  {what} applied: {applied.count():,} of {count:,}, the last {took:.1f} s "
+        f"after the first was sent ({max(took - answered, 0):.1f} s after the last "
+        "was answered)"
+    )
 
 
 def _wait_sent(message_model, args, started: float) -> float:

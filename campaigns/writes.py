@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from contacts.phones import InvalidPhoneNumber, ParsedPhone, parse_phone
-from contacts.services import blocked_numbers
+from contacts.services import blocked_numbers, message_contacts_lock
 
 from . import lifecycle
 from .lifecycle import CampaignError
@@ -141,6 +141,8 @@ def campaign_create_adhoc(
 
     now = timezone.now()
     with transaction.atomic():
+        # Contacts it writes messages for are not deleted before it commits.
+        message_contacts_lock(exclusive=False)
         campaign = Campaign.objects.create(
             name=f"Bulk {now.astimezone(UTC):%Y-%m-%d %H:%M} UTC",
             body=message,
@@ -444,8 +446,13 @@ def campaign_update(*, campaign: Campaign, **fields: Any) -> Campaign:
 @transaction.atomic
 def campaign_delete(*, campaign: Campaign) -> None:
     """Delete a draft or scheduled campaign; one that has sent anything stays."""
-    # Conditional, so a campaign that started sending a moment ago is not removed.
-    deleted, _ = Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE).delete()
+    # Conditional, so a campaign that started sending a moment ago is not removed;
+    # locked first, so one being launched now is read once its launch has committed
+    # (no foreign key stops deleting a campaign that has messages: Message.campaign).
+    editable = Campaign.objects.filter(pk=campaign.pk, status__in=EDITABLE)
+    deleted = 0
+    if list(editable.select_for_update().values_list("pk", flat=True)):
+        deleted, _ = editable.delete()
     if not deleted:
         campaign.refresh_from_db()
         raise CampaignError(

@@ -121,9 +121,15 @@ class Contact(models.Model):
         self._stored_phone = self.phone
 
     def delete(self, *args, **kwargs):
-        from .services import KEPT_ON_DELETE, opted_out_numbers_keep
+        from .services import (
+            KEPT_ON_DELETE,
+            message_contacts_lock,
+            opted_out_numbers_keep,
+        )
 
-        with transaction.atomic(using=kwargs.get("using") or self._state.db):
+        using = kwargs.get("using") or self._state.db
+        with transaction.atomic(using=using):
+            message_contacts_lock(exclusive=True, using=using)
             opted_out_numbers_keep(
                 contacts=Contact.objects.filter(pk=self.pk), note=KEPT_ON_DELETE
             )

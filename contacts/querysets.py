@@ -16,9 +16,14 @@ class ContactQuerySet(models.QuerySet):
     # numbers (contacts.services.opted_out_numbers_keep), from any caller: the API,
     # the admin, an import or a shell.
     def delete(self):
-        from .services import KEPT_ON_DELETE, opted_out_numbers_keep
+        from .services import (
+            KEPT_ON_DELETE,
+            message_contacts_lock,
+            opted_out_numbers_keep,
+        )
 
         with transaction.atomic(using=self.db):
+            message_contacts_lock(exclusive=True, using=self.db)
             opted_out_numbers_keep(contacts=self, note=KEPT_ON_DELETE)
             return super().delete()
 

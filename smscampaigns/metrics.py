@@ -20,6 +20,8 @@ Recording never fails what it measures: a database error is logged and the figur
 lost.
 """
 
+import atexit
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from .models import MetricValue
@@ -169,12 +172,41 @@ def sends_record(
 # --- Webhooks ------------------------------------------------------------------------
 
 
+_webhook_increments = Increments()
+_webhook_written_at = 0.0
+_webhook_lock = threading.Lock()
+
+
 def webhook_observe(*, vendor: str, kind: str, outcome: str, seconds: float) -> None:
-    increments = Increments()
-    increments.observe(
-        WEBHOOK_DURATION, seconds, vendor=vendor, kind=kind, outcome=outcome
-    )
-    increments.write()
+    """One callback took ``seconds``. Kept in the process and written with the first
+    callback a second or more after the last write: during a storm of callbacks a
+    write per callback would be a round trip and a commit each, as much as the
+    callback itself. A process's last second shows at its next callback, its exit
+    or a scrape it answers (``METRICS_WRITE_SECONDS``)."""
+    global _webhook_written_at
+    with _webhook_lock:
+        _webhook_increments.observe(
+            WEBHOOK_DURATION, seconds, vendor=vendor, kind=kind, outcome=outcome
+        )
+        now = time.monotonic()
+        if now - _webhook_written_at < settings.METRICS_WRITE_SECONDS:
+            return
+        _webhook_written_at = now
+        _webhook_increments.write()
+
+
+def webhook_observations_write() -> None:
+    """Write the callback durations this process holds."""
+    with _webhook_lock:
+        if _webhook_increments.values:
+            _webhook_increments.write()
+
+
+@atexit.register
+def _write_at_exit() -> None:
+    # The process is going: nothing to tell, nothing to fail.
+    with contextlib.suppress(Exception):
+        webhook_observations_write()
 
 
 # --- Worker heartbeats ---------------------------------------------------------------

@@ -31,6 +31,7 @@ from django.views.decorators.cache import never_cache
 
 from campaigns.models import Campaign, CampaignSnapshot, DispatchSession, Message
 from campaigns.sending.liveness import live_sessions
+from webhooks.queue import queued_callbacks_waiting
 
 from . import metrics
 
@@ -71,6 +72,8 @@ class DatabaseCollector:
     """Every figure, read when scraped."""
 
     def collect(self) -> Iterator[Metric]:
+        # This process's own held-back callback durations first.
+        metrics.webhook_observations_write()
         stored = metrics.stored_values()
         yield from _counters(stored)
         yield from _histograms(stored)
@@ -83,6 +86,7 @@ class DatabaseCollector:
         yield tick
         yield from _campaigns()
         yield from _queues()
+        yield from _callbacks()
         yield from _dispatchers()
 
 
@@ -213,6 +217,26 @@ def _queues() -> Iterator[Metric]:
         oldest.add_metric([campaign, status], age)
     yield depth
     yield oldest
+
+
+def _callbacks() -> Iterator[Metric]:
+    """Callbacks answered and waiting for the worker to apply them (a growing number,
+    or an old first one, means no worker is applying them: STOPs wait too)."""
+    waiting, oldest = queued_callbacks_waiting()
+    depth = GaugeMetricFamily(
+        "sms_callbacks_queued",
+        "Vendor callbacks (receipts, inbound texts) answered and waiting to be applied.",
+    )
+    depth.add_metric([], waiting)
+    yield depth
+    age = GaugeMetricFamily(
+        "sms_callbacks_oldest_age_seconds",
+        "Seconds the oldest waiting callback has waited to be applied.",
+    )
+    age.add_metric(
+        [], max((timezone.now() - oldest).total_seconds(), 0.0) if oldest else 0.0
+    )
+    yield age
 
 
 def _depth(campaign_id: int, queued) -> int:

@@ -203,6 +203,9 @@ AXES_RESET_ON_SUCCESS = True
 # a 404 while this is empty. Exempt from the https redirect so a Prometheus on this
 # machine can scrape gunicorn directly (the token would have been sent already).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Each web process writes its callback durations at most this often (seconds): one
+# write per callback would cost a webhook storm a commit per callback.
+METRICS_WRITE_SECONDS = env.float("METRICS_WRITE_SECONDS", default=1.0)
 SECURE_REDIRECT_EXEMPT = [r"^metrics$"]
 
 # The OpenAPI schema and the interactive docs need a login (a staff session, or any
@@ -341,6 +344,11 @@ CELERY_BEAT_SCHEDULE = {
     "campaign-scheduler": {"task": "campaigns.tasks.scheduler_tick", "schedule": 10.0},
     # Forgets callback signatures and events past their freshness window.
     "webhooks-prune": {"task": "webhooks.tasks.prune_seen_callbacks", "schedule": 60.0},
+    # Applies callbacks a webhook stored, should the task it started have been lost.
+    "webhooks-apply": {
+        "task": "webhooks.tasks.apply_queued_callbacks",
+        "schedule": 5.0,
+    },
     # Forgets keyword sign-ups a week past their confirmation window.
     "signups-prune": {
         "task": "contacts.tasks.prune_pending_signups",
@@ -439,6 +447,15 @@ SMS_WEBHOOK_ALLOW_UNSIGNED = env.bool("SMS_WEBHOOK_ALLOW_UNSIGNED", default=Fals
 # Plivo's V2 signature covers only the URL and a nonce (no body, no time): refused
 # unless this is on (accounts whose messaging callbacks carry no V3 headers).
 PLIVO_ALLOW_V2_SIGNATURES = env.bool("PLIVO_ALLOW_V2_SIGNATURES", default=False)
+# "queued": a callback is verified, parsed and stored, the vendor answered at once, and
+# the worker (run_worker, send_campaign between batches, or Celery) applies it within a
+# fraction of a second, in order. "inline": applied inside the request (slower webhooks
+# under load; for setups with no worker at all). See webhooks/queue.py.
+SMS_WEBHOOK_APPLY = env.str("SMS_WEBHOOK_APPLY", default="queued")
+if SMS_WEBHOOK_APPLY not in ("queued", "inline"):
+    raise ImproperlyConfigured(
+        f"SMS_WEBHOOK_APPLY must be 'queued' or 'inline', not {SMS_WEBHOOK_APPLY!r}"
+    )
 # Keywords are matched on the whole reply, trimmed and case-folded (CTIA's lists).
 SMS_KEYWORDS_OPT_OUT = env.list(
     "SMS_KEYWORDS_OPT_OUT",

@@ -19,3 +19,8 @@ require_collected()
 from campaigns.redirects import ShortLinkApp  # noqa: E402
 
 application = ShortLinkApp(application)
+
+# Vendor callbacks (/webhooks/<alias>/status/ and /inbound/) likewise: see webhooks.wsgi.
+from webhooks.wsgi import CallbackApp  # noqa: E402
+
+application = CallbackApp(application)

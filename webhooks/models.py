@@ -1,3 +1,4 @@
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -115,3 +116,28 @@ class SeenCallback(models.Model):
 
     def __str__(self) -> str:
         return self.digest
+
+
+class QueuedCallback(models.Model):
+    """A callback that was verified, parsed and answered, waiting for the worker to
+    apply it (``SMS_WEBHOOK_APPLY = "queued"``, see webhooks.queue).
+
+    The vendor was told 200 once this row was committed, so it holds everything the
+    apply needs: the parsed receipts or inbound texts, in the order they came.
+    """
+
+    provider = models.CharField(max_length=32)
+    kind = models.CharField(max_length=16)
+    items = models.JSONField(encoder=DjangoJSONEncoder)
+    lane = models.PositiveSmallIntegerField(default=0)
+    """Which applier takes it (webhooks.queue.callback_lane): by number, for order."""
+    received_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    """Applies that failed on a database error (the row stays queued and is tried again)."""
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["lane", "id"], name="queuedcallback_lane")]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} #{self.pk}"

@@ -60,6 +60,17 @@ def callback_first_seen(*, keys: list[str], keep_for: int) -> bool:
     Call it inside the transaction that applies the callback: if that rolls back, so
     does the memory of it.
     """
+    sql, params = remember_sql(keys=keys, keep_for=keep_for)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        inserted = len(cursor.fetchall())
+    return inserted == len(keys)
+
+
+def remember_sql(*, keys: list[str], keep_for: int) -> tuple[str, list]:
+    """The statement that remembers ``keys`` and returns a row for each one that was
+    new (all of them: first seen), for callback_first_seen and for statements that
+    remember and store a callback at once (webhooks.queue)."""
     expires = timezone.now() + timedelta(
         seconds=keep_for + settings.SMS_WEBHOOK_CLOCK_SKEW
     )
@@ -68,14 +79,11 @@ def callback_first_seen(*, keys: list[str], keep_for: int) -> bool:
     params = []
     for key in keys:
         params += [key, connection.ops.adapt_datetimefield_value(expires)]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (digest, expires_at) VALUES {values} "
-            "ON CONFLICT (digest) DO NOTHING RETURNING digest",
-            params,
-        )
-        inserted = len(cursor.fetchall())
-    return inserted == len(keys)
+    return (
+        f"INSERT INTO {table} (digest, expires_at) VALUES {values} "
+        "ON CONFLICT (digest) DO NOTHING RETURNING digest",
+        params,
+    )
 
 
 def seen_callbacks_prune() -> int:

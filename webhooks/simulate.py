@@ -7,6 +7,8 @@ webhook view itself (``webhooks.views.provider_callback``): the same signature
 check, parsing, keyword handling, opt-out and automatic reply as a real reply.
 """
 
+import time
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -22,6 +24,7 @@ from providers import get_provider
 from providers.backends.simulator import SmsBackend as SimulatorBackend
 
 from .models import InboundMessage
+from .queue import queued_callbacks_apply
 from .views import provider_callback
 
 
@@ -146,4 +149,9 @@ def simulate_inbound(
             if name.lower() != "content-type"
         },
     )
-    return provider_callback(request, alias=alias, kind="inbound")
+    response = provider_callback(request, alias=alias, kind="inbound")
+    if response.status_code < 300:
+        # Queued for the worker (SMS_WEBHOOK_APPLY): apply it now, as the worker would
+        # in a moment, so the page the marketer lands on shows it.
+        queued_callbacks_apply(deadline=time.monotonic() + 5.0)
+    return response

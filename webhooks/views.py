@@ -88,6 +88,8 @@ def provider_callback(request: HttpRequest, alias: str, kind: str) -> JsonRespon
     if answer := _vendor_answer(alias, kind):
         content_type, content = answer
         return HttpResponse(content, content_type=content_type)
+    if outcome.queued:
+        return JsonResponse({"status": "ok", "queued": outcome.queued})
     return JsonResponse({"status": "ok", "applied": outcome.applied})
 
 

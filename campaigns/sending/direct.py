@@ -14,6 +14,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from django.db.models import F, Q
 from django.utils import timezone
 
+from contacts.services import message_contacts_lock
 from providers import get_provider
 from providers.encoding import analyze
 from providers.messages import OutboundSms, SendResult
@@ -47,20 +48,25 @@ def message_create_direct(
     DirectSender (a webhook must answer the vendor now, whatever the time the vendor
     that sends the reply takes to answer us)."""
     info = analyze(body)
-    message = Message.objects.create(
-        kind=kind,
-        to=to,
-        body=body,
-        provider=provider,
-        sender=sender,
-        contact=contact,
-        encoding=info.encoding,
-        segments=info.segments,
-        # Due now: the worker's next look (within DIRECT_POLL_SECONDS) takes it.
-        next_attempt_at=timezone.now()
-        if background and not broker_configured()
-        else None,
-    )
+    with transaction.atomic():
+        if contact is not None:
+            # The contact is not deleted before this transaction commits (no foreign
+            # key checks it: Message.contact).
+            message_contacts_lock(exclusive=False)
+        message = Message.objects.create(
+            kind=kind,
+            to=to,
+            body=body,
+            provider=provider,
+            sender=sender,
+            contact=contact,
+            encoding=info.encoding,
+            segments=info.segments,
+            # Due now: the worker's next look (within DIRECT_POLL_SECONDS) takes it.
+            next_attempt_at=timezone.now()
+            if background and not broker_configured()
+            else None,
+        )
     send = enqueue_delivery if background else dispatch_direct
     transaction.on_commit(partial(send, message.pk))
     return message

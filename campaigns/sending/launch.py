@@ -4,6 +4,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from contacts.models import Contact, Suppression
+from contacts.services import message_contacts_lock
 
 from .. import lifecycle
 from ..lifecycle import CampaignError as CampaignError
@@ -43,6 +44,10 @@ def _insert_audience(campaign: Campaign, now) -> int:
     segments = list(campaign.segments.all())
     if not list_ids and not segments:
         return 0
+    # Before the INSERT takes its snapshot: a deletion of contacts either finished
+    # (the launch does not see them) or waits for the launch to commit (its SET NULL
+    # then sees the messages); no foreign key checks the contacts (Message.contact).
+    message_contacts_lock(exclusive=False)
     message, contact = Message._meta, Contact._meta
     suppression = Suppression._meta
     qn = connection.ops.quote_name

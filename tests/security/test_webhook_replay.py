@@ -251,16 +251,16 @@ def test_a_callback_that_failed_to_apply_is_applied_on_the_vendors_retry(
     message = MessageFactory(provider="vonage", provider_message_id="V1", status="sent")
     body = compact(vonage_status(message))
     headers = vonage_headers(body)
-    real = handlers.delivery_events_record
+    real = handlers.callback_items_apply
 
     def broken(**kwargs):
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(handlers, "delivery_events_record", broken)
+    monkeypatch.setattr(handlers, "callback_items_apply", broken)
     assert (
         post_json(client, "/webhooks/vonage/status/", body, headers).status_code == 503
     )
-    monkeypatch.setattr(handlers, "delivery_events_record", real)
+    monkeypatch.setattr(handlers, "callback_items_apply", real)
     # Same signature: the 503 told the vendor to retry, and the retry must count.
     retry = post_json(client, "/webhooks/vonage/status/", body, headers)
     assert retry.json() == {"status": "ok", "applied": 1}

@@ -20,6 +20,7 @@ from contacts.services import signups_prune
 from contacts.tasks import import_jobs_run_pending
 from integrations.delivery import WebhookSender, deliver_due
 from providers import deliver_due_reports, get_provider
+from webhooks.queue import CallbackApplier, queued_callbacks_apply
 from webhooks.replay import seen_callbacks_prune
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class Command(BaseCommand):
         # vendor delays neither them nor the campaigns.
         sender = DirectSender(concurrency=settings.SMS_DIRECT_CONCURRENCY, stop=stop)
         if once:
+            queued_callbacks_apply(deadline=time.monotonic() + slice)
             self.round(slice, stop)
             sender.drain()
             sender.join()
@@ -72,6 +74,9 @@ class Command(BaseCommand):
         sender.start()
         # Integrators' event webhooks go out on a thread of their own too.
         webhooks = WebhookSender(stop=stop).start()
+        # Callbacks the webhooks stored are applied as they come (a STOP is honoured
+        # within a fraction of a second), whatever the campaigns are doing.
+        applier = CallbackApplier(stop=stop).start()
         failures = 0
         try:
             while not stop.is_set():
@@ -98,6 +103,7 @@ class Command(BaseCommand):
             stop.set()
             sender.join()
             webhooks.join()
+            applier.join()
         self.stdout.write("Worker stopped.")
 
     def _back_off(self, stop: threading.Event, failures: int, reason: str) -> None:

@@ -24,6 +24,7 @@ from campaigns.sending.dispatch import Dispatcher
 from campaigns.sending.launch import campaign_launch
 from campaigns.stats import campaign_snapshot_take, campaign_stats
 from providers import get_provider
+from webhooks.queue import CallbackApplier, queued_callbacks_apply
 
 
 class Command(BaseCommand):
@@ -121,55 +122,65 @@ class Command(BaseCommand):
                 progress.update(campaign.pk, d),
             ),
         )
+        # Callbacks the webhooks store (a STOP, a receipt) are applied while this
+        # process sends, as run_worker does: a STOP is honoured before later batches.
+        # Those answered before it started first, so none of their STOPs is sent to.
+        queued_callbacks_apply()
+        applier_stop = threading.Event()
+        applier = CallbackApplier(stop=applier_stop).start()
         try:
-            step = dispatcher.run()
-        except ImproperlyConfigured as exc:
-            # A provider that broke mid-send: paused with the reason, like a worker.
-            campaign_pause_if_unusable(campaign, error=exc)
-            raise CommandError(
-                f"Campaign {campaign.pk} is paused: {exc}. Fix the provider's "
-                "configuration, then run the command again with --resume."
-            ) from exc
+            try:
+                step = dispatcher.run()
+            except ImproperlyConfigured as exc:
+                # A provider that broke mid-send: paused with the reason, like a worker.
+                campaign_pause_if_unusable(campaign, error=exc)
+                raise CommandError(
+                    f"Campaign {campaign.pk} is paused: {exc}. Fix the provider's "
+                    "configuration, then run the command again with --resume."
+                ) from exc
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            progress.update(campaign.pk, dispatcher, final=True)
+            self.stdout.write("")
+            pipeline = dispatcher.pipeline
+            if pipeline.late_slots:
+                # A sender too busy to start requests on time sends below the rate.
+                self.stdout.write(
+                    f"Pacing: {pipeline.late_slots:,} slot(s) missed while this process "
+                    f"was busy (up to {pipeline.latest_start * 1000:.0f} ms late), "
+                    "booked again."
+                )
+            if pipeline.full_slots:
+                self.stdout.write(
+                    f"Pacing: {pipeline.full_slots:,} slot(s) missed with all "
+                    f"{dispatcher.concurrency} sending threads taken, booked again; "
+                    "raise SMS_DISPATCH_CONCURRENCY."
+                )
+            if stop.is_set():
+                self.stdout.write(
+                    self.style.WARNING(
+                        "Stopped after the current batch. Run the command again to resume."
+                    )
+                )
+                sys.exit(130)
+            self._wait_for_reports(backend, report_wait)
+            # The admin reads progress from snapshots: leave one with the receipts in.
+            campaign_snapshot_take(campaign=campaign)
+            campaign.refresh_from_db()
+            if step.state == "stopped":
+                self.stdout.write(
+                    self.style.WARNING(
+                        f"Campaign is {campaign.get_status_display().lower()}. {campaign.waiting_reason}"
+                    )
+                )
+            self._summary(campaign)
+            if campaign.status == Campaign.Status.FAILED:
+                raise CommandError(
+                    f"Campaign {campaign.pk} failed: no message was accepted."
+                )
         finally:
-            signal.signal(signal.SIGINT, previous)
-        progress.update(campaign.pk, dispatcher, final=True)
-        self.stdout.write("")
-        pipeline = dispatcher.pipeline
-        if pipeline.late_slots:
-            # A sender too busy to start requests on time sends below the rate.
-            self.stdout.write(
-                f"Pacing: {pipeline.late_slots:,} slot(s) missed while this process "
-                f"was busy (up to {pipeline.latest_start * 1000:.0f} ms late), "
-                "booked again."
-            )
-        if pipeline.full_slots:
-            self.stdout.write(
-                f"Pacing: {pipeline.full_slots:,} slot(s) missed with all "
-                f"{dispatcher.concurrency} sending threads taken, booked again; "
-                "raise SMS_DISPATCH_CONCURRENCY."
-            )
-        if stop.is_set():
-            self.stdout.write(
-                self.style.WARNING(
-                    "Stopped after the current batch. Run the command again to resume."
-                )
-            )
-            sys.exit(130)
-        self._wait_for_reports(backend, report_wait)
-        # The admin reads progress from snapshots: leave one with the receipts in.
-        campaign_snapshot_take(campaign=campaign)
-        campaign.refresh_from_db()
-        if step.state == "stopped":
-            self.stdout.write(
-                self.style.WARNING(
-                    f"Campaign is {campaign.get_status_display().lower()}. {campaign.waiting_reason}"
-                )
-            )
-        self._summary(campaign)
-        if campaign.status == Campaign.Status.FAILED:
-            raise CommandError(
-                f"Campaign {campaign.pk} failed: no message was accepted."
-            )
+            applier_stop.set()
+            applier.join()
 
     def _require_usable_providers(self, campaign: Campaign) -> None:
         """Stop before anything changes when the campaign cannot send (a campaign

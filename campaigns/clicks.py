@@ -205,7 +205,15 @@ def _record_postgresql(
     sql = _click_sql(asynchronous=not db.in_atomic_block)
     params = [position, message_id, at, agent, is_bot, at, not is_bot]
     with _server_bound_cursor(db) as cursor:
-        cursor.execute(sql, params)
+        raw = db.connection
+        # Prepared for this statement only: a connection that counted every query
+        # towards preparing would keep the last hundred (with their literal values:
+        # Django binds on the client) in memory, megabytes for bulk inserts.
+        raw.prepare_threshold = 0
+        try:
+            cursor.execute(sql, params)
+        finally:
+            raw.prepare_threshold = None
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -246,9 +254,9 @@ def _click_sql(*, asynchronous: bool) -> str:
 def _server_bound_cursor(db):
     """A cursor like ``db.cursor()`` (Django's error wrapping, and query
     logging in tests) whose parameters are bound on the server, so that psycopg
-    prepares the statement on its connection (``prepare_threshold`` in the
-    settings): PostgreSQL then skips parsing and planning, about half of the
-    click's CPU there. Django's own cursors bind on the client and never prepare.
+    prepares the statement on its connection (the first time, then reuses it):
+    PostgreSQL then skips parsing and planning, about half of the click's CPU
+    there. Django's own cursors bind on the client and are never prepared.
     """
     import psycopg
 

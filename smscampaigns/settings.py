@@ -138,12 +138,6 @@ else:
     # A new PostgreSQL connection costs ~5 ms; webhooks and workers reuse theirs.
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=600))
     _db["CONN_HEALTH_CHECKS"] = True
-    # psycopg prepares a statement run five times through a server-binding cursor
-    # (a short link's click: campaigns.clicks), so PostgreSQL stops planning it.
-    # Django's own cursors bind on the client and are never prepared. Prepared
-    # statements live in the session, which the supported poolers keep (session
-    # mode, see Running in production).
-    _db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

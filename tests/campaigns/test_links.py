@@ -448,6 +448,22 @@ def test_the_click_statement_is_prepared_once_per_connection(campaign):
     assert Message.objects.get(campaign=campaign, contact__first_name="Ada").clicks == 8
 
 
+def test_no_other_query_is_kept_for_preparing(campaign):
+    """psycopg counts every query towards preparing when the connection allows it,
+    keeping the last hundred with their literal values (bulk inserts: megabytes)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no prepared statements")
+    send(campaign)
+    link_click_record(code=sent_code(campaign, "Ada"), user_agent=PHONE)
+    for n in range(20):
+        Message.objects.filter(pk=n).exists()
+    manager = connection.connection._prepared
+    assert manager.prepare_threshold is None
+    assert len(manager._counts) == 0
+
+
 def test_a_database_error_leaves_the_request_to_django(campaign, monkeypatch):
     from django.db import DatabaseError
 

@@ -169,6 +169,9 @@ def queued_callbacks_apply(
     ``limit`` rows were applied or the (monotonic) ``deadline`` passed; returns how
     many rows were applied. A lane another applier holds is skipped."""
     if lane is None and connection.vendor == "postgresql":
+        # An idle queue costs one look, not one per lane.
+        if not QueuedCallback.objects.exists():
+            return 0
         # A batch from each lane in turn, so no lane waits behind a busy one; lanes
         # another process holds are left to it.
         applied = 0
@@ -348,21 +351,17 @@ class CallbackApplier:
     def __init__(self, *, stop: threading.Event) -> None:
         self.stop = stop
         self.applied = 0
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._thread = threading.Thread(target=self._run, name="callback-applier")
 
     def start(self) -> "CallbackApplier":
         # Inline mode queues nothing: no thread (and no connection) needed.
-        if not queued_mode():
-            return self
-        thread = threading.Thread(target=self._run, name="callback-applier")
-        thread.start()
-        self._threads.append(thread)
+        if queued_mode():
+            self._thread.start()
         return self
 
     def join(self) -> None:
-        for thread in self._threads:
-            thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _run(self) -> None:
         failures = 0
@@ -387,8 +386,7 @@ class CallbackApplier:
                     self.stop.wait(POLL_SECONDS * 10)
                     continue
                 failures = 0
-                with self._lock:
-                    self.applied += applied
+                self.applied += applied
                 if not applied:
                     self.stop.wait(POLL_SECONDS)
         finally:

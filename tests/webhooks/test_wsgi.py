@@ -12,6 +12,7 @@ import pytest
 
 from contacts.models import Contact
 from tests.factories import ContactFactory
+from tests.webhooks.test_queue import vonage_text
 from tests.webhooks.test_views import VONAGE_SECRET, vendors  # noqa: F401 (fixture)
 from webhooks.models import InboundMessage
 from webhooks.wsgi import CallbackApp
@@ -32,17 +33,7 @@ class _Django:
 
 
 def _stop(phone: str, text: str = "STOP") -> bytes:
-    return json.dumps(
-        {
-            "channel": "sms",
-            "message_uuid": str(uuid.uuid4()),
-            "to": "14155550100",
-            "from": phone.lstrip("+"),
-            "timestamp": "2025-01-01T12:00:00.000Z",
-            "message_type": "text",
-            "text": text,
-        }
-    ).encode()
+    return json.dumps(vonage_text(phone, text)).encode()
 
 
 def _call(

@@ -8,19 +8,16 @@ with ``is_bot`` set and leaves the message's click count alone.
 """
 
 import re
-import time
 from datetime import datetime
 from functools import lru_cache, partial
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
-from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
 from integrations.events import EventType, click_data
-from integrations.models import WebhookEndpoint
-from integrations.services import publish
+from integrations.services import publish, subscribed
 
 from .links import destination, link_decode
 from .models import LinkClick, Message, TrackedLink
@@ -137,43 +134,12 @@ def link_click_record(
 
 
 #: How long a process trusts what it last read about link.clicked subscribers.
-SUBSCRIBERS_TTL_SECONDS = 5.0
-# (when it was read, on the monotonic clock; whether any active endpoint wants it)
-_subscribed: tuple[float, bool] = (-SUBSCRIBERS_TTL_SECONDS, False)
-
-
 def clicks_subscribed() -> bool:
-    """Whether an active webhook endpoint wants link.clicked events.
-
-    Read at most every :data:`SUBSCRIBERS_TTL_SECONDS` per process and forgotten
-    when this process saves or deletes an endpoint: the redirect then costs one
-    round trip when nobody listens, not a query of the endpoints and a transaction
-    per click. An endpoint created in another process gets clicks from a few
-    seconds after it was saved.
-    """
-    global _subscribed
-    read_at, anyone = _subscribed
-    now = time.monotonic()
-    if now - read_at < SUBSCRIBERS_TTL_SECONDS:
-        return anyone
-    wanted = EventType.LINK_CLICKED.value
-    anyone = any(
-        wanted in (events or ())
-        for events in WebhookEndpoint.objects.filter(is_active=True).values_list(
-            "events", flat=True
-        )
-    )
-    _subscribed = (now, anyone)
-    return anyone
-
-
-def _forget_subscribers(**kwargs) -> None:
-    global _subscribed
-    _subscribed = (-SUBSCRIBERS_TTL_SECONDS, False)
-
-
-post_save.connect(_forget_subscribers, sender=WebhookEndpoint)
-post_delete.connect(_forget_subscribers, sender=WebhookEndpoint)
+    """Whether an active webhook endpoint wants link.clicked events (read once every
+    few seconds per process, see integrations.services.subscribed): the redirect
+    costs one round trip when nobody listens, not a query of the endpoints and a
+    transaction per click."""
+    return subscribed(EventType.LINK_CLICKED.value)
 
 
 def _click_data(message_id: int, url: str, agent: str, at: datetime) -> dict:

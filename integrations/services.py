@@ -9,6 +9,7 @@ or opt-in (contacts.services). The worker delivers later (integrations.delivery)
 
 import ipaddress
 import json
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -25,9 +26,47 @@ from .models import Delivery, Event, WebhookEndpoint, new_secret
 Data = dict | Callable[[], dict]
 
 
+#: Seconds a process trusts its answer to "does any active endpoint want this type?".
+SUBSCRIBERS_TTL_SECONDS = 5.0
+# (when it was read, on the monotonic clock; the event types some active endpoint wants)
+_wanted: tuple[float, frozenset[str]] = (-SUBSCRIBERS_TTL_SECONDS, frozenset())
+
+
+def subscribed(event_type: str) -> bool:
+    """Whether an active endpoint wants ``event_type``.
+
+    Read at most every :data:`SUBSCRIBERS_TTL_SECONDS` per process, and forgotten when
+    this process saves or deletes an endpoint (:func:`subscribers_forget`). Most
+    installations have no endpoint: every receipt, inbound text, opt-out and click
+    then costs no query for its events. An endpoint saved in another process gets
+    events from a few seconds after it was saved.
+    """
+    global _wanted
+    read_at, wanted = _wanted
+    now = time.monotonic()
+    if now - read_at >= SUBSCRIBERS_TTL_SECONDS:
+        wanted = frozenset(
+            event
+            for events in WebhookEndpoint.objects.filter(is_active=True).values_list(
+                "events", flat=True
+            )
+            for event in events or ()
+        )
+        _wanted = (now, wanted)
+    return event_type in wanted
+
+
+def subscribers_forget(**kwargs) -> None:
+    """Read the endpoints again at the next event (an endpoint was saved or deleted)."""
+    global _wanted
+    _wanted = (-SUBSCRIBERS_TTL_SECONDS, frozenset())
+
+
 def _subscribers(event_type: str) -> list[int]:
     """The active endpoints that want ``event_type`` (a handful of rows: read whole
     instead of a JSON containment query, which SQLite lacks)."""
+    if not subscribed(event_type):
+        return []
     return [
         pk
         for pk, events in WebhookEndpoint.objects.filter(is_active=True).values_list(

@@ -18,6 +18,15 @@ def sms_outbox() -> list[OutboundSms]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_subscribers():
+    """Endpoints a test created are rolled back without a signal: each test reads
+    them anew (a process otherwise trusts its read for a few seconds)."""
+    from integrations.services import subscribers_forget
+
+    subscribers_forget()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttle_state():
     """Rate limiter and circuit state kept in this process must not leak between tests."""
     from campaigns.sending import pacing

@@ -43,6 +43,29 @@ def test_nothing_is_written_when_nobody_subscribes():
     assert not Event.objects.exists()
 
 
+def test_without_subscribers_an_event_costs_no_query(django_assert_num_queries):
+    """Most installations have no endpoint: a receipt, reply or opt-out then pays
+    nothing for its events (the endpoints are read once every few seconds)."""
+    publish("contact.opted_out", {"phone": "+1"})  # reads the endpoints once
+    with django_assert_num_queries(0):
+        assert publish("contact.opted_out", {"phone": "+1"}) is None
+        assert publish("message.inbound", {"text": "hi"}) is None
+
+
+def test_an_endpoint_saved_or_deleted_in_this_process_is_seen_at_once():
+    assert publish("contact.opted_out", {"phone": "+1"}) is None
+    endpoint = endpoint_for("http://127.0.0.1:9/a", "contact.opted_out")
+    assert publish("contact.opted_out", {"phone": "+1"}) is not None
+    endpoint.is_active = False
+    endpoint.save()
+    assert publish("contact.opted_out", {"phone": "+1"}) is None
+    endpoint.is_active = True
+    endpoint.save()
+    endpoint.delete()
+    assert publish("contact.opted_out", {"phone": "+1"}) is None
+    assert Event.objects.count() == 1
+
+
 def test_one_event_fans_out_to_every_active_subscriber():
     a = endpoint_for("http://127.0.0.1:9/a", "contact.opted_out")
     b = endpoint_for("http://127.0.0.1:9/b", "contact.opted_out", "message.inbound")

@@ -133,7 +133,6 @@ def link_click_record(
     return None
 
 
-#: How long a process trusts what it last read about link.clicked subscribers.
 def clicks_subscribed() -> bool:
     """Whether an active webhook endpoint wants link.clicked events (read once every
     few seconds per process, see integrations.services.subscribed): the redirect

@@ -67,6 +67,8 @@ def _subscribers(event_type: str) -> list[int]:
     instead of a JSON containment query, which SQLite lacks)."""
     if not subscribed(event_type):
         return []
+    # The ids are read fresh, not kept with the types: an endpoint deleted in another
+    # process would otherwise fail the caller's transaction (a STOP, a receipt).
     return [
         pk
         for pk, events in WebhookEndpoint.objects.filter(is_active=True).values_list(
